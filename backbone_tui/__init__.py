@@ -1,0 +1,1 @@
+"""Backbone TUI: the application shell and command-line entry point."""

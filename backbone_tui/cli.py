@@ -1,0 +1,483 @@
+"""`backbone`: the command-line interface (SPEC section 8); without a command, the TUI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.errors import BackboneError
+
+EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backbone", description="Keep issues in sync between two trackers over file exchange or email.",
+    )
+    parser.add_argument("--home", help="installation folder (default: $BACKBONE_HOME or the user data dir)")
+    parser.add_argument("--project", help="open the project overview of this project (TUI)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="two paired installations syncing sample issues")
+    demo.add_argument("dir", type=Path)
+    demo.add_argument("--no-encryption", action="store_true", help="plain messages (the default until OpenPGP lands)")
+    demo.add_argument("--no-tui", action="store_true", help="sync, print a summary and exit")
+
+    run = sub.add_parser("run", help="the headless engine")
+    run.add_argument("--once", action="store_true", help="do all pending work, then exit")
+    run.add_argument("--api", metavar="HOST:PORT", help="also serve the REST API (not available yet)")
+
+    sync = sub.add_parser("sync", help="synchronizations").add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sync.add_parser("list")
+    p.add_argument("--status")
+    p.add_argument("--project", dest="filter_project")
+    p.add_argument("--json", action="store_true")
+    p = sync.add_parser("show")
+    p.add_argument("key")
+    p.add_argument("--json", action="store_true")
+    p = sync.add_parser("create")
+    p.add_argument("--role", choices=("primary", "secondary", "local"), required=True)
+    p.add_argument("--project", dest="sync_project", required=True)
+    p.add_argument("--partner-project", help="primary: the partner's project key; local: the second project")
+    p.add_argument("--user", required=True)
+    p.add_argument("--protocol", default="file")
+    p.add_argument("--name")
+    p.add_argument("--description", default="")
+    p.add_argument("--exchange")
+    p.add_argument("--handshake-out")
+    p.add_argument("--handshake")
+    p.add_argument("--no-encryption", action="store_true")
+    p.add_argument("--review", action="store_true")
+    for name in ("accept", "decline"):
+        p = sync.add_parser(name)
+        p.add_argument("key")
+    for name in ("start", "stop"):
+        p = sync.add_parser(name)
+        p.add_argument("keys", nargs="*")
+        p.add_argument("--status", help="all synchronizations in this state instead of keys")
+    p = sync.add_parser("edit")
+    p.add_argument("key")
+    p.add_argument("--name")
+    p.add_argument("--description")
+    p = sync.add_parser("delete")
+    p.add_argument("key")
+    p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+
+    config = sub.add_parser("config", help="mapping configuration").add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = config.add_parser("export")
+    p.add_argument("key")
+    p.add_argument("-o", "--output")
+    p.add_argument("--project", dest="side_project")
+    p = config.add_parser("import")
+    p.add_argument("key")
+    p.add_argument("file")
+    p.add_argument("--project", dest="side_project")
+
+    messages = sub.add_parser("messages", help="messages of a synchronization")
+    messages.add_argument("key_or_action", metavar="KEY | retry KEY | skip KEY")
+    messages.add_argument("key", nargs="?")
+    messages.add_argument("--folder")
+    messages.add_argument("--issue", help="pair id of the issue (retry, skip)")
+    messages.add_argument("--json", action="store_true")
+
+    project = sub.add_parser("project", help="embedded tracker projects").add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = project.add_parser("create")
+    p.add_argument("key")
+    p.add_argument("--name", required=True)
+    p = project.add_parser("field")
+    p.add_argument("key")
+    p.add_argument("name")
+    p.add_argument("--kind", choices=("text", "number", "select"), default="text")
+    p.add_argument("--option", action="append", default=[])
+    p = project.add_parser("list")
+    p.add_argument("--json", action="store_true")
+
+    issue = sub.add_parser("issue", help="embedded tracker issues").add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = issue.add_parser("create")
+    p.add_argument("--project", dest="issue_project", required=True)
+    p.add_argument("--type", required=True)
+    p.add_argument("--summary", required=True)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--parent")
+    p = issue.add_parser("update")
+    p.add_argument("issue")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", required=True)
+    p = issue.add_parser("comment")
+    p.add_argument("issue")
+    p.add_argument("text")
+    p = issue.add_parser("attach")
+    p.add_argument("issue")
+    p.add_argument("file")
+    p = issue.add_parser("transition")
+    p.add_argument("issue")
+    p.add_argument("status")
+    p = issue.add_parser("link")
+    p.add_argument("issue")
+    p.add_argument("target")
+    p.add_argument("--kind", default="relates")
+    p = issue.add_parser("show")
+    p.add_argument("issue")
+    p.add_argument("--json", action="store_true")
+    p = issue.add_parser("list")
+    p.add_argument("--project", dest="issue_project")
+    p.add_argument("--json", action="store_true")
+    for action in issue.choices.values():
+        action.add_argument("--as", dest="as_user", default="admin", help="act as this user (default: admin)")
+
+    tracker = sub.add_parser("tracker", help="embedded tracker administration").add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = tracker.add_parser("maintenance")
+    p.add_argument("state", choices=("on", "off"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except BackboneError as exc:
+        print(f"backbone: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return _demo(args)
+    from engine.installation import Installation
+
+    if args.command is None:
+        from .app import run_tui
+
+        inst = Installation(args.home)
+        return run_tui(inst, project=args.project)
+    inst = Installation(args.home)
+    inst.setup_logging()
+    try:
+        handler: Callable[[Installation, argparse.Namespace], int] = {
+            "run": _run, "sync": _sync, "config": _config, "messages": _messages,
+            "project": _project, "issue": _issue, "tracker": _tracker,
+        }[args.command]
+        return handler(inst, args)
+    finally:
+        inst.close()
+
+
+# -- demo and run ---------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from engine.demo import build_demo, settle, summary
+    from engine.engine import Engine
+
+    started = time.monotonic()
+    demo = build_demo(args.dir)
+    for inst in (demo.acme, demo.globex):
+        inst.setup_logging()
+    if args.no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        settle((Engine(demo.acme), Engine(demo.globex)))
+        for line in summary(demo, time.monotonic() - started):
+            print(line)
+        demo.close()
+        return EXIT_OK
+    from .app import run_tui
+
+    partner = Engine(demo.globex)
+    partner.start()
+    try:
+        return run_tui(demo.acme)
+    finally:
+        partner.stop()
+        demo.close()
+
+
+def _run(inst: Any, args: argparse.Namespace) -> int:
+    from engine.engine import Engine
+
+    if args.api:
+        raise BackboneError("--api: the REST API is not available in this version yet")
+    engine = Engine(inst)
+    if args.once:
+        work = engine.run_once()
+        print(f"done: {work} step(s) of work")
+        return EXIT_OK
+    engine.start()
+    print(f"engine running for {inst.paths.root} (pid lock {inst.paths.lock_file}); Ctrl-C stops it")
+    stopping = False
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stopping and engine.running:
+        time.sleep(0.2)
+    engine.stop()
+    if engine.failure:
+        print(f"backbone: {engine.failure}", file=sys.stderr)
+        return EXIT_USER
+    print("engine stopped")
+    return EXIT_OK
+
+
+# -- sync -----------------------------------------------------------------------------------
+
+
+def _print_table(rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def _sync(inst: Any, args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "list":
+        syncs = inst.list_syncs(status=args.status, project=args.filter_project or args.project)
+        if args.json:
+            print(json.dumps([info.to_json() for info in syncs], indent=2))
+        else:
+            _print_table(
+                [[i.key, i.name, i.local_project, i.partner_project, i.role, i.protocol, i.status,
+                  str(i.errors), str(i.pending)] for i in syncs],
+                ["KEY", "NAME", "PROJECT", "PARTNER", "ROLE", "PROTOCOL", "STATUS", "ERRORS", "PENDING"],
+            )
+        return EXIT_OK
+    if action == "show":
+        info = inst.sync_info(args.key)
+        if args.json:
+            print(json.dumps(info.to_json(), indent=2))
+        else:
+            for name, value in info.to_json().items():
+                print(f"{name:15} {value}")
+        return EXIT_OK
+    if action == "create":
+        return _sync_create(inst, args)
+    if action == "accept":
+        info = inst.accept(args.key)
+        print(f"{info.key}: {info.status} ({info.status_detail})")
+        return EXIT_OK
+    if action == "decline":
+        info = inst.decline(args.key)
+        print(f"{info.key}: {info.status}")
+        return EXIT_OK
+    if action in ("start", "stop"):
+        keys = list(args.keys)
+        if args.status:
+            if keys:
+                raise BackboneError("give keys or --status, not both")
+            keys = [info.key for info in inst.list_syncs(status=args.status)]
+        if not keys:
+            raise BackboneError(f"nothing to {action}: give synchronization keys or --status")
+        for info in (inst.start if action == "start" else inst.stop)(keys):
+            print(f"{info.key}: {info.status}")
+        return EXIT_OK
+    if action == "edit":
+        if args.name is None and args.description is None:
+            raise BackboneError("nothing to change: give --name and/or --description")
+        info = inst.edit(args.key, name=args.name, description=args.description)
+        print(f"{info.key}: {info.name}")
+        return EXIT_OK
+    if action == "delete":
+        if not args.yes:
+            raise BackboneError(f"deleting {args.key} cannot be undone: add --yes to confirm")
+        info = inst.sync_info(args.key)
+        if info.status == "RUNNING":
+            inst.stop([args.key])
+        inst.delete(args.key)
+        print(f"{args.key}: deleted (message files kept under {inst.paths.data / 'deleted'})")
+        return EXIT_OK
+    raise AssertionError(action)
+
+
+def _sync_create(inst: Any, args: argparse.Namespace) -> int:
+    if args.role == "primary":
+        missing = [flag for flag, value in (("--name", args.name), ("--handshake-out", args.handshake_out)) if not value]
+        if missing:
+            raise BackboneError(f"sync create --role primary needs {' and '.join(missing)}")
+        info, path = inst.create_primary(
+            project=args.sync_project, user=args.user, protocol=args.protocol, name=args.name,
+            handshake_out=args.handshake_out, exchange=args.exchange, description=args.description,
+            review=args.review, partner_project=args.partner_project,
+        )
+        print(f"{info.key}: {info.status}; handshake file written to {path}")
+        print("deliver it to the partner securely; they run: backbone sync create --role secondary --handshake FILE ...")
+        return EXIT_OK
+    if args.role == "secondary":
+        if not args.handshake:
+            raise BackboneError("sync create --role secondary needs --handshake FILE")
+        data = inst.read_handshake(args.handshake)
+        print(f"handshake: synchronization {data['sync']} {data['name']!r} from project "
+              f"{data['primary']['project']} ({data['protocol']})")
+        info = inst.create_secondary(handshake=args.handshake, project=args.sync_project,
+                                     user=args.user, exchange=args.exchange)
+        print(f"{info.key}: {info.status}; run 'backbone sync accept {info.key}' or 'sync decline'")
+        return EXIT_OK
+    if not args.partner_project:
+        raise BackboneError("sync create --role local needs --partner-project")
+    info = inst.create_local(project=args.sync_project, partner_project=args.partner_project,
+                             user=args.user, name=args.name or f"{args.sync_project} <-> {args.partner_project}",
+                             description=args.description)
+    print(f"{info.key}: {info.status}")
+    return EXIT_OK
+
+
+def _config(inst: Any, args: argparse.Namespace) -> int:
+    if args.action == "export":
+        text = inst.config_export(args.key, args.side_project)
+        if args.output:
+            Path(args.output).write_text(text)
+            print(f"written to {args.output}")
+        else:
+            sys.stdout.write(text)
+        return EXIT_OK
+    inst.config_import(args.key, args.file, args.side_project)
+    print(f"{args.key}: configuration imported from {args.file}")
+    return EXIT_OK
+
+
+def _messages(inst: Any, args: argparse.Namespace) -> int:
+    first = args.key_or_action
+    if first in ("retry", "skip"):
+        if not args.key:
+            raise BackboneError(f"messages {first} needs a synchronization key")
+        if first == "skip":
+            if not args.issue:
+                raise BackboneError("messages skip needs --issue PAIR (see 'messages KEY --folder ERROR')")
+            count = inst.skip(args.key, args.issue)
+        else:
+            count = inst.retry(args.key, args.issue)
+        print(f"{args.key}: {count} message(s) queued again")
+        return EXIT_OK
+    rows = inst.messages(first, args.folder)
+    if args.json:
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+        return EXIT_OK
+    _print_table(
+        [[str(r.id), r.direction, r.type or "-", (r.issue or "-")[:12], f"{r.epoch}/{r.seq}",
+          r.folder + (f"/{r.hold[:12]}" if r.hold else ""), r.reason_code or "-", r.reason_text[:60]]
+         for r in rows],
+        ["ID", "DIR", "TYPE", "ISSUE", "EPOCH/SEQ", "FOLDER", "REASON", "TEXT"],
+    )
+    return EXIT_OK
+
+
+# -- embedded tracker -----------------------------------------------------------------------
+
+
+def _project(inst: Any, args: argparse.Namespace) -> int:
+    if args.action == "create":
+        inst.tracker.create_project(args.key, args.name)
+        print(f"project {args.key} created")
+    elif args.action == "field":
+        inst.tracker.add_custom_field(args.key, args.name, args.kind, args.option)
+        print(f"{args.key}: custom field {args.name!r} ({args.kind}) added")
+    else:
+        projects = inst.tracker.projects()
+        if args.json:
+            print(json.dumps([{"key": k, "name": n} for k, n in projects], indent=2))
+        else:
+            _print_table([[k, n] for k, n in projects], ["KEY", "NAME"])
+    return EXIT_OK
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for item in pairs:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise BackboneError(f"--set {item!r}: expected FIELD=VALUE")
+        fields[name.strip()] = value
+    return fields
+
+
+def _issue(inst: Any, args: argparse.Namespace) -> int:
+    from engine.errors import TrackerOffline, TrackerRefused
+
+    t = inst.tracker
+    try:
+        return _issue_action(inst, t, args)
+    except TrackerRefused as exc:
+        raise BackboneError(str(exc)) from None
+    except TrackerOffline as exc:
+        raise BackboneError(str(exc)) from None
+
+
+def _issue_action(inst: Any, t: Any, args: argparse.Namespace) -> int:
+    action = args.action
+    if action == "create":
+        fields = {"summary": args.summary, **_parse_sets(args.set)}
+        parent = t.issue_key_to_id(args.parent) if args.parent else None
+        issue_id = t.create_issue(args.issue_project, args.type, fields, as_user=args.as_user, parent_id=parent)
+        print(t.read_issue(issue_id).key)
+        return EXIT_OK
+    if action == "list":
+        issues = t.list_issues(args.issue_project)
+        if args.json:
+            print(json.dumps([_issue_json(i) for i in issues], indent=2))
+        else:
+            _print_table([[i.key, i.issue_type, i.status, str(i.fields.get("priority")), i.fields["summary"][:60]]
+                          for i in issues], ["KEY", "TYPE", "STATUS", "PRIORITY", "SUMMARY"])
+        return EXIT_OK
+    issue_id = t.issue_key_to_id(args.issue)
+    if action == "update":
+        changed = t.update_issue(issue_id, _parse_sets(args.set), as_user=args.as_user)
+        print(f"{args.issue}: " + (f"changed {', '.join(changed)}" if changed else "nothing changed"))
+    elif action == "comment":
+        t.add_comment(issue_id, args.text, as_user=args.as_user)
+        print(f"{args.issue}: comment added")
+    elif action == "attach":
+        source = Path(args.file)
+        if not source.is_file():
+            raise BackboneError(f"{source}: not a readable file")
+        t.add_attachment(issue_id, source.name, source.read_bytes(), as_user=args.as_user)
+        print(f"{args.issue}: attached {source.name}")
+    elif action == "transition":
+        moved = t.transition(issue_id, args.status, as_user=args.as_user)
+        print(f"{args.issue}: " + (f"now {args.status}" if moved else f"already {args.status}"))
+    elif action == "link":
+        t.add_link(issue_id, t.issue_key_to_id(args.target), args.kind, as_user=args.as_user)
+        print(f"{args.issue} {args.kind} {args.target}")
+    elif action == "show":
+        issue = t.read_issue(issue_id)
+        if args.json:
+            print(json.dumps(_issue_json(issue), indent=2))
+        else:
+            data = _issue_json(issue)
+            for name in ("key", "type", "status", "parent"):
+                print(f"{name:12} {data[name]}")
+            for name, value in data["fields"].items():
+                print(f"{name:12} {value}")
+            for c in data["comments"]:
+                print(f"comment      [{c['author']}] {c['body']}")
+            for a in data["attachments"]:
+                print(f"attachment   {a['filename']} ({a['size']} bytes, {a['media_type']})")
+    return EXIT_OK
+
+
+def _issue_json(issue: Any) -> dict[str, Any]:
+    return {
+        "id": issue.id, "key": issue.key, "project": issue.project, "type": issue.issue_type,
+        "status": issue.status, "parent": issue.parent_id, "fields": issue.fields,
+        "created": issue.created.isoformat(), "updated": issue.updated.isoformat(),
+        "comments": [{"author": c.author, "body": c.body, "created": c.created.isoformat()} for c in issue.comments],
+        "attachments": [{"filename": a.filename, "size": a.size, "media_type": a.media_type} for a in issue.attachments],
+        "links": [{"kind": kind, "target": target} for kind, target in issue.links],
+    }
+
+
+def _tracker(inst: Any, args: argparse.Namespace) -> int:
+    inst.tracker.set_maintenance(args.state == "on")
+    print(f"embedded tracker maintenance {args.state}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Mapping configuration of one side: parsed from and written to a readable TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+import tomli_w
+
+from .errors import ApplyError, BackboneError
+
+DIRECTIONS = ("both", "to_partner", "from_partner", "off")
+FIELD_KINDS = ("text", "number", "select", "user", "labels", "date")
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FieldMapping:
+    """One mapped field: `values` maps local values to shared value ids."""
+
+    id: str
+    local: str
+    kind: str = "text"
+    direction: str = "both"
+    values: dict[str, str] = field(default_factory=dict)
+    default: str | None = None
+
+    @property
+    def sends(self) -> bool:
+        return self.direction in ("both", "to_partner")
+
+    @property
+    def receives(self) -> bool:
+        return self.direction in ("both", "from_partner")
+
+    def to_shared(self, value: Any) -> Any:
+        """The shared form of a local value (None when this value is not shared)."""
+        if not self.values or value is None:
+            return value
+        if isinstance(value, list):
+            return [self.values[v] for v in value if v in self.values]
+        return self.values.get(str(value), self.default and self.values.get(self.default))
+
+    def to_local(self, value: Any) -> Any:
+        if not self.values or value is None:
+            return value
+        inverse = {shared: local for local, shared in reversed(list(self.values.items()))}
+        if isinstance(value, list):
+            return [inverse[v] for v in value if v in inverse]
+        if value in inverse:
+            return inverse[value]
+        if self.default is not None:
+            return self.default
+        raise ApplyError(
+            "VALUE_NOT_MAPPED", f"field mapping {self.id!r}: partner value {value!r} has no local value"
+        )
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    issue_types: dict[str, str] = field(default_factory=dict)  # local type -> mapping id
+    statuses: dict[str, str] = field(default_factory=dict)  # local status -> mapping id
+    fields: tuple[FieldMapping, ...] = ()
+    comments: str = "both"
+    attachments: str = "both"
+    attachment_max_bytes: int = 10 * 1024 * 1024
+    subtasks: bool = True
+    links: bool = True
+
+    def type_id(self, local: str) -> str | None:
+        return self.issue_types.get(local)
+
+    def local_type(self, mapping_id: str) -> str:
+        for local, mid in self.issue_types.items():
+            if mid == mapping_id:
+                return local
+        raise ApplyError("UNKNOWN_ISSUE_TYPE", f"issue type mapping {mapping_id!r} is not bound here")
+
+    def status_id(self, local: str) -> str | None:
+        return self.statuses.get(local)
+
+    def local_status(self, mapping_id: str) -> str:
+        for local, mid in self.statuses.items():
+            if mid == mapping_id:
+                return local
+        raise ApplyError("UNKNOWN_STATUS", f"status mapping {mapping_id!r} is not bound here")
+
+    def field_by_local(self, name: str) -> FieldMapping | None:
+        return next((f for f in self.fields if f.local == name), None)
+
+    def field_by_id(self, mapping_id: str) -> FieldMapping:
+        for mapping in self.fields:
+            if mapping.id == mapping_id:
+                return mapping
+        raise ApplyError("UNKNOWN_MAPPING", f"field mapping {mapping_id!r} is not bound here")
+
+    def sends(self, what: str) -> bool:
+        return getattr(self, what) in ("both", "to_partner")  # type: ignore[no-any-return]
+
+    def receives(self, what: str) -> bool:
+        return getattr(self, what) in ("both", "from_partner")  # type: ignore[no-any-return]
+
+    def to_toml(self) -> str:
+        data: dict[str, Any] = {
+            "version": CONFIG_VERSION, "comments": self.comments, "attachments": self.attachments,
+            "attachment_max_bytes": self.attachment_max_bytes, "subtasks": self.subtasks,
+            "links": self.links, "issue_types": dict(self.issue_types),
+            "statuses": dict(self.statuses), "fields": [],
+        }
+        for mapping in self.fields:
+            entry: dict[str, Any] = {"id": mapping.id, "local": mapping.local, "kind": mapping.kind,
+                                     "direction": mapping.direction}
+            if mapping.values:
+                entry["values"] = dict(mapping.values)
+            if mapping.default is not None:
+                entry["default"] = mapping.default
+            data["fields"].append(entry)
+        header = (
+            "# Backbone TUI mapping configuration for one side of a synchronization.\n"
+            "# Local names on the left, shared mapping ids on the right: the partner only sees ids.\n"
+            "# Directions: both | to_partner | from_partner | off.\n"
+        )
+        return header + tomli_w.dumps(data)
+
+
+def parse_config(text: str, source: str) -> MappingConfig:
+    """Parse a TOML mapping file; errors name the file, the field and what was expected."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BackboneError(f"{source}: not valid TOML ({exc})") from None
+
+    def fail(where: str, expected: str, got: Any) -> BackboneError:
+        return BackboneError(f"{source}: {where}: expected {expected}, got {got!r}")
+
+    version = data.get("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise fail("version", str(CONFIG_VERSION), version)
+    known = {"version", "comments", "attachments", "attachment_max_bytes", "subtasks", "links",
+             "issue_types", "statuses", "fields"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BackboneError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    for name in ("comments", "attachments"):
+        if data.get(name, "both") not in DIRECTIONS:
+            raise fail(name, " | ".join(DIRECTIONS), data.get(name))
+    max_bytes = data.get("attachment_max_bytes", 10 * 1024 * 1024)
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes <= 0:
+        raise fail("attachment_max_bytes", "a positive whole number", max_bytes)
+    for name in ("subtasks", "links"):
+        if not isinstance(data.get(name, True), bool):
+            raise fail(name, "true or false", data.get(name))
+    tables: dict[str, dict[str, str]] = {}
+    for name in ("issue_types", "statuses"):
+        table = data.get(name, {})
+        if not isinstance(table, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in table.items()
+        ):
+            raise fail(f"[{name}]", "a table of local name = \"mapping id\"", table)
+        ids = list(table.values())
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise BackboneError(f"{source}: [{name}]: mapping id(s) {', '.join(dupes)} bound twice")
+        tables[name] = dict(table)
+    fields: list[FieldMapping] = []
+    raw_fields = data.get("fields", [])
+    if not isinstance(raw_fields, list):
+        raise fail("[[fields]]", "an array of tables", raw_fields)
+    seen_ids: set[str] = set()
+    for index, entry in enumerate(raw_fields, start=1):
+        where = f"[[fields]] #{index}"
+        if not isinstance(entry, dict):
+            raise fail(where, "a table", entry)
+        extra = sorted(set(entry) - {"id", "local", "kind", "direction", "values", "default"})
+        if extra:
+            raise BackboneError(f"{source}: {where}: unknown key(s) {', '.join(extra)}")
+        for key in ("id", "local"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                raise fail(f"{where} {key}", "a non-empty string", entry.get(key))
+        if entry["id"] in seen_ids:
+            raise BackboneError(f"{source}: {where}: mapping id {entry['id']!r} used twice")
+        seen_ids.add(entry["id"])
+        kind = entry.get("kind", "text")
+        if kind not in FIELD_KINDS:
+            raise fail(f"{where} kind", " | ".join(FIELD_KINDS), kind)
+        direction = entry.get("direction", "both")
+        if direction not in DIRECTIONS:
+            raise fail(f"{where} direction", " | ".join(DIRECTIONS), direction)
+        values = entry.get("values", {})
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise fail(f"{where} values", "a table of local value = \"shared id\"", values)
+        default = entry.get("default")
+        if default is not None and (not isinstance(default, str) or (values and default not in values)):
+            raise fail(f"{where} default", "one of the local values", default)
+        fields.append(FieldMapping(entry["id"], entry["local"], kind, direction, dict(values), default))
+    locals_ = [f.local for f in fields]
+    dupes = sorted({name for name in locals_ if locals_.count(name) > 1})
+    if dupes:
+        raise BackboneError(f"{source}: local field(s) {', '.join(dupes)} mapped twice")
+    return MappingConfig(
+        issue_types=tables["issue_types"], statuses=tables["statuses"], fields=tuple(fields),
+        comments=data.get("comments", "both"), attachments=data.get("attachments", "both"),
+        attachment_max_bytes=max_bytes, subtasks=data.get("subtasks", True),
+        links=data.get("links", True),
+    )
+
+
+def check_against(config: MappingConfig, source: str, *, issue_types: list[str],
+                  statuses: list[str], field_kinds: dict[str, str]) -> None:
+    """Refuse a configuration that names types, statuses or fields this tracker lacks."""
+    for local in config.issue_types:
+        if local not in issue_types:
+            raise BackboneError(
+                f"{source}: [issue_types]: {local!r} is not an issue type here "
+                f"(expected one of {', '.join(issue_types)})"
+            )
+    for local in config.statuses:
+        if local not in statuses:
+            raise BackboneError(
+                f"{source}: [statuses]: {local!r} is not a status here "
+                f"(expected one of {', '.join(statuses)})"
+            )
+    for mapping in config.fields:
+        if mapping.local not in field_kinds:
+            raise BackboneError(
+                f"{source}: field mapping {mapping.id!r}: {mapping.local!r} is not a field here "
+                f"(expected one of {', '.join(sorted(field_kinds))})"
+            )
+
+
+def identity_config(*, issue_types: list[str], statuses: list[str],
+                    field_kinds: dict[str, str]) -> MappingConfig:
+    """A default that maps every type, status and field of this tracker to an id of its name."""
+
+    def slug(name: str) -> str:
+        return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+    fields = tuple(
+        FieldMapping(id=slug(name), local=name, kind=kind if kind in FIELD_KINDS else "text")
+        for name, kind in field_kinds.items() if name != "reporter"
+    )
+    return MappingConfig(
+        issue_types={t: slug(t) for t in issue_types},
+        statuses={s: slug(s) for s in statuses},
+        fields=fields,
+    )

@@ -1,0 +1,62 @@
+"""Pairing and other control messages: the synchronization's lifecycle (SPEC sections 3-4)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from sqlmodel import Session
+
+from .envelope import Envelope
+from .errors import RejectedError
+from .models import Synchronization, SyncSide
+from .pipeline import Outgoing, SideCtx
+
+REQUEST_SENT = "REQUEST SENT"
+INCOMING_REQUEST = "INCOMING REQUEST"
+HANDSHAKE = "HANDSHAKE"
+DECLINED = "DECLINED"
+STOPPED = "STOPPED"
+RUNNING = "RUNNING"
+WAITING_FOR_PARTNER = "WAITING FOR PARTNER"
+UPDATE_REQUIRED = "UPDATE REQUIRED"
+ALL_STATUSES = (REQUEST_SENT, INCOMING_REQUEST, HANDSHAKE, DECLINED, STOPPED, RUNNING,
+                WAITING_FOR_PARTNER, UPDATE_REQUIRED)
+DRAFT_STATES = ("N/A", "DRAFT SENT", "DRAFT RECEIVED", "DRAFT PUBLISHED", "DECLINED")
+
+
+def handle_control(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoing]:
+    """Advance the lifecycle for one control message; returns the messages to answer with."""
+    sync = s.get(Synchronization, side.sync_key)
+    row = s.get(SyncSide, side.id)
+    assert sync is not None and row is not None
+    body: dict[str, Any] = envelope.body
+    if envelope.type == "HANDSHAKE":
+        if side.role != "primary":
+            raise RejectedError("UNEXPECTED_MESSAGE", "only a primary accepts a HANDSHAKE")
+        if sync.status != REQUEST_SENT or not row.pairing_secret:
+            raise RejectedError("HANDSHAKE_REPLAYED", "the pairing is done; a HANDSHAKE is accepted once")
+        secret = body.get("secret")
+        if not isinstance(secret, str) or not hmac.compare_digest(secret, row.pairing_secret):
+            raise RejectedError("BAD_PAIRING_SECRET", "the HANDSHAKE does not carry this request's secret")
+        row.partner_endpoint = envelope.sender
+        row.partner_project = str(body.get("project", ""))[:64]
+        row.pairing_secret = ""
+        sync.status, sync.status_detail = HANDSHAKE, "sent PING, waiting for the partner's answer"
+        s.add(row)
+        s.add(sync)
+        return [Outgoing("PING", {"step": 1})]
+    if envelope.type == "PING":
+        if sync.status != HANDSHAKE:
+            return []  # a liveness check after pairing
+        sync.status, sync.status_detail = STOPPED, "paired; configure and start"
+        s.add(sync)
+        return [Outgoing("PING", {"step": 2})] if side.role == "secondary" else []
+    if envelope.type == "DECLINE":
+        if side.role != "primary" or sync.status != REQUEST_SENT:
+            raise RejectedError("UNEXPECTED_MESSAGE", f"a DECLINE while {sync.status}")
+        sync.status = DECLINED
+        sync.status_detail = "the partner declined the request. Please delete it"
+        s.add(sync)
+        return []
+    raise RejectedError("NOT_SUPPORTED", f"{envelope.type} messages are not supported by this version")

@@ -1,0 +1,152 @@
+"""The embedded demo: two paired installations sharing one exchange folder, with sample issues."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from . import control as C
+from .engine import Engine
+from .errors import BackboneError
+from .installation import Installation
+from .models import Message
+from .folders import PROCESSED, SENT
+
+PRIMARY_PROJECT = "ACME"
+SECONDARY_PROJECT = "GLOBEX"
+SYNC_USER = "sync-bot"
+
+
+@dataclass
+class Demo:
+    root: Path
+    acme: Installation
+    globex: Installation
+    key: str
+
+    def close(self) -> None:
+        self.acme.close()
+        self.globex.close()
+
+
+def default_config(name: str) -> str:
+    return resources.files("engine").joinpath(f"defaults/demo-{name}.toml").read_text()
+
+
+def build_demo(root: Path) -> Demo:
+    """Create (or reopen) the demo under `root`: paired, configured and running."""
+    root = root.absolute()
+    fresh = not (root / "acme" / "backbone.db").exists()
+    if fresh and root.exists() and any(root.iterdir()):
+        raise BackboneError(f"{root} is not empty and holds no demo; choose an empty or new folder")
+    acme = Installation(root / "acme")
+    globex = Installation(root / "globex")
+    if not fresh:
+        syncs = acme.list_syncs()
+        if not syncs:
+            raise BackboneError(f"{root} holds an unfinished demo; delete it and run again")
+        return Demo(root, acme, globex, syncs[0].key)
+    exchange = root / "exchange"
+    (exchange / "acme" / "SEND").mkdir(parents=True)
+    (exchange / "acme" / "RECEIVE").mkdir()
+    (exchange / "globex").mkdir()
+    os.symlink("../acme/RECEIVE", exchange / "globex" / "SEND")
+    os.symlink("../acme/SEND", exchange / "globex" / "RECEIVE")
+
+    acme.tracker.create_project(PRIMARY_PROJECT, "Acme Corporation")
+    acme.tracker.add_custom_field(PRIMARY_PROJECT, "Customer", "text")
+    acme.tracker.add_custom_field(PRIMARY_PROJECT, "Severity", "select", ["Critical", "Major", "Minor"])
+    globex.tracker.create_project(SECONDARY_PROJECT, "Globex Support")
+    globex.tracker.add_custom_field(SECONDARY_PROJECT, "Requested by", "text")
+    globex.tracker.add_custom_field(SECONDARY_PROJECT, "Impact", "select",
+                                    ["Blocker", "Significant", "Cosmetic"])
+
+    info, handshake = acme.create_primary(
+        project=PRIMARY_PROJECT, user=SYNC_USER, protocol="file", name="ACME <-> Globex",
+        description="Customer defects shared with Globex support", exchange=exchange / "acme",
+        partner_project=SECONDARY_PROJECT, handshake_out=root / "handshake.json",
+    )
+    globex.create_secondary(handshake=handshake, project=SECONDARY_PROJECT, user=SYNC_USER,
+                            exchange=exchange / "globex")
+    globex.accept(info.key)
+    engines = (Engine(acme), Engine(globex))
+    settle(engines, until=lambda: all(
+        inst.sync_info(info.key).status == C.STOPPED for inst in (acme, globex)))
+    acme.config_import_text(info.key, default_config("acme"), "demo-acme.toml")
+    globex.config_import_text(info.key, default_config("globex"), "demo-globex.toml")
+    acme.start([info.key])
+    globex.start([info.key])
+    add_sample_issues(acme, globex, root)
+    return Demo(root, acme, globex, info.key)
+
+
+def add_sample_issues(acme: Installation, globex: Installation, root: Path) -> None:
+    t = acme.tracker
+    bug = t.create_issue(PRIMARY_PROJECT, "Bug", {
+        "summary": "Checkout fails with HTTP 500 for carts over 100 items",
+        "description": "Reported by three customers since the 4.2 release.",
+        "priority": "High", "labels": ["checkout", "regression"], "Customer": "Initech",
+        "Severity": "Major", "due_date": "2026-12-15"}, as_user="alice")
+    t.create_issue(PRIMARY_PROJECT, "Sub-task", {"summary": "Add a regression test for large carts"},
+                   as_user="alice", parent_id=bug)
+    t.add_comment(bug, "Reproduced on staging with 120 items.", as_user="alice")
+    t.add_comment(bug, "The limit comes from the pricing service's batch size.", as_user="bob")
+    log_file = root / "checkout-error.log"
+    log_file.write_text("2026-11-20T09:14:02Z ERROR pricing: batch size 100 exceeded (120)\n")
+    t.add_attachment(bug, log_file.name, log_file.read_bytes(), as_user="alice", media_type="text/plain")
+    t.transition(bug, "In Progress", as_user="alice")
+    t.create_issue(PRIMARY_PROJECT, "Task", {"summary": "Rotate the partner API credentials",
+                                             "priority": "Medium"}, as_user="bob")
+    g = globex.tracker
+    story = g.create_issue(SECONDARY_PROJECT, "Story", {
+        "summary": "Dark mode for the customer portal", "priority": "Low",
+        "Impact": "Cosmetic"}, as_user="carol")
+    g.add_comment(story, "Design mock-ups are attached to the portal epic.", as_user="carol")
+
+
+def settle(engines: tuple[Engine, ...], until: object = None, timeout: float = 60.0) -> float:
+    """Run the engines' passes in turn until nothing is left to do (and `until` holds)."""
+    started = time.monotonic()
+    for engine in engines:
+        engine.inst.lock.require()
+    try:
+        for engine in engines:
+            engine.reconcile()
+        idle_rounds = 0
+        while time.monotonic() - started < timeout:
+            work = sum(engine.step(1) for engine in engines)
+            done = until() if callable(until) else True
+            idle_rounds = idle_rounds + 1 if not work else 0
+            if done and idle_rounds >= 2:
+                break
+            if not work:
+                time.sleep(0.05)
+    finally:
+        for engine in engines:
+            engine.inst.lock.release()
+    return time.monotonic() - started
+
+
+def summary(demo: Demo, seconds: float) -> list[str]:
+    from sqlmodel import func, select
+
+    lines = [f"Demo in {demo.root} (synchronization {demo.key}), settled in {seconds:.1f} s"]
+    for name, inst in (("acme", demo.acme), ("globex", demo.globex)):
+        with inst.db.session() as s:
+            sent = s.exec(select(func.count()).select_from(Message).where(
+                Message.direction == "out", Message.folder == SENT)).one()
+            applied = s.exec(select(func.count()).select_from(Message).where(
+                Message.direction == "in", Message.folder == PROCESSED)).one()
+        info = inst.sync_info(demo.key)
+        issues = inst.tracker.list_issues()
+        lines.append(
+            f"  {name:7} {info.status:8} issues {len(issues):3}  messages sent {sent:4}  "
+            f"applied {applied:4}  errors {info.errors}  pending {info.pending}"
+        )
+    pairs = demo.acme.issue_pairs(demo.key)
+    lines.append(f"  issues synced: {sum(1 for p in pairs.values() if all(p.values()))}")
+    lines.append(f"  try: backbone --home {demo.root / 'globex'} issue list")
+    return lines

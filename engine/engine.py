@@ -1,0 +1,206 @@
+"""The engine: detection, sending, receiving and applying in worker threads, or in one pass."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.exc import DatabaseError as SADatabaseError
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from . import folders as F
+from .events import EngineFailed
+from .installation import Installation
+from .pipeline import SideCtx
+
+log = logging.getLogger("backbone.engine")
+
+DETECT_INTERVAL = 0.25
+SEND_INTERVAL = 1.0
+SCAN_INTERVAL = 2.0
+APPLY_INTERVAL = 1.0
+
+
+class _Wake(FileSystemEventHandler):
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        self._wake()
+
+
+class Engine:
+    """Runs the pipeline for every side of one installation; one per home (lock file)."""
+
+    def __init__(self, installation: Installation) -> None:
+        self.inst = installation
+        self.pipeline = installation.pipeline
+        self._stop = threading.Event()
+        self.pipeline.should_stop = self._stop.is_set
+        self._wakes = {name: threading.Event() for name in ("detect", "send", "receive", "apply")}
+        self._threads: list[threading.Thread] = []
+        self._side_locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._watched: set[Path] = set()
+        self.failure: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def start(self) -> None:
+        """Take the home's lock, reconcile folders with the database, start the workers."""
+        self.inst.lock.require()
+        self.reconcile()
+        self._stop.clear()
+        self._observer = Observer()
+        self._observer.start()
+        for name, step, interval in (
+            ("detect", self._detect_all, DETECT_INTERVAL),
+            ("send", self._send_all, SEND_INTERVAL),
+            ("receive", self._receive_all, SCAN_INTERVAL),
+            ("apply", self._apply_all, APPLY_INTERVAL),
+        ):
+            thread = threading.Thread(target=self._loop, args=(name, step, interval),
+                                      name=f"backbone-{name}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask every worker to stop after the message in hand, and wait for them."""
+        self._stop.set()
+        for event in self._wakes.values():
+            event.set()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads.clear()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout)
+            self._observer = None
+            self._watched.clear()
+        self.inst.lock.release()
+
+    def wake(self) -> None:
+        for event in self._wakes.values():
+            event.set()
+
+    def run_once(self, max_passes: int = 10_000) -> int:
+        """Do all pending work (detect, send, receive, apply) and return; takes the lock."""
+        owned = not self.inst.lock.held
+        if owned:
+            self.inst.lock.require()
+        try:
+            self.reconcile()
+            return self.step(max_passes)
+        finally:
+            if owned:
+                self.inst.lock.release()
+
+    def step(self, max_passes: int = 10_000) -> int:
+        """Passes over every side until one does nothing (the lock must be held)."""
+        total = 0
+        for _ in range(max_passes):
+            work = self._detect_all() + self._send_all() + self._receive_all() + self._apply_all()
+            total += work
+            if not work or self._stop.is_set():
+                break
+        return total
+
+    def reconcile(self) -> int:
+        return sum(self.pipeline.reconcile(side) for side in self.pipeline.sides())
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _loop(self, name: str, step: Callable[[], int], interval: float) -> None:
+        wake = self._wakes[name]
+        while not self._stop.is_set():
+            try:
+                work = step()
+            except SADatabaseError as exc:
+                self._fail(f"database error in {name}: {exc.orig or exc}; the engine stopped")
+                return
+            except Exception as exc:  # noqa: BLE001
+                log.exception("worker %s failed", name)
+                self._fail(f"{name} worker failed: {exc}; the engine stopped")
+                return
+            if work:
+                self._after(name)
+                continue
+            wake.wait(interval)
+            wake.clear()
+
+    def _after(self, name: str) -> None:
+        following = {"detect": "send", "receive": "apply", "apply": "send"}.get(name)
+        if following:
+            self._wakes[following].set()
+
+    def _fail(self, text: str) -> None:
+        self.failure = text
+        log.error(text)
+        self._stop.set()
+        for event in self._wakes.values():
+            event.set()
+        self.inst.events.publish(EngineFailed(text))
+
+    def _side_lock(self, side: SideCtx) -> threading.Lock:
+        with self._locks_guard:
+            return self._side_locks.setdefault(side.id, threading.Lock())
+
+    def _detect_all(self) -> int:
+        work = 0
+        for side in self.pipeline.sides():
+            if side.running:
+                with self._side_lock(side):
+                    work += self.pipeline.detect(side)
+        return work
+
+    def _send_all(self) -> int:
+        return sum(self.pipeline.send(side) for side in self.pipeline.sides())
+
+    def _receive_all(self) -> int:
+        sides = self.pipeline.sides()
+        self._watch(sides)
+        return sum(self.pipeline.ingest(side) for side in sides)
+
+    def _apply_all(self) -> int:
+        work = 0
+        for side in self.pipeline.sides():
+            with self._side_lock(side):
+                if side.running:
+                    # local edits are registered before partner values are written over them
+                    self.pipeline.detect(side)
+                work += self.pipeline.apply(side)
+        return work
+
+    def _watch(self, sides: list[SideCtx]) -> None:
+        if self._observer is None:
+            return
+        for side in sides:
+            if side.protocol != "file" or side.exchange is None:
+                continue
+            folder = F.exchange_paths(side.exchange)[1]
+            if folder in self._watched or not folder.is_dir():
+                continue
+            try:
+                self._observer.schedule(_Wake(self._wakes["receive"].set), str(folder), recursive=False)
+                self._watched.add(folder)
+            except OSError as exc:
+                log.warning("cannot watch %s (%s); the periodic scan covers it", folder, exc)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll `predicate` until it holds or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -1,0 +1,73 @@
+"""Durable file operations: stage then rename, never a silent copy-and-delete."""
+
+from __future__ import annotations
+
+import errno
+import os
+import uuid
+from pathlib import Path
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stage_name(final_name: str) -> str:
+    """A hidden name readers skip while the file is being written."""
+    return f".{final_name}.{uuid.uuid4().hex[:8]}.part"
+
+
+def write_atomic(target: Path, data: bytes, *, durable: bool = True, sync_dir: bool = True) -> None:
+    """Write `data` under a staging name in the target's folder, fsync, rename into place."""
+    staging = target.parent / stage_name(target.name)
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if durable:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        staging.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(staging, target)
+    if durable and sync_dir:
+        fsync_dir(target.parent)
+
+
+def move(source: Path, target: Path) -> None:
+    """Rename `source` to `target`; across filesystems copy durably, then unlink the source."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        write_atomic(target, source.read_bytes())
+        source.unlink()
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    """Read a regular file without following a symlink; refuse more than `limit` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > limit:
+                raise ValueError(f"larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -1,0 +1,565 @@
+"""One installation (home): the small service API the CLI and the TUI use."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, delete, select
+
+from . import control as C
+from . import folders as F
+from .config import check_against, identity_config, parse_config
+from .db import Database
+from .errors import BackboneError
+from .events import EventBus, SyncChanged
+from .models import (
+    FieldState,
+    History,
+    Installation as InstallationRow,
+    IssuePair,
+    Message,
+    Synchronization,
+    SyncSide,
+)
+from .paths import EngineLock, HomePaths, resolve_home
+from .pipeline import Outgoing, Pipeline, SideCtx
+from .tracker import EmbeddedTracker, utcnow
+
+HANDSHAKE_FORMAT = 1
+HANDSHAKE_KIND = "backbone-handshake"
+PROTOCOLS = ("file", "email", "local")
+
+
+@dataclass(frozen=True)
+class SyncInfo:
+    """A synchronization as a screen or a script sees it (plain data, no database row)."""
+
+    key: str
+    name: str
+    description: str
+    role: str
+    protocol: str
+    status: str
+    status_detail: str
+    draft_state: str
+    local_project: str
+    partner_project: str
+    sync_user: str
+    encryption: bool
+    review: bool
+    created: datetime
+    last_activity: datetime | None
+    folder_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.folder_counts.get(name, 0) for name in F.ERROR_FOLDERS)
+
+    @property
+    def pending(self) -> int:
+        return sum(self.folder_counts.get(name, 0) for name in F.PENDING_FOLDERS)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key, "name": self.name, "description": self.description, "role": self.role,
+            "protocol": self.protocol, "status": self.status, "status_detail": self.status_detail,
+            "draft_state": self.draft_state, "local_project": self.local_project,
+            "partner_project": self.partner_project, "sync_user": self.sync_user,
+            "encryption": self.encryption, "review": self.review,
+            "created": self.created.isoformat(),
+            "last_activity": self.last_activity.isoformat() if self.last_activity else None,
+            "errors": self.errors, "pending": self.pending, "folders": self.folder_counts,
+        }
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    id: int
+    direction: str
+    type: str
+    issue: str | None
+    epoch: int
+    seq: int
+    folder: str
+    hold: str | None
+    reason_code: str
+    reason_text: str
+    file: str
+    original_name: str | None
+    size: int
+    updated: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["updated"] = self.updated.isoformat()
+        return data
+
+
+class Installation:
+    """An opened home: database, embedded tracker, pipeline and the operations on them."""
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.paths = HomePaths(resolve_home(home))
+        self.paths.create()
+        self.db = Database.for_file(self.paths.database)
+        self.db.create_all()
+        self.tracker = EmbeddedTracker(self.db, self.paths.attachments)
+        self.events = EventBus()
+        self.pipeline = Pipeline(self.db, self.tracker, self.paths.data, self.events)
+        self.pipeline.control_handler = C.handle_control
+        self.lock = EngineLock(self.paths.lock_file)
+        self.id = self._installation_id()
+
+    def close(self) -> None:
+        self.lock.release()
+        self.db.dispose()
+
+    def setup_logging(self) -> None:
+        handler = logging.handlers.RotatingFileHandler(
+            self.paths.logs / "backbone.log", maxBytes=5_000_000, backupCount=3
+        )
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("backbone")
+        if not any(getattr(h, "baseFilename", None) == handler.baseFilename for h in root.handlers):
+            root.addHandler(handler)
+        root.setLevel(logging.INFO)
+
+    def _installation_id(self) -> str:
+        with self.db.write() as s:
+            row = s.exec(select(InstallationRow)).first()
+            if row is None:
+                row = InstallationRow(id=str(uuid.uuid4()), name=self.paths.root.name, created=utcnow())
+                s.add(row)
+            return row.id
+
+    # -- queries --------------------------------------------------------------------------
+
+    def list_syncs(self, status: str | None = None, project: str | None = None) -> list[SyncInfo]:
+        with self.db.session() as s:
+            query = select(Synchronization).order_by(col(Synchronization.key))
+            if status:
+                query = query.where(Synchronization.status == status.upper())
+            syncs = s.exec(query).all()
+            sides = s.exec(select(SyncSide)).all()
+            counts = s.exec(
+                select(Message.side_id, Message.folder, func.count())
+                .group_by(col(Message.side_id), col(Message.folder))
+            ).all()
+        side_counts: dict[int, dict[str, int]] = {}
+        for side_id, folder, count in counts:
+            side_counts.setdefault(side_id, {})[folder] = count
+        by_sync: dict[str, list[SyncSide]] = {}
+        for side in sides:
+            by_sync.setdefault(side.sync_key, []).append(side)
+        result = []
+        for sync in syncs:
+            own = by_sync.get(sync.key, [])
+            if project and not any(side.project == project for side in own):
+                continue
+            folder_counts: dict[str, int] = {}
+            for side in own:
+                for folder, count in side_counts.get(side.id or 0, {}).items():
+                    folder_counts[folder] = folder_counts.get(folder, 0) + count
+            result.append(_info(sync, own, folder_counts))
+        return result
+
+    def sync_info(self, key: str) -> SyncInfo:
+        for info in self.list_syncs():
+            if info.key == key:
+                return info
+        raise BackboneError(f"synchronization {key} does not exist")
+
+    def _sides(self, key: str, project: str | None = None) -> list[SideCtx]:
+        sides = [side for side in self.pipeline.sides() if side.sync_key == key]
+        if not sides:
+            raise BackboneError(f"synchronization {key} does not exist")
+        if project:
+            sides = [side for side in sides if side.project == project]
+            if not sides:
+                raise BackboneError(f"synchronization {key} has no side for project {project}")
+        return sides
+
+    def messages(self, key: str, folder: str | None = None) -> list[MessageInfo]:
+        if folder and folder.upper() not in F.ALL_FOLDERS:
+            raise BackboneError(f"folder {folder!r}: expected one of {', '.join(F.ALL_FOLDERS)}")
+        side_ids = [side.id for side in self._sides(key)]
+        with self.db.session() as s:
+            query = select(Message).where(col(Message.side_id).in_(side_ids)).order_by(col(Message.id))
+            if folder:
+                query = query.where(Message.folder == folder.upper())
+            rows = s.exec(query).all()
+        return [
+            MessageInfo(row.id or 0, row.direction, row.type, row.pair_id, row.epoch, row.seq,
+                        row.folder, row.hold, row.reason_code, row.reason_text, row.file_name,
+                        row.original_name, row.size, row.updated)
+            for row in rows
+        ]
+
+    def history(self, key: str) -> list[tuple[datetime, str, str | None, str]]:
+        side_ids = [side.id for side in self._sides(key)]
+        with self.db.session() as s:
+            rows = s.exec(select(History).where(col(History.side_id).in_(side_ids))
+                          .order_by(col(History.id))).all()
+        return [(row.at, row.kind, row.pair_id, row.text) for row in rows]
+
+    def issue_pairs(self, key: str) -> dict[str, dict[str, str | None]]:
+        """Pair id -> {project: local issue id} for every side of this synchronization."""
+        result: dict[str, dict[str, str | None]] = {}
+        with self.db.session() as s:
+            for side in self._sides(key):
+                for pair in s.exec(select(IssuePair).where(IssuePair.side_id == side.id)):
+                    result.setdefault(pair.pair_id, {})[side.project] = pair.issue_id
+        return result
+
+    # -- creation -------------------------------------------------------------------------
+
+    def _new_key(self, project: str, partner: str | None) -> str:
+        base = f"{project}-{partner}" if partner else f"{project}-SYNC"
+        with self.db.session() as s:
+            taken = {row for row in s.exec(select(Synchronization.key))}
+        n = 1
+        while f"{base}-{n}" in taken:
+            n += 1
+        return f"{base}-{n}"
+
+    def _check_project(self, project: str) -> None:
+        if project not in {key for key, _ in self.tracker.projects()}:
+            raise BackboneError(f"project {project} does not exist here (create it first)")
+
+    def _default_config_text(self, project: str) -> str:
+        return identity_config(
+            issue_types=self.tracker.issue_types(project), statuses=self.tracker.statuses(project),
+            field_kinds=self.tracker.field_names(project),
+        ).to_toml()
+
+    def _prepare_exchange(self, exchange: str | Path | None, key: str) -> Path:
+        folder = Path(exchange).absolute() if exchange else self.paths.root / "exchange" / key
+        for name in (F.SEND, F.RECEIVE):
+            path = folder / name
+            if not path.exists():
+                path.mkdir(parents=True, exist_ok=True)
+            elif not path.is_dir():
+                raise BackboneError(f"exchange folder {path} exists but is not a folder")
+        return folder
+
+    def _add_side(self, sync: Synchronization, project: str, role: str, endpoint: str,
+                  **fields: Any) -> SyncSide:
+        with self.db.session() as s:
+            used = {row.folder for row in s.exec(select(SyncSide).where(SyncSide.sync_key == sync.key))}
+        n = 1
+        while f"{project}-{n}" in used:
+            n += 1
+        side = SyncSide(sync_key=sync.key, project=project, folder=f"{project}-{n}", role=role,
+                        endpoint=endpoint, config_version=1,
+                        config_text=self._default_config_text(project), **fields)
+        return side
+
+    def create_primary(self, *, project: str, user: str, protocol: str, name: str,
+                       handshake_out: str | Path, exchange: str | Path | None = None,
+                       description: str = "", review: bool = False,
+                       partner_project: str | None = None) -> tuple[SyncInfo, Path]:
+        self._check_project(project)
+        _check_protocol(protocol, allowed=("file",))
+        _check_user(user)
+        key = self._new_key(project, partner_project)
+        exchange_dir = self._prepare_exchange(exchange, key)
+        now = utcnow()
+        sync = Synchronization(key=key, name=_check_name(name), description=description,
+                               role="primary", protocol=protocol, sync_user=user, review=review,
+                               status=C.REQUEST_SENT, created=now,
+                               status_detail="handshake file exported; waiting for the partner")
+        secret = secrets.token_urlsafe(32)
+        side = self._add_side(sync, project, "primary", self.id, exchange=str(exchange_dir),
+                              pairing_secret=secret, partner_project=partner_project or "")
+        handshake = {
+            "kind": HANDSHAKE_KIND, "format": HANDSHAKE_FORMAT, "sync": key, "name": sync.name,
+            "description": description, "protocol": protocol, "review": review,
+            "primary": {"installation": self.id, "project": project},
+            "encryption": False, "secret": secret, "created": now.isoformat(),
+        }
+        out = Path(handshake_out)
+        if out.exists():
+            raise BackboneError(f"{out} exists already; choose another --handshake-out")
+        with self.db.write() as s:
+            s.add(sync)
+            s.add(side)
+        out.write_text(json.dumps(handshake, indent=2) + "\n")
+        out.chmod(0o600)
+        self._ensure_folders(key)
+        return self.sync_info(key), out
+
+    def read_handshake(self, path: str | Path) -> dict[str, Any]:
+        source = Path(path)
+        try:
+            data = json.loads(source.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BackboneError(f"{source}: not a readable handshake file ({exc})") from None
+        if not isinstance(data, dict) or data.get("kind") != HANDSHAKE_KIND:
+            raise BackboneError(f"{source}: not a Backbone handshake file")
+        if data.get("format") != HANDSHAKE_FORMAT:
+            raise BackboneError(
+                f"{source}: handshake format {data.get('format')!r} is not supported "
+                f"(expected {HANDSHAKE_FORMAT})"
+            )
+        for name, kind in (("sync", str), ("name", str), ("protocol", str), ("secret", str),
+                           ("primary", dict)):
+            if not isinstance(data.get(name), kind):
+                raise BackboneError(f"{source}: field {name!r}: expected {kind.__name__}")
+        primary = data["primary"]
+        if not isinstance(primary.get("installation"), str) or not isinstance(primary.get("project"), str):
+            raise BackboneError(f"{source}: field 'primary': expected installation and project")
+        return data
+
+    def create_secondary(self, *, handshake: str | Path, project: str, user: str,
+                         exchange: str | Path | None = None) -> SyncInfo:
+        data = self.read_handshake(handshake)
+        self._check_project(project)
+        _check_user(user)
+        key = data["sync"]
+        with self.db.session() as s:
+            if s.get(Synchronization, key) is not None:
+                raise BackboneError(f"synchronization {key} exists here already")
+        _check_protocol(data["protocol"], allowed=("file",))
+        exchange_dir = self._prepare_exchange(exchange, key)
+        sync = Synchronization(key=key, name=data["name"], description=data.get("description", ""),
+                               role="secondary", protocol=data["protocol"], sync_user=user,
+                               review=bool(data.get("review")), status=C.INCOMING_REQUEST,
+                               created=utcnow(),
+                               status_detail="accept or decline the partner's request")
+        side = self._add_side(sync, project, "secondary", self.id, exchange=str(exchange_dir),
+                              partner_endpoint=data["primary"]["installation"],
+                              partner_project=data["primary"]["project"],
+                              pairing_secret=data["secret"])
+        with self.db.write() as s:
+            s.add(sync)
+            s.add(side)
+        self._ensure_folders(key)
+        return self.sync_info(key)
+
+    def create_local(self, *, project: str, partner_project: str, user: str, name: str,
+                     description: str = "") -> SyncInfo:
+        self._check_project(project)
+        self._check_project(partner_project)
+        _check_user(user)
+        key = self._new_key(project, partner_project)
+        sync = Synchronization(key=key, name=_check_name(name), description=description,
+                               role="local", protocol="local", sync_user=user,
+                               status=C.STOPPED, created=utcnow(), status_detail="configure and start")
+        first = self._add_side(sync, project, "primary", f"{self.id}/1", partner_endpoint=f"{self.id}/2",
+                               partner_project=partner_project)
+        with self.db.write() as s:
+            s.add(sync)
+            s.add(first)
+        second = self._add_side(sync, partner_project, "secondary", f"{self.id}/2",
+                                partner_endpoint=f"{self.id}/1", partner_project=project)
+        with self.db.write() as s:
+            s.add(second)
+        self._ensure_folders(key)
+        return self.sync_info(key)
+
+    def _ensure_folders(self, key: str) -> None:
+        for side in self._sides(key):
+            side.folders.ensure()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def accept(self, key: str) -> SyncInfo:
+        (side,) = self._sides(key)
+        with self.db.write() as s:
+            sync = s.get(Synchronization, key)
+            assert sync is not None
+            if sync.role != "secondary" or sync.status != C.INCOMING_REQUEST:
+                raise BackboneError(f"{key} is {sync.status}: only an INCOMING REQUEST can be accepted")
+            row = s.get(SyncSide, side.id)
+            assert row is not None
+            queued = self.pipeline.queue(s, side, Outgoing(
+                "HANDSHAKE", {"secret": row.pairing_secret, "project": side.project}))
+            row.pairing_secret = ""
+            sync.status, sync.status_detail = C.HANDSHAKE, "sent HANDSHAKE, waiting for the partner's PING"
+            s.add(row)
+            s.add(sync)
+        self.pipeline.write_send_files(side, [queued])
+        self._changed(key)
+        return self.sync_info(key)
+
+    def decline(self, key: str) -> SyncInfo:
+        (side,) = self._sides(key)
+        with self.db.write() as s:
+            sync = s.get(Synchronization, key)
+            assert sync is not None
+            if sync.role != "secondary" or sync.status != C.INCOMING_REQUEST:
+                raise BackboneError(f"{key} is {sync.status}: only an INCOMING REQUEST can be declined")
+            queued = self.pipeline.queue(s, side, Outgoing("DECLINE", {}))
+            sync.status, sync.status_detail = C.DECLINED, "you declined the request; delete it"
+            s.add(sync)
+        self.pipeline.write_send_files(side, [queued])
+        self._changed(key)
+        return self.sync_info(key)
+
+    def start(self, keys: list[str]) -> list[SyncInfo]:
+        return self._set_running(keys, start=True)
+
+    def stop(self, keys: list[str]) -> list[SyncInfo]:
+        return self._set_running(keys, start=False)
+
+    def _set_running(self, keys: list[str], *, start: bool) -> list[SyncInfo]:
+        wanted_from, new = (C.STOPPED, C.RUNNING) if start else (C.RUNNING, C.STOPPED)
+        with self.db.write() as s:
+            rows = []
+            for key in keys:
+                sync = s.get(Synchronization, key)
+                if sync is None:
+                    raise BackboneError(f"synchronization {key} does not exist")
+                if sync.status != wanted_from:
+                    action = "started" if start else "stopped"
+                    raise BackboneError(f"{key} is {sync.status}: only a {wanted_from} one can be {action}")
+                rows.append(sync)
+            for sync in rows:
+                sync.status = new
+                sync.status_detail = "synchronizing issues" if start else "no issue updates are synchronized"
+                s.add(sync)
+        for key in keys:
+            self._changed(key)
+        return [self.sync_info(key) for key in keys]
+
+    def edit(self, key: str, *, name: str | None = None, description: str | None = None) -> SyncInfo:
+        with self.db.write() as s:
+            sync = s.get(Synchronization, key)
+            if sync is None:
+                raise BackboneError(f"synchronization {key} does not exist")
+            if name is not None:
+                sync.name = _check_name(name)
+            if description is not None:
+                if len(description) > 2000:
+                    raise BackboneError("description: at most 2000 characters")
+                sync.description = description
+            s.add(sync)
+        self._changed(key)
+        return self.sync_info(key)
+
+    def delete(self, key: str) -> None:
+        """Stop and delete a synchronization; its message files move to `data/deleted/`."""
+        sides = self._sides(key)
+        with self.db.write() as s:
+            sync = s.get(Synchronization, key)
+            assert sync is not None
+            side_ids = [side.id for side in sides]
+            s.exec(delete(Message).where(col(Message.side_id).in_(side_ids)))  # type: ignore[call-overload]
+            s.exec(delete(IssuePair).where(col(IssuePair.side_id).in_(side_ids)))  # type: ignore[call-overload]
+            s.exec(delete(FieldState).where(col(FieldState.side_id).in_(side_ids)))  # type: ignore[call-overload]
+            s.exec(delete(History).where(col(History.side_id).in_(side_ids)))  # type: ignore[call-overload]
+            s.exec(delete(SyncSide).where(SyncSide.sync_key == key))  # type: ignore[call-overload]
+            s.delete(sync)
+        folder = self.paths.data / key
+        if folder.exists():
+            archive = self.paths.data / "deleted" / f"{key}-{utcnow():%Y%m%dT%H%M%S}"
+            archive.parent.mkdir(exist_ok=True)
+            folder.rename(archive)
+        self._changed(key)
+
+    # -- configuration --------------------------------------------------------------------
+
+    def config_export(self, key: str, project: str | None = None) -> str:
+        side = self._one_side(key, project)
+        return side.config_text
+
+    def config_import(self, key: str, path: str | Path, project: str | None = None) -> None:
+        side = self._one_side(key, project)
+        source = Path(path)
+        try:
+            text = source.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BackboneError(f"{source}: cannot read ({exc})") from None
+        self.config_import_text(key, text, str(source), project=side.project)
+
+    def config_import_text(self, key: str, text: str, source: str, project: str | None = None) -> None:
+        side = self._one_side(key, project)
+        config = parse_config(text, source)
+        check_against(config, source, issue_types=self.tracker.issue_types(side.project),
+                      statuses=self.tracker.statuses(side.project),
+                      field_kinds=self.tracker.field_names(side.project))
+        with self.db.write() as s:
+            row = s.get(SyncSide, side.id)
+            assert row is not None
+            row.config_text = text
+            row.config_version += 1
+            s.add(row)
+        self._changed(key)
+
+    def _one_side(self, key: str, project: str | None) -> SideCtx:
+        sides = self._sides(key, project)
+        if len(sides) > 1:
+            names = ", ".join(side.project for side in sides)
+            raise BackboneError(f"{key} is local with two sides ({names}): name one with --project")
+        return sides[0]
+
+    # -- troubleshooting ------------------------------------------------------------------
+
+    def retry(self, key: str, issue: str | None = None) -> int:
+        count = 0
+        for side in self._sides(key):
+            if issue:
+                count += self.pipeline.release_issue(side, issue, skip_first=False)
+            else:
+                count += self.pipeline.retry_folder(side, F.OFFLINE)
+                count += self.pipeline.retry_folder(side, F.SEND_ERROR)
+                count += sum(self.pipeline.release_issue(side, pair, skip_first=False)
+                             for pair in self._held_pairs(side))
+        self._changed(key)
+        return count
+
+    def skip(self, key: str, issue: str) -> int:
+        count = sum(self.pipeline.release_issue(side, issue, skip_first=True) for side in self._sides(key))
+        self._changed(key)
+        return count
+
+    def _held_pairs(self, side: SideCtx) -> list[str]:
+        with self.db.session() as s:
+            return [p.pair_id for p in s.exec(select(IssuePair).where(
+                IssuePair.side_id == side.id, IssuePair.held == True))]  # noqa: E712
+
+    def _changed(self, key: str) -> None:
+        with self.db.session() as s:
+            sync = s.get(Synchronization, key)
+        self.events.publish(SyncChanged(key, sync.status if sync else "DELETED"))
+
+
+def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) -> SyncInfo:
+    first = sides[0] if sides else None
+    partner = (sides[1].project if len(sides) > 1 else (first.partner_project if first else ""))
+    return SyncInfo(
+        key=sync.key, name=sync.name, description=sync.description, role=sync.role,
+        protocol=sync.protocol, status=sync.status, status_detail=sync.status_detail,
+        draft_state=sync.draft_state, local_project=first.project if first else "",
+        partner_project=partner, sync_user=sync.sync_user, encryption=sync.encryption,
+        review=sync.review, created=sync.created, last_activity=sync.last_activity,
+        folder_counts=counts,
+    )
+
+
+def _check_protocol(protocol: str, allowed: tuple[str, ...]) -> None:
+    if protocol not in PROTOCOLS:
+        raise BackboneError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if protocol not in allowed:
+        raise BackboneError(f"--protocol {protocol}: not available yet in this version (use file)")
+
+
+def _check_user(user: str) -> None:
+    if not user or len(user) > 64 or not user.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise BackboneError(f"--user {user!r}: expected a user name (letters, digits, - _ .)")
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise BackboneError("name: expected 1-120 characters")
+    return name

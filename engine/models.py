@@ -1,0 +1,205 @@
+"""Database tables: the embedded tracker and the synchronization state (portable SQL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+# --- embedded tracker -------------------------------------------------------------------------
+
+
+class Project(SQLModel, table=True):
+    key: str = Field(primary_key=True, max_length=32)
+    name: str
+    next_number: int = 1
+
+
+class CustomField(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("project", "name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    project: str = Field(index=True)
+    name: str
+    kind: str  # text | number | select
+    options: str = "[]"  # JSON list of allowed values for select fields
+
+
+class Issue(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    project: str = Field(index=True)
+    issue_type: str
+    summary: str
+    description: str = ""
+    priority: str = "Medium"
+    labels: str = "[]"  # JSON list
+    assignee: str | None = None
+    reporter: str
+    due_date: str | None = None  # ISO date
+    status: str = "To Do"
+    parent_id: int | None = Field(default=None, index=True)
+    custom: str = "{}"  # JSON object: custom field name -> value
+    sync_marker: str | None = Field(default=None, index=True)
+    created: datetime
+    updated: datetime
+
+
+class Comment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(index=True)
+    author: str
+    body: str
+    created: datetime
+    marker: str | None = Field(default=None, index=True)
+
+
+class Attachment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(index=True)
+    filename: str
+    media_type: str
+    size: int
+    stored_name: str
+    author: str
+    created: datetime
+    marker: str | None = Field(default=None, index=True)
+
+
+class IssueLink(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    source_id: int = Field(index=True)
+    target_id: int
+    kind: str
+    marker: str | None = Field(default=None, index=True)
+
+
+class ChangeLog(SQLModel, table=True):
+    """Append-only: every tracker write adds one row; the engine reads it from a cursor."""
+
+    __table_args__ = (Index("ix_changelog_project_id", "project", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    project: str
+    issue_id: int
+    at: datetime
+    author: str
+    op: str  # create | update | comment | attach | transition | link
+    data: str = "{}"  # JSON: fields {name: [old, new]}, or the created object's id
+
+
+class Setting(SQLModel, table=True):
+    name: str = Field(primary_key=True)
+    value: str
+
+
+# --- synchronization state --------------------------------------------------------------------
+
+
+class Synchronization(SQLModel, table=True):
+    key: str = Field(primary_key=True)
+    name: str
+    description: str = ""
+    role: str  # primary | secondary | local
+    protocol: str  # file | email | local
+    sync_user: str
+    review: bool = False
+    status: str
+    status_detail: str = ""
+    draft_state: str = "N/A"
+    encryption: bool = False
+    created: datetime
+    last_activity: datetime | None = None
+
+
+class SyncSide(SQLModel, table=True):
+    """This installation's end of a synchronization (a `local` one has two)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    sync_key: str = Field(index=True)
+    project: str
+    folder: str  # e.g. ACME-1: unique per synchronization and project
+    role: str  # primary | secondary
+    endpoint: str  # this side's id inside envelopes
+    partner_endpoint: str = ""
+    partner_project: str = ""
+    exchange: str | None = None  # file protocol: folder with SEND and RECEIVE
+    cursor: int = 0  # last change-log id handled
+    config_version: int = 0
+    config_text: str = ""
+    pairing_secret: str = ""
+
+
+class IssuePair(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("side_id", "pair_id"),
+        Index("ix_pair_side_issue", "side_id", "issue_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    side_id: int
+    pair_id: str
+    issue_id: str | None = None  # the local tracker's id, once the issue exists here
+    out_epoch: int = 1
+    out_seq: int = 0
+    in_epoch: int = 0
+    in_seq: int = 0
+    held: bool = False  # an ERROR holds this issue's later messages
+
+
+class FieldState(SQLModel, table=True):
+    """The last value both sides agreed on per mapped field, with its change time."""
+
+    __table_args__ = (UniqueConstraint("side_id", "pair_id", "mapping_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    side_id: int
+    pair_id: str
+    mapping_id: str
+    value: str  # JSON
+    at: str  # ISO-8601 change time
+    origin: str  # local | partner
+
+
+class Message(SQLModel, table=True):
+    """One message file; the database is the truth about where it is and why."""
+
+    __table_args__ = (
+        Index("ix_message_side_folder", "side_id", "folder", "id"),
+        Index("ix_message_order", "side_id", "direction", "pair_id", "epoch", "seq"),
+        Index("ix_message_uuid", "side_id", "uuid"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    side_id: int
+    direction: str  # in | out
+    uuid: str = ""
+    type: str = ""
+    pair_id: str | None = None
+    epoch: int = 0
+    seq: int = 0
+    folder: str
+    hold: str | None = None  # the issue folder under ERROR/ or MISSING/
+    file_name: str
+    original_name: str | None = None
+    size: int = 0
+    reason_code: str = ""
+    reason_text: str = ""
+    payload: str | None = None  # the envelope JSON (for incoming: once opened)
+    attempts: int = 0
+    next_attempt: float = 0.0
+    created: datetime
+    updated: datetime
+
+
+class History(SQLModel, table=True):
+    """What happened to an issue pair that a person may want to look at: conflicts, skips."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    side_id: int = Field(index=True)
+    pair_id: str | None = None
+    at: datetime
+    kind: str
+    text: str
+
+
+class Installation(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    name: str
+    created: datetime

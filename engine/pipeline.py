@@ -1,0 +1,1120 @@
+"""The message pipeline: detect tracker changes, send, receive, and apply in order."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import random
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from . import folders as F
+from . import fsutil
+from .config import MappingConfig, parse_config
+from .db import Database
+from .envelope import CONTROL_TYPES, ISSUE_TYPES, Codec, Envelope, PlainCodec
+from .errors import (
+    ApplyError,
+    MissingIssueError,
+    ReasonError,
+    RejectedError,
+    TrackerOffline,
+    TrackerRefused,
+)
+from .events import EventBus, MessageMoved, SyncChanged
+from .models import FieldState, History, IssuePair, Message, Synchronization, SyncSide
+from .tracker import Change, Tracker, utcnow
+
+log = logging.getLogger("backbone.pipeline")
+
+BATCH = 200
+SETTLE_SECONDS = 2.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+BACKOFF_BASE = 1.0
+BACKOFF_CAP = 300.0
+RUNNING = "RUNNING"
+
+
+def backoff(attempts: int) -> float:
+    """Seconds until the next try: exponential with full jitter, capped."""
+    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempts, 16)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+@dataclass
+class SideCtx:
+    """One synchronization side with what the pipeline needs, detached from the database."""
+
+    id: int
+    sync_key: str
+    project: str
+    folder: str
+    role: str
+    endpoint: str
+    partner_endpoint: str
+    partner_project: str
+    exchange: Path | None
+    cursor: int
+    config_version: int
+    config_text: str
+    sync_user: str
+    status: str
+    protocol: str
+    folders: F.SideFolders
+    pairing_secret: str = ""
+    partner_side_id: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == RUNNING
+
+    @property
+    def marker_prefix(self) -> str:
+        return f"backbone:{self.sync_key}:"
+
+    def marker(self, pair_id: str) -> str:
+        return self.marker_prefix + pair_id
+
+
+@dataclass
+class Outgoing:
+    """A message to queue inside the caller's transaction."""
+
+    type: str
+    body: dict[str, Any]
+    pair: IssuePair | None = None
+
+
+class Pipeline:
+    """All message steps for every side of this installation; one instance per engine."""
+
+    def __init__(self, db: Database, tracker: Tracker, data_root: Path, events: EventBus,
+                 codec_for: Callable[[SideCtx], Codec] | None = None) -> None:
+        self.db = db
+        self.tracker = tracker
+        self.data_root = data_root
+        self.events = events
+        self.codec_for = codec_for or (lambda side: PlainCodec())
+        self._configs: dict[tuple[int, int], MappingConfig] = {}
+        self.control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None
+        self.should_stop: Callable[[], bool] = lambda: False
+
+    # -- sides --------------------------------------------------------------------------------
+
+    def sides(self) -> list[SideCtx]:
+        with self.db.session() as s:
+            syncs = {row.key: row for row in s.exec(select(Synchronization))}
+            rows = s.exec(select(SyncSide).order_by(col(SyncSide.id))).all()
+        by_sync: dict[str, list[SyncSide]] = {}
+        for row in rows:
+            by_sync.setdefault(row.sync_key, []).append(row)
+        result = []
+        for row in rows:
+            sync = syncs.get(row.sync_key)
+            if sync is None:
+                continue
+            partner = next((o.id for o in by_sync[row.sync_key] if o.id != row.id), None)
+            result.append(self._ctx(sync, row, partner))
+        return result
+
+    def side(self, side_id: int) -> SideCtx:
+        with self.db.session() as s:
+            row = s.get(SyncSide, side_id)
+            assert row is not None
+            sync = s.get(Synchronization, row.sync_key)
+            assert sync is not None
+            others = s.exec(select(SyncSide).where(SyncSide.sync_key == row.sync_key)).all()
+        partner = next((o.id for o in others if o.id != row.id), None)
+        return self._ctx(sync, row, partner)
+
+    def _ctx(self, sync: Synchronization, row: SyncSide, partner_side_id: int | None) -> SideCtx:
+        return SideCtx(
+            id=row.id or 0, sync_key=row.sync_key, project=row.project, folder=row.folder,
+            role=row.role, endpoint=row.endpoint, partner_endpoint=row.partner_endpoint,
+            partner_project=row.partner_project,
+            exchange=Path(row.exchange) if row.exchange else None, cursor=row.cursor,
+            config_version=row.config_version, config_text=row.config_text,
+            sync_user=sync.sync_user, status=sync.status, protocol=sync.protocol,
+            folders=F.SideFolders(self.data_root / row.sync_key / row.folder),
+            pairing_secret=row.pairing_secret, partner_side_id=partner_side_id,
+        )
+
+    def config(self, side: SideCtx) -> MappingConfig:
+        key = (side.id, side.config_version)
+        cached = self._configs.get(key)
+        if cached is None:
+            cached = parse_config(side.config_text, f"configuration of {side.sync_key}/{side.folder}")
+            self._configs[key] = cached
+        return cached
+
+    @contextmanager
+    def _tx(self, side: SideCtx) -> Iterator[tuple[Session, list[_Move]]]:
+        """A write transaction whose file moves happen only once it has committed."""
+        moves: list[_Move] = []
+        with self.db.write() as s:
+            yield s, moves
+        self._apply_moves(side, moves)
+
+    # -- queueing -----------------------------------------------------------------------------
+
+    def queue(self, s: Session, side: SideCtx, out: Outgoing) -> Message:
+        """Insert one outgoing message (sequence allocated here, in the caller's transaction)."""
+        pair_id, epoch, seq = None, 0, 0
+        if out.pair is not None:
+            out.pair.out_seq += 1
+            s.add(out.pair)
+            pair_id, epoch, seq = out.pair.pair_id, out.pair.out_epoch, out.pair.out_seq
+        message_id = str(uuid.uuid4())
+        now = utcnow()
+        envelope = Envelope(
+            sync=side.sync_key, sender=side.endpoint, recipient=side.partner_endpoint,
+            id=message_id, type=out.type, created=iso(now), config=side.config_version,
+            issue=pair_id, epoch=epoch, seq=seq, body=out.body,
+        )
+        row = Message(
+            side_id=side.id, direction="out", uuid=message_id, type=out.type, pair_id=pair_id,
+            epoch=epoch, seq=seq, folder=F.SEND, file_name=_generated_name(".bac"),
+            payload=envelope.to_json(), created=now, updated=now,
+        )
+        s.add(row)
+        return row
+
+    def write_send_files(self, side: SideCtx, rows: list[Message]) -> None:
+        """Project freshly queued messages into `SEND` (the database already holds them)."""
+        codec = self.codec_for(side)
+        for row in rows:
+            assert row.payload is not None
+            fsutil.write_atomic(side.folders.path(F.SEND, row.file_name),
+                                codec.seal(row.payload), durable=False)
+
+    # -- detect -------------------------------------------------------------------------------
+
+    def detect(self, side: SideCtx) -> int:
+        """Turn new tracker changes into queued messages; cursor, seq and rows in one commit."""
+        if not side.running:
+            return 0
+        changes = self.tracker.changes_since(side.project, side.cursor, BATCH)
+        if not changes:
+            return 0
+        config = self.config(side)
+        queued: list[Message] = []
+        with self.db.write() as s:
+            row = s.get(SyncSide, side.id)
+            if row is None or row.cursor != side.cursor:
+                return 0
+            detector = _Detector(self, s, side, config)
+            for change in changes:
+                if change.author == side.sync_user:
+                    continue  # echo: written by the synchronization
+                for out in detector.messages_for(change):
+                    queued.append(self.queue(s, side, out))
+            row.cursor = changes[-1].id
+            s.add(row)
+            if queued:
+                self._touch(s, side.sync_key)
+        side.cursor = changes[-1].id
+        self.write_send_files(side, queued)
+        for message in queued:
+            self.events.publish(MessageMoved(side.sync_key, message.id or 0, F.SEND, ""))
+        return len(changes)
+
+    # -- send ---------------------------------------------------------------------------------
+
+    def send(self, side: SideCtx) -> int:
+        """Hand queued messages to the channel in order; failures wait in `SEND_ERROR`."""
+        with self.db.session() as s:
+            rows = s.exec(
+                select(Message)
+                .where(Message.side_id == side.id, Message.direction == "out",
+                       col(Message.folder).in_([F.SEND, F.SEND_ERROR]))
+                .order_by(col(Message.id)).limit(BATCH)
+            ).all()
+        if not rows:
+            return 0
+        now = time.time()
+        delivered: list[Message] = []
+        failed: Message | None = None
+        failure = ""
+        for row in rows:
+            if self.should_stop():
+                break
+            if row.folder == F.SEND_ERROR and row.next_attempt > now:
+                break  # keep order: nothing overtakes a message that waits for its retry
+            try:
+                data = self._outgoing_bytes(side, row)
+                self._deliver(side, row, data)
+            except OSError as exc:
+                failed, failure = row, f"{exc.strerror or exc} ({exc.filename or 'channel'})"
+                break
+            delivered.append(row)
+        if delivered:
+            self._flush_channel(side)
+            self._record(side, [(row, F.SENT, None, "", "") for row in delivered])
+        if failed is not None:
+            failed.attempts += 1
+            failed.next_attempt = now + backoff(failed.attempts)
+            self._record(side, [(failed, F.SEND_ERROR, None, "EXCHANGE_NOT_WRITABLE",
+                                 f"attempt {failed.attempts}: {failure}")], keep_attempts=True)
+        return len(delivered) + (1 if failed else 0)
+
+    def _outgoing_bytes(self, side: SideCtx, row: Message) -> bytes:
+        path = side.folders.path(row.folder, row.file_name)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            assert row.payload is not None
+            data = self.codec_for(side).seal(row.payload)
+            fsutil.write_atomic(path, data, durable=False)
+            return data
+
+    def _deliver(self, side: SideCtx, row: Message, data: bytes) -> None:
+        if side.protocol == "local":
+            assert side.partner_side_id is not None
+            self._ingest_local(self.side(side.partner_side_id), row.file_name, data)
+        elif side.protocol == "file":
+            assert side.exchange is not None
+            send_dir, _ = F.exchange_paths(side.exchange)
+            fsutil.write_atomic(send_dir / row.file_name, data, sync_dir=False)
+        else:
+            raise OSError(f"protocol {side.protocol!r} cannot send yet")
+
+    def _flush_channel(self, side: SideCtx) -> None:
+        if side.protocol == "file" and side.exchange is not None:
+            fsutil.fsync_dir(F.exchange_paths(side.exchange)[0])
+
+    # -- receive ------------------------------------------------------------------------------
+
+    def ingest(self, side: SideCtx) -> int:
+        """Move the partner's files from the exchange `RECEIVE` into ours, each with a row."""
+        if side.protocol != "file" or side.exchange is None:
+            return 0
+        _, receive_dir = F.exchange_paths(side.exchange)
+        try:
+            names = sorted(
+                entry.name for entry in os.scandir(receive_dir) if not entry.name.startswith(".")
+            )
+        except FileNotFoundError:
+            return 0
+        work = 0
+        for name in names[:BATCH]:
+            if self.should_stop():
+                break
+            work += self._ingest_path(side, receive_dir / name, name)
+        if work:
+            fsutil.fsync_dir(side.folders.folder(F.RECEIVE))
+            fsutil.fsync_dir(receive_dir)
+        return work
+
+    def _ingest_local(self, side: SideCtx, name: str, data: bytes) -> None:
+        target_name = _generated_name(".bac")
+        fsutil.write_atomic(side.folders.path(F.RECEIVE, target_name), data)
+        self._classify_and_insert(side, target_name, name, data, len(data), settled=True)
+
+    def _ingest_path(self, side: SideCtx, source: Path, original: str) -> int:
+        """Classify one arriving file and move it under a generated name; 0 if it must wait."""
+        try:
+            info = source.lstat()
+        except FileNotFoundError:
+            return 0
+        settled = time.time() - info.st_mtime >= SETTLE_SECONDS
+        if not stat.S_ISREG(info.st_mode):
+            return self._park(side, source, original, F.UNKNOWN, "NOT_A_REGULAR_FILE",
+                              "not a regular file (a link, folder or device); not opened")
+        if not original.endswith(".bac"):
+            return self._park(side, source, original, F.UNKNOWN, "NOT_A_MESSAGE_FILE",
+                              "file name does not end in .bac")
+        if info.st_size > MAX_MESSAGE_BYTES:
+            return self._park(side, source, original, F.REJECTED, "TOO_LARGE",
+                              f"{info.st_size} bytes, more than the limit of {MAX_MESSAGE_BYTES}")
+        if info.st_size == 0:
+            if not settled:
+                return 0
+            return self._park(side, source, original, F.REJECTED, "EMPTY_FILE", "zero bytes")
+        try:
+            data = fsutil.read_limited(source, MAX_MESSAGE_BYTES)
+        except (OSError, ValueError) as exc:
+            if not settled:
+                return 0
+            return self._park(side, source, original, F.REJECTED, "UNREADABLE", str(exc))
+        target_name = _generated_name(".bac")
+        outcome = self._classify(side, data, settled)
+        if outcome is None:
+            return 0  # incomplete and still recent: look again later
+        fsutil.move(source, side.folders.path(outcome.folder, target_name))
+        self._insert_incoming(side, target_name, original, len(data), outcome)
+        return 1
+
+    def _park(self, side: SideCtx, source: Path, original: str, folder: str, code: str,
+              text: str) -> int:
+        suffix = ".bac" if original.endswith(".bac") else ".dat"
+        target_name = _generated_name(suffix)
+        size = source.lstat().st_size
+        fsutil.move(source, side.folders.path(folder, target_name))
+        self._insert_incoming(side, target_name, original, size,
+                              _Classified(folder=folder, code=code, text=text))
+        return 1
+
+    def _classify_and_insert(self, side: SideCtx, target_name: str, original: str, data: bytes,
+                             size: int, settled: bool) -> None:
+        outcome = self._classify(side, data, settled) or _Classified(
+            F.REJECTED, code="ENVELOPE_INVALID", text="incomplete message")
+        if outcome.folder != F.RECEIVE:
+            fsutil.move(side.folders.path(F.RECEIVE, target_name),
+                        side.folders.path(outcome.folder, target_name))
+        self._insert_incoming(side, target_name, original, size, outcome)
+
+    def _classify(self, side: SideCtx, data: bytes, settled: bool) -> _Classified | None:
+        try:
+            text = self.codec_for(side).open(data)
+            envelope = Envelope.from_json(text)
+        except RejectedError as exc:
+            if not settled:
+                return None
+            return _Classified(F.REJECTED, code=exc.code, text=exc.text)
+        if envelope.sync != side.sync_key:
+            return _Classified(F.REJECTED, envelope, "WRONG_SYNCHRONIZATION",
+                               f"message is for synchronization {envelope.sync!r}")
+        if envelope.recipient != side.endpoint:
+            return _Classified(F.REJECTED, envelope, "WRONG_RECIPIENT",
+                               "message is addressed to another installation")
+        expected_sender = side.partner_endpoint
+        if expected_sender and envelope.sender != expected_sender:
+            return _Classified(F.REJECTED, envelope, "WRONG_SENDER",
+                               "message does not come from the paired partner")
+        if not expected_sender and envelope.type != "HANDSHAKE":
+            return _Classified(F.REJECTED, envelope, "NOT_PAIRED",
+                               f"a {envelope.type} before the handshake")
+        return _Classified(F.RECEIVE, envelope, "", "", text)
+
+    def _insert_incoming(self, side: SideCtx, file_name: str, original: str, size: int,
+                         outcome: _Classified) -> None:
+        now = utcnow()
+        env = outcome.envelope
+        with self.db.write() as s:
+            row = Message(
+                side_id=side.id, direction="in", uuid=env.id if env else "",
+                type=env.type if env else "", pair_id=env.issue if env else None,
+                epoch=env.epoch if env else 0, seq=env.seq if env else 0, folder=outcome.folder,
+                file_name=file_name, original_name=_escape(original), size=size,
+                reason_code=outcome.code, reason_text=outcome.text, payload=outcome.payload,
+                created=now, updated=now,
+            )
+            s.add(row)
+            self._touch(s, side.sync_key)
+        self.events.publish(MessageMoved(side.sync_key, row.id or 0, outcome.folder, outcome.code))
+
+    # -- apply --------------------------------------------------------------------------------
+
+    def apply(self, side: SideCtx) -> int:
+        """Apply what is ready, in order per issue; returns how many messages moved."""
+        now = time.time()
+        with self.db.session() as s:
+            rows = s.exec(
+                select(Message)
+                .where(Message.side_id == side.id, Message.direction == "in",
+                       or_(Message.folder == F.RECEIVE,
+                           (Message.folder == F.OFFLINE) & (Message.next_attempt <= now)))
+                .order_by(col(Message.id)).limit(BATCH)
+            ).all()
+        moved = 0
+        for row in rows:
+            if self.should_stop():
+                break
+            if row.type in ISSUE_TYPES and not side.running:
+                continue  # stopped: issue messages wait in RECEIVE
+            try:
+                moved += self._process(side, row)
+            except TrackerOffline:
+                break
+        return moved
+
+    def _process(self, side: SideCtx, row: Message) -> int:
+        """Decide one message's fate; after a success, release what waited for it."""
+        assert row.payload is not None
+        envelope = Envelope.from_json(row.payload)
+        if envelope.type in CONTROL_TYPES:
+            return self._process_control(side, row, envelope)
+        if envelope.type not in ISSUE_TYPES:
+            self._record(side, [(row, F.PROCESSED, None, "IGNORED",
+                                 f"{envelope.type} is not handled by this version")])
+            return 1
+        moved = 0
+        queue = [row]
+        while queue:
+            current = queue.pop(0)
+            env = Envelope.from_json(current.payload or "")
+            released = self._process_issue(side, current, env)
+            moved += 1
+            queue.extend(released)
+        return moved
+
+    def _process_control(self, side: SideCtx, row: Message, envelope: Envelope) -> int:
+        if self.control_handler is None:
+            raise RuntimeError("no control handler installed")
+        queued: list[Message] = []
+        with self._tx(side) as (s, moves):
+            duplicate = s.exec(
+                select(Message.id).where(Message.side_id == side.id, Message.direction == "in",
+                                         Message.uuid == envelope.id,
+                                         Message.folder == F.PROCESSED)
+            ).first()
+            if duplicate is not None:
+                self._move_in_tx(s, moves, side, row, F.OUTDATED, None, "DUPLICATE", "seen before")
+            else:
+                try:
+                    outgoing = self.control_handler(s, side, envelope)
+                except ReasonError as exc:
+                    outgoing = []
+                    self._move_in_tx(s, moves, side, row, F.REJECTED, None, exc.code, exc.text)
+                else:
+                    queued = [self.queue(s, self._fresh(s, side), out) for out in outgoing]
+                    self._move_in_tx(s, moves, side, row, F.PROCESSED, None, "", "")
+        if queued:
+            self.write_send_files(side, queued)
+        self.events.publish(SyncChanged(side.sync_key, self._status(side.sync_key)))
+        return 1
+
+    def _fresh(self, s: Session, side: SideCtx) -> SideCtx:
+        row = s.get(SyncSide, side.id)
+        assert row is not None
+        side.partner_endpoint = row.partner_endpoint
+        side.config_version = row.config_version
+        return side
+
+    def _process_issue(self, side: SideCtx, row: Message, env: Envelope) -> list[Message]:
+        assert env.issue is not None
+        with self.db.session() as s:
+            pair = s.exec(select(IssuePair).where(IssuePair.side_id == side.id,
+                                                  IssuePair.pair_id == env.issue)).first()
+        if pair is None:
+            pair = IssuePair(side_id=side.id, pair_id=env.issue)
+        if env.epoch < pair.in_epoch:
+            self._record(side, [(row, F.OUTDATED, None, "OLD_EPOCH",
+                                 f"epoch {env.epoch} is older than {pair.in_epoch}")])
+            return []
+        if env.epoch == pair.in_epoch and env.seq <= pair.in_seq:
+            self._record(side, [(row, F.OUTDATED, None, "DUPLICATE",
+                                 f"seq {env.seq} was applied already")])
+            return []
+        if pair.held:
+            self._record(side, [(row, F.ERROR, env.issue, "HELD_BEHIND_ERROR",
+                                 "an earlier message of this issue is in ERROR")])
+            return []
+        is_next = (env.epoch == pair.in_epoch and env.seq == pair.in_seq + 1) or (
+            env.epoch > pair.in_epoch and env.seq == 1
+            and (env.type == "RESYNC" or pair.in_epoch == 0)
+        )
+        if not is_next:
+            self._record(side, [(row, F.WAITING, None, "SEQ_GAP",
+                                 f"waits for seq {pair.in_seq + 1} of epoch {max(pair.in_epoch, 1)}")])
+            return []
+        config = self.config(side)
+        applier = _Applier(self, side, config, pair, env)
+        try:
+            applier.apply()
+        except TrackerOffline as exc:
+            row.attempts += 1
+            row.next_attempt = time.time() + backoff(row.attempts)
+            self._record(side, [(row, F.OFFLINE, None, "TRACKER_OFFLINE", str(exc))],
+                         keep_attempts=True)
+            raise
+        except MissingIssueError as exc:
+            self._record(side, [(row, F.MISSING, exc.pair_id, exc.code, exc.text)])
+            return []
+        except ApplyError as exc:
+            self._hold(side, row, pair, exc.code, exc.text)
+            return []
+        except TrackerRefused as exc:
+            code = "ISSUE_DELETED" if applier.issue_deleted() else "TRACKER_REFUSED"
+            text = ("the issue was deleted here: choose 'recreate' or 'ignore future changes'"
+                    if code == "ISSUE_DELETED" else str(exc))
+            self._hold(side, row, pair, code, text)
+            return []
+        created = applier.created_issue
+        with self._tx(side) as (s, moves):
+            stored = s.exec(select(IssuePair).where(IssuePair.side_id == side.id,
+                                                    IssuePair.pair_id == env.issue)).first()
+            if stored is None:
+                stored = pair
+            stored.in_epoch, stored.in_seq = env.epoch, env.seq
+            if applier.issue_id is not None:
+                stored.issue_id = applier.issue_id
+            s.add(stored)
+            applier.write_state(s)
+            self._move_in_tx(s, moves, side, row, F.PROCESSED, None, "", "")
+            released = self._released(s, moves, side, env, created)
+        return released
+
+    def _released(self, s: Session, moves: list[_Move], side: SideCtx, env: Envelope,
+                  created: bool) -> list[Message]:
+        """Messages that can go now: the next seq of this issue, and what needed this issue."""
+        released: list[Message] = []
+        waiting = s.exec(
+            select(Message).where(
+                Message.side_id == side.id, Message.direction == "in", Message.folder == F.WAITING,
+                Message.pair_id == env.issue,
+                or_((Message.epoch == env.epoch) & (Message.seq == env.seq + 1),
+                    (Message.epoch > env.epoch) & (Message.seq == 1)),
+            ).order_by(col(Message.epoch).desc())
+        ).first()
+        if waiting is not None:
+            released.append(waiting)
+        if env.type == "RESYNC":
+            for stale in s.exec(select(Message).where(
+                Message.side_id == side.id, Message.direction == "in", Message.folder == F.WAITING,
+                Message.pair_id == env.issue, Message.epoch < env.epoch,
+            )):
+                self._move_in_tx(s, moves, side, stale, F.OUTDATED, None, "OLD_EPOCH",
+                                 "superseded by a resync")
+        if created:
+            released.extend(s.exec(select(Message).where(
+                Message.side_id == side.id, Message.direction == "in", Message.folder == F.MISSING,
+                Message.hold == env.issue,
+            ).order_by(col(Message.id))).all())
+        return released
+
+    def _hold(self, side: SideCtx, row: Message, pair: IssuePair, code: str, text: str) -> None:
+        with self._tx(side) as (s, moves):
+            stored = s.exec(select(IssuePair).where(IssuePair.side_id == side.id,
+                                                    IssuePair.pair_id == pair.pair_id)).first()
+            if stored is None:
+                stored = IssuePair(side_id=side.id, pair_id=pair.pair_id)
+            stored.held = True
+            s.add(stored)
+            self._move_in_tx(s, moves, side, row, F.ERROR, pair.pair_id, code, text)
+            # later messages of this issue that already wait join it, in order
+            for later in s.exec(select(Message).where(
+                Message.side_id == side.id, Message.direction == "in", Message.pair_id == pair.pair_id,
+                col(Message.folder).in_([F.WAITING]),
+            )):
+                self._move_in_tx(s, moves, side, later, F.ERROR, pair.pair_id, "HELD_BEHIND_ERROR",
+                                 "an earlier message of this issue is in ERROR")
+
+    # -- operator actions ---------------------------------------------------------------------
+
+    def release_issue(self, side: SideCtx, pair_id: str, *, skip_first: bool) -> int:
+        """Retry (or skip the first of) an issue's held messages: back to RECEIVE in order."""
+        with self._tx(side) as (s, moves):
+            pair = s.exec(select(IssuePair).where(IssuePair.side_id == side.id,
+                                                  IssuePair.pair_id == pair_id)).first()
+            held = s.exec(select(Message).where(
+                Message.side_id == side.id, Message.direction == "in",
+                col(Message.folder).in_([F.ERROR, F.MISSING]), Message.hold == pair_id,
+            ).order_by(col(Message.epoch), col(Message.seq), col(Message.id))).all()
+            if not held and pair is None:
+                return 0
+            if skip_first and held:
+                first = held.pop(0)
+                if pair is not None and first.type in ISSUE_TYPES:
+                    pair.in_epoch, pair.in_seq = first.epoch, first.seq
+                self._move_in_tx(s, moves, side, first, F.PROCESSED, None, "SKIPPED",
+                                 "skipped by an administrator")
+                s.add(History(side_id=side.id, pair_id=pair_id, at=utcnow(), kind="skip",
+                              text=f"message {first.uuid} (seq {first.seq}) skipped"))
+            if pair is not None:
+                pair.held = False
+                s.add(pair)
+            for message in held:
+                message.attempts = 0
+                self._move_in_tx(s, moves, side, message, F.RECEIVE, None, "RETRY", "queued again")
+        return len(held)
+
+    def retry_folder(self, side: SideCtx, folder: str) -> int:
+        """Make everything in OFFLINE or SEND_ERROR due now."""
+        with self.db.write() as s:
+            rows = s.exec(select(Message).where(Message.side_id == side.id,
+                                                Message.folder == folder)).all()
+            for row in rows:
+                row.next_attempt = 0.0
+                s.add(row)
+        return len(rows)
+
+    # -- moves --------------------------------------------------------------------------------
+
+    def _record(self, side: SideCtx,
+                moves: list[tuple[Message, str, str | None, str, str]],
+                keep_attempts: bool = False) -> None:
+        with self._tx(side) as (s, pending):
+            for row, folder, hold, code, text in moves:
+                merged = s.get(Message, row.id)
+                assert merged is not None
+                if keep_attempts:
+                    merged.attempts, merged.next_attempt = row.attempts, row.next_attempt
+                self._move_in_tx(s, pending, side, merged, folder, hold, code, text)
+                row.folder, row.hold = folder, hold
+
+    def _move_in_tx(self, s: Session, moves: list[_Move], side: SideCtx, row: Message,
+                    folder: str, hold: str | None, code: str, text: str) -> None:
+        """Update the row (the truth); its file follows once the transaction commits."""
+        moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
+        row.folder, row.hold = folder, hold
+        row.reason_code, row.reason_text = code, text[:500]
+        row.updated = utcnow()
+        s.add(row)
+        if folder in (F.SENT, F.PROCESSED):
+            self._touch(s, side.sync_key)
+
+    def _apply_moves(self, side: SideCtx, moves: list[_Move]) -> None:
+        """Rename files to where the committed rows say they are."""
+        for move in moves:
+            source = side.folders.path(move.old_folder, move.file_name, move.old_hold)
+            target = side.folders.path(move.folder, move.file_name, move.hold)
+            if source != target:
+                try:
+                    fsutil.move(source, target)
+                except FileNotFoundError:
+                    log.warning("message file %s missing from %s; reconciled at next start",
+                                move.file_name, move.old_folder)
+            self.events.publish(MessageMoved(side.sync_key, move.message_id, move.folder, move.code))
+
+    def _touch(self, s: Session, sync_key: str) -> None:
+        sync = s.get(Synchronization, sync_key)
+        if sync is not None:
+            sync.last_activity = utcnow()
+            s.add(sync)
+
+    def _status(self, sync_key: str) -> str:
+        with self.db.session() as s:
+            sync = s.get(Synchronization, sync_key)
+            return sync.status if sync else ""
+
+    # -- reconcile ----------------------------------------------------------------------------
+
+    def reconcile(self, side: SideCtx) -> int:
+        """Make the folders match the database (run at every start); returns files fixed."""
+        side.folders.ensure()
+        on_disk: dict[str, Path] = {}
+        stale_parts: list[Path] = []
+        for path in side.folders.root.rglob("*"):
+            if path.is_dir():
+                continue
+            if path.name.startswith(".") and path.name.endswith(".part"):
+                stale_parts.append(path)
+            else:
+                on_disk[path.name] = path
+        for path in stale_parts:
+            log.info("removing our own unfinished write %s", path)
+            path.unlink(missing_ok=True)
+        fixed = 0
+        with self.db.session() as s:
+            rows = s.exec(select(Message).where(Message.side_id == side.id)).all()
+        for row in rows:
+            expected = side.folders.path(row.folder, row.file_name, row.hold)
+            found = on_disk.pop(row.file_name, None)
+            if found is None:
+                if row.direction == "out" and row.folder in (F.SEND, F.SEND_ERROR) and row.payload:
+                    fsutil.write_atomic(expected, self.codec_for(side).seal(row.payload), durable=False)
+                    fixed += 1
+                continue
+            if found != expected:
+                fsutil.move(found, expected)
+                fixed += 1
+        for name, path in on_disk.items():
+            # a file we moved but whose row never committed: classify it again
+            fixed += 1
+            if path.parent == side.folders.folder(F.RECEIVE) or path.suffix == ".bac":
+                data = path.read_bytes()
+                if path.parent != side.folders.folder(F.RECEIVE):
+                    fsutil.move(path, side.folders.path(F.RECEIVE, name))
+                self._classify_and_insert(side, name, name, data, len(data), settled=True)
+            else:
+                self._insert_incoming(side, name, name, path.stat().st_size,
+                                      _Classified(F.UNKNOWN, None, "ORPHAN_FILE",
+                                                  "found without a record at start"))
+                if path.parent != side.folders.folder(F.UNKNOWN):
+                    fsutil.move(path, side.folders.path(F.UNKNOWN, name))
+        return fixed
+
+@dataclass(frozen=True)
+class _Move:
+    message_id: int
+    file_name: str
+    old_folder: str
+    old_hold: str | None
+    folder: str
+    hold: str | None
+    code: str
+
+
+@dataclass
+class _Classified:
+    folder: str
+    envelope: Envelope | None = None
+    code: str = ""
+    text: str = ""
+    payload: str | None = None
+
+
+def _generated_name(suffix: str) -> str:
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{suffix}"
+
+
+def _escape(name: str) -> str:
+    return name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")[:300]
+
+
+# -- outbound ---------------------------------------------------------------------------------
+
+
+class _Detector:
+    """Builds the messages for tracker changes within one detect transaction."""
+
+    def __init__(self, pipeline: Pipeline, s: Session, side: SideCtx, config: MappingConfig) -> None:
+        self.p = pipeline
+        self.s = s
+        self.side = side
+        self.config = config
+        self.pairs: dict[str, IssuePair | None] = {}
+        self.states: dict[tuple[str, str], FieldState] = {}
+
+    def messages_for(self, change: Change) -> list[Outgoing]:
+        out: list[Outgoing] = []
+        pair = self._pair(change.issue_id, out)
+        if pair is None or change.op == "create":
+            return out
+        if change.op in ("update", "transition"):
+            body = self._field_changes(pair, change)
+            if body:
+                out.append(Outgoing("ISSUE", {"op": "update", "fields": body}, pair))
+        elif change.op == "comment" and self.config.sends("comments"):
+            out.extend(self._comment(pair, change))
+        elif change.op == "attach" and self.config.sends("attachments"):
+            out.extend(self._attachment(pair, change))
+        elif change.op == "link" and self.config.links:
+            target = self._pair(str(change.data["target"]), out)
+            if target is not None:
+                out.append(Outgoing("ISSUE", {"op": "link", "target": target.pair_id,
+                                              "kind": change.data.get("kind", "relates")}, pair))
+        return out
+
+    def _pair(self, issue_id: str, out: list[Outgoing]) -> IssuePair | None:
+        """The issue's pair; an unpaired issue of a mapped type is paired with a create message."""
+        if issue_id in self.pairs:
+            return self.pairs[issue_id]
+        pair = self.s.exec(select(IssuePair).where(IssuePair.side_id == self.side.id,
+                                                   IssuePair.issue_id == issue_id)).first()
+        if pair is None:
+            pair = self._create_pair(issue_id, out)
+        self.pairs[issue_id] = pair
+        return pair
+
+    def _create_pair(self, issue_id: str, out: list[Outgoing]) -> IssuePair | None:
+        issue = self.p.tracker.read_issue(issue_id)
+        if issue is None or issue.project != self.side.project:
+            return None
+        type_id = self.config.type_id(issue.issue_type)
+        if type_id is None:
+            return None
+        parent_pair: IssuePair | None = None
+        if issue.parent_id is not None:
+            if not self.config.subtasks:
+                return None
+            parent_pair = self._pair(issue.parent_id, out)
+            if parent_pair is None:
+                self.s.add(History(side_id=self.side.id, at=utcnow(), kind="skipped",
+                                   text=f"{issue.key}: its parent is not synced, so it is not either"))
+                return None
+        marker = issue.marker if issue.marker and issue.marker.startswith(self.side.marker_prefix) else None
+        pair_id = marker[len(self.side.marker_prefix):] if marker else uuid.uuid4().hex
+        pair = IssuePair(side_id=self.side.id, pair_id=pair_id, issue_id=issue_id)
+        self.s.add(pair)
+        if marker:
+            return pair  # the partner created it: nothing to announce
+        at = iso(issue.updated)
+        fields: dict[str, Any] = {}
+        for mapping in self.config.fields:
+            if mapping.sends and mapping.local in issue.fields:
+                shared = mapping.to_shared(issue.fields[mapping.local])
+                fields[mapping.id] = {"v": shared, "at": at, "base": ""}
+                self._set_state(pair, mapping.id, shared, at, "local")
+        body: dict[str, Any] = {"op": "create", "type": type_id, "fields": fields,
+                                "parent": parent_pair.pair_id if parent_pair else None}
+        status_id = self.config.status_id(issue.status)
+        if status_id is not None:
+            body["status"] = {"v": status_id, "at": at, "base": ""}
+            self._set_state(pair, "status", status_id, at, "local")
+        out.append(Outgoing("ISSUE", body, pair))
+        return pair
+
+    def _field_changes(self, pair: IssuePair, change: Change) -> dict[str, Any]:
+        at = iso(change.at)
+        result: dict[str, Any] = {}
+        for name, (_old, new) in change.data.get("fields", {}).items():
+            if name == "status":
+                mapping_id, shared = "status", self.config.status_id(new)
+                if shared is None:
+                    continue
+            else:
+                mapping = self.config.field_by_local(name)
+                if mapping is None or not mapping.sends:
+                    continue
+                mapping_id, shared = mapping.id, mapping.to_shared(new)
+            state = self._state(pair, mapping_id)
+            if state is not None and json.loads(state.value) == shared:
+                continue  # the partner has this value already
+            result[mapping_id] = {"v": shared, "at": at, "base": state.at if state else ""}
+            self._set_state(pair, mapping_id, shared, at, "local")
+        return result
+
+    def _comment(self, pair: IssuePair, change: Change) -> list[Outgoing]:
+        issue = self.p.tracker.read_issue(change.issue_id)
+        comment_id = str(change.data.get("comment"))
+        comment = next((c for c in issue.comments if c.id == comment_id), None) if issue else None
+        if comment is None:
+            return []
+        return [Outgoing("ISSUE", {"op": "comment", "comment": {
+            "author": comment.author, "body": comment.body, "created": iso(comment.created)}}, pair)]
+
+    def _attachment(self, pair: IssuePair, change: Change) -> list[Outgoing]:
+        info, content = self.p.tracker.read_attachment(str(change.data.get("attachment")))
+        if info.size > self.config.attachment_max_bytes:
+            self.s.add(History(side_id=self.side.id, pair_id=pair.pair_id, at=utcnow(),
+                               kind="skipped", text=f"attachment {info.filename!r} ({info.size} "
+                               f"bytes) is larger than {self.config.attachment_max_bytes}; not sent"))
+            return []
+        return [Outgoing("ISSUE", {"op": "attachment", "attachment": {
+            "name": info.filename, "media_type": info.media_type, "size": info.size,
+            "content": base64.b64encode(content).decode()}}, pair)]
+
+    def _state(self, pair: IssuePair, mapping_id: str) -> FieldState | None:
+        key = (pair.pair_id, mapping_id)
+        if key not in self.states:
+            found = self.s.exec(select(FieldState).where(
+                FieldState.side_id == self.side.id, FieldState.pair_id == pair.pair_id,
+                FieldState.mapping_id == mapping_id)).first()
+            if found is None:
+                return None
+            self.states[key] = found
+        return self.states[key]
+
+    def _set_state(self, pair: IssuePair, mapping_id: str, value: Any, at: str, origin: str) -> None:
+        state = self._state(pair, mapping_id)
+        if state is None:
+            state = FieldState(side_id=self.side.id, pair_id=pair.pair_id, mapping_id=mapping_id,
+                               value="null", at=at, origin=origin)
+            self.states[(pair.pair_id, mapping_id)] = state
+        state.value, state.at, state.origin = json.dumps(value), at, origin
+        self.s.add(state)
+
+
+# -- inbound ----------------------------------------------------------------------------------
+
+
+class _Applier:
+    """Applies one issue message to the tracker; idempotent (compare first, markers)."""
+
+    def __init__(self, pipeline: Pipeline, side: SideCtx, config: MappingConfig, pair: IssuePair,
+                 env: Envelope) -> None:
+        self.p = pipeline
+        self.tracker = pipeline.tracker
+        self.side = side
+        self.config = config
+        self.pair = pair
+        self.env = env
+        self.issue_id: str | None = pair.issue_id
+        self.created_issue = False
+        self.states: list[tuple[str, Any, str]] = []
+        self.conflicts: list[str] = []
+
+    def apply(self) -> None:
+        body = self.env.body
+        op = body.get("op")
+        if op == "create" or self.env.type == "RESYNC":
+            self._create(body)
+            return
+        if self.issue_id is None:
+            raise ApplyError("ISSUE_NOT_SYNCED", "a change for an issue whose creation was not applied")
+        if op == "update":
+            self._update(_dict(body, "fields"))
+        elif op == "comment":
+            self._comment(_dict(body, "comment"))
+        elif op == "attachment":
+            self._attachment(_dict(body, "attachment"))
+        elif op == "link":
+            self._link(body)
+        else:
+            raise ApplyError("UNKNOWN_OPERATION", f"body 'op': unknown operation {op!r}")
+
+    def issue_deleted(self) -> bool:
+        try:
+            return self.issue_id is not None and self.tracker.read_issue(self.issue_id) is None
+        except TrackerOffline:
+            return False
+
+    def _create(self, body: dict[str, Any]) -> None:
+        type_id = body.get("type")
+        if not isinstance(type_id, str):
+            raise ApplyError("BODY_INVALID", "body 'type': expected a mapping id")
+        local_type = self.config.local_type(type_id)
+        parent_local: str | None = None
+        parent = body.get("parent")
+        if parent is not None:
+            parent_local = self._local_issue(parent, "parent")
+        fields, status = self._incoming(_dict(body, "fields"), body.get("status"), force=True)
+        if self.issue_id is None:
+            self.issue_id = self.tracker.find_by_marker(self.side.project, self.side.marker(self.pair.pair_id))
+        if self.issue_id is None:
+            self.issue_id = self.tracker.create_issue(
+                self.side.project, local_type, fields, as_user=self.side.sync_user,
+                parent_id=parent_local, status=status, marker=self.side.marker(self.pair.pair_id),
+            )
+            self.created_issue = True
+            return
+        self.created_issue = self.pair.issue_id is None
+        if fields:
+            self.tracker.update_issue(self.issue_id, fields, as_user=self.side.sync_user)
+        if status:
+            self.tracker.transition(self.issue_id, status, as_user=self.side.sync_user)
+
+    def _update(self, changes: dict[str, Any]) -> None:
+        status_change = changes.pop("status", None)
+        fields, status = self._incoming(changes, status_change, force=False)
+        assert self.issue_id is not None
+        if fields:
+            self.tracker.update_issue(self.issue_id, fields, as_user=self.side.sync_user)
+        if status:
+            self.tracker.transition(self.issue_id, status, as_user=self.side.sync_user)
+
+    def _incoming(self, changes: dict[str, Any], status_change: Any, *, force: bool
+                  ) -> tuple[dict[str, Any], str | None]:
+        """Local field values to write, after mapping and the newest-wins rule."""
+        fields: dict[str, Any] = {}
+        for mapping_id, change in changes.items():
+            mapping = self.config.field_by_id(mapping_id)
+            value, at, base = _change(change, mapping_id)
+            if not mapping.receives:
+                continue
+            if force or self._wins(mapping_id, at, base, value):
+                fields[mapping.local] = mapping.to_local(value)
+                self.states.append((mapping_id, value, at))
+        status: str | None = None
+        if status_change is not None:
+            value, at, base = _change(status_change, "status")
+            if not isinstance(value, str):
+                raise ApplyError("BODY_INVALID", "status: expected a mapping id")
+            local_status = self.config.local_status(value)
+            if force or self._wins("status", at, base, value):
+                status = local_status
+                self.states.append(("status", value, at))
+        return fields, status
+
+    def _wins(self, mapping_id: str, at: str, base: str, value: Any) -> bool:
+        """Newest wins when both sides changed the field since they last agreed; ties: primary."""
+        with self.p.db.session() as s:
+            state = s.exec(select(FieldState).where(
+                FieldState.side_id == self.side.id, FieldState.pair_id == self.pair.pair_id,
+                FieldState.mapping_id == mapping_id)).first()
+        if state is None or state.origin != "local" or base >= state.at:
+            return True
+        partner_wins = at > state.at or (at == state.at and self.side.role == "secondary")
+        kept = "partner's" if partner_wins else "local"
+        self.conflicts.append(
+            f"field {mapping_id}: both sides changed it (local {state.at}, partner {at}); "
+            f"kept the {kept} value"
+        )
+        return partner_wins
+
+    def _comment(self, comment: dict[str, Any]) -> None:
+        if not self.config.receives("comments"):
+            return
+        text = comment.get("body")
+        author = comment.get("author")
+        if not isinstance(text, str) or not isinstance(author, str):
+            raise ApplyError("BODY_INVALID", "comment: expected text 'body' and 'author'")
+        assert self.issue_id is not None
+        self.tracker.add_comment(self.issue_id, f"{author} wrote:\n{text}", as_user=self.side.sync_user,
+                                 marker=self.env.id)
+
+    def _attachment(self, attachment: dict[str, Any]) -> None:
+        if not self.config.receives("attachments"):
+            return
+        name = attachment.get("name")
+        if not isinstance(name, str) or not _plain_file_name(name):
+            raise ApplyError("ATTACHMENT_NAME_UNSAFE",
+                             f"attachment name {_escape(str(name))!r} is not a plain file name")
+        try:
+            content = base64.b64decode(str(attachment.get("content", "")), validate=True)
+        except ValueError:
+            raise ApplyError("BODY_INVALID", "attachment 'content': expected base64") from None
+        if len(content) != attachment.get("size"):
+            raise ApplyError("ATTACHMENT_SIZE_MISMATCH",
+                             f"attachment {name!r}: {len(content)} bytes, header says "
+                             f"{attachment.get('size')!r}")
+        if len(content) > self.config.attachment_max_bytes:
+            raise ApplyError("ATTACHMENT_TOO_LARGE",
+                             f"attachment {name!r}: {len(content)} bytes, limit "
+                             f"{self.config.attachment_max_bytes}")
+        media_type = attachment.get("media_type")
+        assert self.issue_id is not None
+        self.tracker.add_attachment(self.issue_id, name, content, as_user=self.side.sync_user,
+                                    media_type=media_type if isinstance(media_type, str) else None,
+                                    marker=self.env.id)
+
+    def _link(self, body: dict[str, Any]) -> None:
+        if not self.config.links:
+            return
+        target = self._local_issue(body.get("target"), "link target")
+        kind = body.get("kind", "relates")
+        assert self.issue_id is not None
+        self.tracker.add_link(self.issue_id, target, str(kind), as_user=self.side.sync_user,
+                              marker=self.env.id)
+
+    def _local_issue(self, pair_id: Any, what: str) -> str:
+        if not isinstance(pair_id, str) or len(pair_id) != 32 or not all(
+                c in "0123456789abcdef" for c in pair_id):
+            raise ApplyError("BODY_INVALID", f"{what}: expected a 32-hex pair id")
+        with self.p.db.session() as s:
+            pair = s.exec(select(IssuePair).where(IssuePair.side_id == self.side.id,
+                                                  IssuePair.pair_id == pair_id)).first()
+        if pair is None or pair.issue_id is None:
+            raise MissingIssueError(pair_id, f"the {what} is not synced yet")
+        return pair.issue_id
+
+    def write_state(self, s: Session) -> None:
+        for mapping_id, value, at in self.states:
+            state = s.exec(select(FieldState).where(
+                FieldState.side_id == self.side.id, FieldState.pair_id == self.pair.pair_id,
+                FieldState.mapping_id == mapping_id)).first()
+            if state is None:
+                state = FieldState(side_id=self.side.id, pair_id=self.pair.pair_id,
+                                   mapping_id=mapping_id, value="null", at=at, origin="partner")
+            state.value, state.at, state.origin = json.dumps(value), at, "partner"
+            s.add(state)
+        for text in self.conflicts:
+            s.add(History(side_id=self.side.id, pair_id=self.pair.pair_id, at=utcnow(),
+                          kind="conflict", text=text))
+
+
+def _dict(body: dict[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name)
+    if not isinstance(value, dict):
+        raise ApplyError("BODY_INVALID", f"body {name!r}: expected an object")
+    return dict(value)
+
+
+def _change(change: Any, mapping_id: str) -> tuple[Any, str, str]:
+    if not isinstance(change, dict) or "v" not in change or not isinstance(change.get("at"), str):
+        raise ApplyError("BODY_INVALID", f"field {mapping_id!r}: expected {{v, at, base}}")
+    base = change.get("base", "")
+    return change["v"], change["at"], base if isinstance(base, str) else ""
+
+
+def _plain_file_name(name: str) -> bool:
+    return (0 < len(name) <= 255 and name not in (".", "..") and not any(
+        c in name for c in "/\\\x00") and name.isprintable())

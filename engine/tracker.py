@@ -1,0 +1,533 @@
+"""The `Tracker` interface the engine syncs through, and the embedded tracker behind it."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from . import fsutil
+from .db import Database
+from .errors import BackboneError, TrackerOffline, TrackerRefused
+from .models import Attachment, ChangeLog, Comment, CustomField, Issue, IssueLink, Project, Setting
+
+ISSUE_TYPES = ("Bug", "Task", "Story", "Sub-task")
+SUBTASK_TYPES = frozenset({"Sub-task"})
+STATUSES = ("To Do", "In Progress", "In Review", "Done")
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "To Do": ("In Progress", "Done"),
+    "In Progress": ("To Do", "In Review", "Done"),
+    "In Review": ("In Progress", "Done"),
+    "Done": ("To Do",),
+}
+PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
+STANDARD_FIELDS = ("summary", "description", "priority", "labels", "assignee", "reporter", "due_date")
+CUSTOM_KINDS = ("text", "number", "select")
+MAINTENANCE_SETTING = "tracker.maintenance"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the tracker's change log."""
+
+    id: int
+    issue_id: str
+    at: datetime
+    author: str
+    op: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    id: str
+    filename: str
+    media_type: str
+    size: int
+    author: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class CommentInfo:
+    id: str
+    author: str
+    body: str
+    created: datetime
+
+
+@dataclass
+class IssueData:
+    """A plain snapshot of one issue, detached from the database."""
+
+    id: str
+    key: str
+    project: str
+    issue_type: str
+    status: str
+    fields: dict[str, Any]
+    parent_id: str | None
+    created: datetime
+    updated: datetime
+    marker: str | None = None
+    comments: list[CommentInfo] = field(default_factory=list)
+    attachments: list[AttachmentInfo] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (kind, target issue id)
+
+
+class Tracker(Protocol):
+    """What the engine needs from an issue tracker (embedded now, Jira and others later)."""
+
+    def is_online(self) -> bool: ...
+    def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]: ...
+    def latest_change_id(self, project: str) -> int: ...
+    def read_issue(self, issue_id: str) -> IssueData | None: ...
+    def read_attachment(self, attachment_id: str) -> tuple[AttachmentInfo, bytes]: ...
+    def find_by_marker(self, project: str, marker: str) -> str | None: ...
+    def create_issue(
+        self, project: str, issue_type: str, fields: dict[str, Any], *, as_user: str,
+        parent_id: str | None = None, status: str | None = None, marker: str | None = None,
+    ) -> str: ...
+    def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]: ...
+    def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str: ...
+    def add_attachment(
+        self, issue_id: str, filename: str, content: bytes, *, as_user: str,
+        media_type: str | None = None, marker: str | None = None,
+    ) -> str: ...
+    def transition(self, issue_id: str, status: str, *, as_user: str) -> bool: ...
+    def add_link(
+        self, source_id: str, target_id: str, kind: str, *, as_user: str, marker: str | None = None
+    ) -> str: ...
+    def issue_types(self, project: str) -> list[str]: ...
+    def statuses(self, project: str) -> list[str]: ...
+    def field_names(self, project: str) -> dict[str, str]: ...
+
+
+def workflow_path(current: str, target: str) -> list[str]:
+    """The shortest chain of allowed transitions from `current` to `target` (empty if equal)."""
+    previous: dict[str, str | None] = {current: None}
+    queue = deque([current])
+    while queue and target not in previous:
+        status = queue.popleft()
+        for nxt in TRANSITIONS.get(status, ()):
+            if nxt not in previous:
+                previous[nxt] = status
+                queue.append(nxt)
+    if target not in previous:
+        raise TrackerRefused(f"no workflow path from {current!r} to {target!r}")
+    path: list[str] = []
+    node: str | None = target
+    while node is not None and node != current:
+        path.append(node)
+        node = previous[node]
+    return list(reversed(path))
+
+
+class EmbeddedTracker:
+    """The small tracker stored in the home's database; attachments live in `attachments/`."""
+
+    def __init__(self, db: Database, attachment_dir: Path) -> None:
+        self.db = db
+        self.attachment_dir = attachment_dir
+
+    # -- administration -------------------------------------------------------------------
+
+    def create_project(self, key: str, name: str) -> None:
+        if not key.isalnum() or not key.isupper() or not key[0].isalpha() or len(key) > 20:
+            raise BackboneError(
+                f"project key {key!r}: expected 1-20 upper-case letters and digits, starting "
+                "with a letter"
+            )
+        with self.db.write() as s:
+            if s.get(Project, key):
+                raise BackboneError(f"project {key} exists already")
+            s.add(Project(key=key, name=name))
+
+    def add_custom_field(self, project: str, name: str, kind: str, options: list[str] = []) -> None:  # noqa: B006
+        if kind not in CUSTOM_KINDS:
+            raise BackboneError(f"custom field kind {kind!r}: expected one of {', '.join(CUSTOM_KINDS)}")
+        if name in STANDARD_FIELDS:
+            raise BackboneError(f"custom field {name!r} clashes with a standard field")
+        with self.db.write() as s:
+            self._project(s, project)
+            s.add(CustomField(project=project, name=name, kind=kind, options=json.dumps(options)))
+
+    def projects(self) -> list[tuple[str, str]]:
+        with self.db.session() as s:
+            return [(p.key, p.name) for p in s.exec(select(Project).order_by(Project.key))]
+
+    def set_maintenance(self, on: bool) -> None:
+        """While on, every call raises `TrackerOffline` (an admin's maintenance window)."""
+        with self.db.write() as s:
+            s.merge(Setting(name=MAINTENANCE_SETTING, value="1" if on else "0"))
+
+    def issue_key_to_id(self, key: str) -> str:
+        with self.db.session() as s:
+            issue = s.exec(select(Issue).where(Issue.key == key)).first()
+            if issue is None:
+                raise BackboneError(f"issue {key} does not exist")
+            return str(issue.id)
+
+    def list_issues(self, project: str | None = None) -> list[IssueData]:
+        with self.db.session() as s:
+            query = select(Issue).order_by(Issue.id)
+            if project:
+                query = query.where(Issue.project == project)
+            customs = self._custom_kinds(s, project) if project else {}
+            return [self._snapshot(s, issue, customs, deep=False) for issue in s.exec(query)]
+
+    # -- Tracker protocol -----------------------------------------------------------------
+
+    def is_online(self) -> bool:
+        with self.db.session() as s:
+            setting = s.get(Setting, MAINTENANCE_SETTING)
+            return setting is None or setting.value != "1"
+
+    def _check_online(self, s: Session) -> None:
+        setting = s.get(Setting, MAINTENANCE_SETTING)
+        if setting is not None and setting.value == "1":
+            raise TrackerOffline("the embedded tracker is in maintenance mode")
+
+    def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]:
+        with self.db.session() as s:
+            self._check_online(s)
+            rows = s.exec(
+                select(ChangeLog)
+                .where(ChangeLog.project == project, ChangeLog.id > cursor)  # type: ignore[operator]
+                .order_by(ChangeLog.id)
+                .limit(limit)
+            ).all()
+            return [
+                Change(
+                    id=row.id or 0, issue_id=str(row.issue_id), at=row.at, author=row.author,
+                    op=row.op, data=json.loads(row.data),
+                )
+                for row in rows
+            ]
+
+    def latest_change_id(self, project: str) -> int:
+        with self.db.session() as s:
+            value = s.exec(
+                select(func.max(ChangeLog.id)).where(ChangeLog.project == project)
+            ).one()
+            return int(value or 0)
+
+    def read_issue(self, issue_id: str) -> IssueData | None:
+        with self.db.session() as s:
+            self._check_online(s)
+            issue = s.get(Issue, int(issue_id))
+            if issue is None:
+                return None
+            return self._snapshot(s, issue, self._custom_kinds(s, issue.project), deep=True)
+
+    def read_attachment(self, attachment_id: str) -> tuple[AttachmentInfo, bytes]:
+        with self.db.session() as s:
+            self._check_online(s)
+            row = s.get(Attachment, int(attachment_id))
+            if row is None:
+                raise TrackerRefused(f"attachment {attachment_id} does not exist")
+            content = (self.attachment_dir / row.stored_name).read_bytes()
+            return _attachment_info(row), content
+
+    def find_by_marker(self, project: str, marker: str) -> str | None:
+        with self.db.session() as s:
+            self._check_online(s)
+            issue = s.exec(
+                select(Issue).where(Issue.project == project, Issue.sync_marker == marker)
+            ).first()
+            return None if issue is None else str(issue.id)
+
+    def create_issue(
+        self, project: str, issue_type: str, fields: dict[str, Any], *, as_user: str,
+        parent_id: str | None = None, status: str | None = None, marker: str | None = None,
+    ) -> str:
+        if issue_type not in ISSUE_TYPES:
+            raise TrackerRefused(f"unknown issue type {issue_type!r}")
+        if (issue_type in SUBTASK_TYPES) != (parent_id is not None):
+            raise TrackerRefused(
+                "a sub-task needs a parent" if parent_id is None else "only a sub-task has a parent"
+            )
+        with self.db.write() as s:
+            self._check_online(s)
+            proj = self._project(s, project)
+            customs = self._custom_kinds(s, project)
+            values = {"summary": "", "description": "", "priority": "Medium", "labels": [],
+                      "assignee": None, "reporter": as_user, "due_date": None}
+            custom: dict[str, Any] = {}
+            for name, value in fields.items():
+                if name in customs:
+                    custom[name] = self._check_custom(s, project, name, customs[name], value)
+                else:
+                    values[name] = self._check_standard(name, value)
+            if not str(values["summary"]).strip():
+                raise TrackerRefused("summary must not be empty")
+            if parent_id is not None:
+                parent = s.get(Issue, int(parent_id))
+                if parent is None or parent.project != project:
+                    raise TrackerRefused(f"parent issue {parent_id} does not exist in {project}")
+            if status is not None and status not in STATUSES:
+                raise TrackerRefused(f"unknown status {status!r}")
+            now = utcnow()
+            issue = Issue(
+                key=f"{project}-{proj.next_number}", project=project, issue_type=issue_type,
+                summary=values["summary"], description=values["description"] or "",
+                priority=values["priority"], labels=json.dumps(values["labels"]),
+                assignee=values["assignee"], reporter=values["reporter"],
+                due_date=values["due_date"], status=status or STATUSES[0],
+                parent_id=int(parent_id) if parent_id is not None else None,
+                custom=json.dumps(custom), sync_marker=marker, created=now, updated=now,
+            )
+            proj.next_number += 1
+            s.add(proj)
+            s.add(issue)
+            s.flush()
+            self._log(s, issue, as_user, "create", {"key": issue.key}, now)
+            return str(issue.id)
+
+    def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]:
+        with self.db.write() as s:
+            self._check_online(s)
+            issue = self._issue(s, issue_id)
+            customs = self._custom_kinds(s, issue.project)
+            custom = json.loads(issue.custom)
+            changed: dict[str, list[Any]] = {}
+            for name, value in fields.items():
+                if name in customs:
+                    value = self._check_custom(s, issue.project, name, customs[name], value)
+                    old = custom.get(name)
+                    if old != value:
+                        custom[name] = value
+                        changed[name] = [old, value]
+                    continue
+                value = self._check_standard(name, value)
+                old = json.loads(issue.labels) if name == "labels" else getattr(issue, name)
+                if name == "summary" and not str(value).strip():
+                    raise TrackerRefused("summary must not be empty")
+                if old != value:
+                    changed[name] = [old, value]
+                    setattr(issue, name, json.dumps(value) if name == "labels" else value)
+            if not changed:
+                return []
+            issue.custom = json.dumps(custom)
+            now = utcnow()
+            issue.updated = now
+            s.add(issue)
+            self._log(s, issue, as_user, "update", {"fields": changed}, now)
+            return list(changed)
+
+    def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str:
+        with self.db.write() as s:
+            self._check_online(s)
+            issue = self._issue(s, issue_id)
+            if marker:
+                found = s.exec(
+                    select(Comment).where(Comment.issue_id == issue.id, Comment.marker == marker)
+                ).first()
+                if found is not None:
+                    return str(found.id)
+            if not body.strip():
+                raise TrackerRefused("a comment must not be empty")
+            now = utcnow()
+            comment = Comment(issue_id=issue.id or 0, author=as_user, body=body, created=now,
+                              marker=marker)
+            s.add(comment)
+            s.flush()
+            self._log(s, issue, as_user, "comment", {"comment": comment.id}, now)
+            return str(comment.id)
+
+    def add_attachment(
+        self, issue_id: str, filename: str, content: bytes, *, as_user: str,
+        media_type: str | None = None, marker: str | None = None,
+    ) -> str:
+        if not filename or "/" in filename or "\\" in filename or "\x00" in filename or filename in (".", ".."):
+            raise TrackerRefused(f"attachment name {filename!r} is not a plain file name")
+        with self.db.write() as s:
+            self._check_online(s)
+            issue = self._issue(s, issue_id)
+            if marker:
+                found = s.exec(
+                    select(Attachment).where(
+                        Attachment.issue_id == issue.id, Attachment.marker == marker
+                    )
+                ).first()
+                if found is not None:
+                    return str(found.id)
+            stored_name = uuid.uuid4().hex
+            fsutil.write_atomic(self.attachment_dir / stored_name, content)
+            now = utcnow()
+            row = Attachment(
+                issue_id=issue.id or 0, filename=filename,
+                media_type=media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream",
+                size=len(content), stored_name=stored_name, author=as_user, created=now, marker=marker,
+            )
+            s.add(row)
+            s.flush()
+            self._log(s, issue, as_user, "attach", {"attachment": row.id}, now)
+            return str(row.id)
+
+    def transition(self, issue_id: str, status: str, *, as_user: str) -> bool:
+        """Move the issue to `status` along allowed transitions; False when already there."""
+        if status not in STATUSES:
+            raise TrackerRefused(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+        with self.db.write() as s:
+            self._check_online(s)
+            issue = self._issue(s, issue_id)
+            path = workflow_path(issue.status, status)
+            if not path:
+                return False
+            now = utcnow()
+            old, issue.status = issue.status, status
+            self._log(s, issue, as_user, "transition",
+                      {"fields": {"status": [old, status]}, "path": path}, now)
+            issue.updated = now
+            s.add(issue)
+            return True
+
+    def add_link(
+        self, source_id: str, target_id: str, kind: str, *, as_user: str, marker: str | None = None
+    ) -> str:
+        with self.db.write() as s:
+            self._check_online(s)
+            source = self._issue(s, source_id)
+            target = self._issue(s, target_id)
+            existing = s.exec(
+                select(IssueLink).where(
+                    IssueLink.source_id == source.id, IssueLink.target_id == target.id,
+                    IssueLink.kind == kind,
+                )
+            ).first()
+            if existing is not None:
+                return str(existing.id)
+            link = IssueLink(source_id=source.id or 0, target_id=target.id or 0, kind=kind, marker=marker)
+            s.add(link)
+            s.flush()
+            self._log(s, source, as_user, "link", {"link": link.id, "target": target.id, "kind": kind},
+                      utcnow())
+            return str(link.id)
+
+    def issue_types(self, project: str) -> list[str]:
+        return list(ISSUE_TYPES)
+
+    def statuses(self, project: str) -> list[str]:
+        return list(STATUSES)
+
+    def field_names(self, project: str) -> dict[str, str]:
+        """Field name -> kind (standard fields and this project's custom fields)."""
+        kinds = {"summary": "text", "description": "text", "priority": "select",
+                 "labels": "labels", "assignee": "user", "reporter": "user", "due_date": "date"}
+        with self.db.session() as s:
+            kinds.update(self._custom_kinds(s, project))
+        return kinds
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _project(self, s: Session, key: str) -> Project:
+        project = s.get(Project, key)
+        if project is None:
+            raise BackboneError(f"project {key} does not exist")
+        return project
+
+    def _issue(self, s: Session, issue_id: str) -> Issue:
+        issue = s.get(Issue, int(issue_id))
+        if issue is None:
+            raise TrackerRefused(f"issue {issue_id} does not exist")
+        return issue
+
+    def _custom_kinds(self, s: Session, project: str | None) -> dict[str, str]:
+        rows = s.exec(select(CustomField).where(CustomField.project == project)).all()
+        return {row.name: row.kind for row in rows}
+
+    def _check_custom(self, s: Session, project: str, name: str, kind: str, value: Any) -> Any:
+        if value is None:
+            return None
+        if kind == "number":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    raise TrackerRefused(f"field {name!r} expects a number, got {value!r}") from None
+            return value
+        if kind == "select":
+            row = s.exec(
+                select(CustomField).where(CustomField.project == project, CustomField.name == name)
+            ).one()
+            options = json.loads(row.options)
+            if value not in options:
+                raise TrackerRefused(f"field {name!r}: {value!r} is not one of {options}")
+            return value
+        return str(value)
+
+    def _check_standard(self, name: str, value: Any) -> Any:
+        if name not in STANDARD_FIELDS:
+            raise TrackerRefused(f"unknown field {name!r}")
+        if name == "priority" and value not in PRIORITIES:
+            raise TrackerRefused(f"priority {value!r} is not one of {', '.join(PRIORITIES)}")
+        if name == "labels":
+            if isinstance(value, str):
+                value = [part for part in value.replace(",", " ").split() if part]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TrackerRefused(f"labels expect a list of words, got {value!r}")
+            return sorted(set(value))
+        if name == "due_date" and value not in (None, ""):
+            try:
+                return date.fromisoformat(str(value)).isoformat()
+            except ValueError:
+                raise TrackerRefused(f"due_date expects YYYY-MM-DD, got {value!r}") from None
+        if name in ("assignee", "due_date") and value == "":
+            return None
+        if name in ("summary", "description", "reporter") and value is None:
+            return "" if name == "description" else value
+        return value if value is None else str(value)
+
+    def _log(self, s: Session, issue: Issue, author: str, op: str, data: dict[str, Any],
+             at: datetime) -> None:
+        s.add(ChangeLog(project=issue.project, issue_id=issue.id or 0, at=at, author=author, op=op,
+                        data=json.dumps(data)))
+
+    def _snapshot(self, s: Session, issue: Issue, customs: dict[str, str], *, deep: bool) -> IssueData:
+        fields: dict[str, Any] = {
+            "summary": issue.summary, "description": issue.description,
+            "priority": issue.priority, "labels": json.loads(issue.labels),
+            "assignee": issue.assignee, "reporter": issue.reporter, "due_date": issue.due_date,
+        }
+        custom = json.loads(issue.custom)
+        for name in customs:
+            fields[name] = custom.get(name)
+        data = IssueData(
+            id=str(issue.id), key=issue.key, project=issue.project, issue_type=issue.issue_type,
+            status=issue.status, fields=fields,
+            parent_id=str(issue.parent_id) if issue.parent_id is not None else None,
+            created=issue.created, updated=issue.updated, marker=issue.sync_marker,
+        )
+        if deep:
+            data.comments = [
+                CommentInfo(str(c.id), c.author, c.body, c.created)
+                for c in s.exec(select(Comment).where(Comment.issue_id == issue.id).order_by(Comment.id))
+            ]
+            data.attachments = [
+                _attachment_info(a)
+                for a in s.exec(
+                    select(Attachment).where(Attachment.issue_id == issue.id).order_by(Attachment.id)
+                )
+            ]
+            data.links = [
+                (link.kind, str(link.target_id))
+                for link in s.exec(select(IssueLink).where(IssueLink.source_id == issue.id))
+            ]
+        return data
+
+
+def _attachment_info(row: Attachment) -> AttachmentInfo:
+    return AttachmentInfo(str(row.id), row.filename, row.media_type, row.size, row.author, row.created)

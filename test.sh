@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (Debian packages, a virtual environment) and runs them.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+packages=()
+command -v gpg >/dev/null 2>&1 || packages+=(gnupg)
+command -v tmux >/dev/null 2>&1 || packages+=(tmux)
+if [ ${#packages[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    $sudo apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}"
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+exec .venv/bin/python -m pytest "$@"
