@@ -12,8 +12,8 @@ from . import control as C
 from .engine import Engine
 from .errors import BackboneError
 from .installation import Installation
-from .models import Message
 from .folders import PROCESSED, SENT
+from .models import Message
 
 PRIMARY_PROJECT = "ACME"
 SECONDARY_PROJECT = "GLOBEX"
@@ -37,18 +37,26 @@ def default_config(name: str) -> str:
 
 
 def build_demo(root: Path) -> Demo:
-    """Create (or reopen) the demo under `root`: paired, configured and running."""
+    """Create (or reopen) the demo under `root`: paired, configured, running, with issues."""
     root = root.absolute()
     fresh = not (root / "acme" / "backbone.db").exists()
     if fresh and root.exists() and any(root.iterdir()):
         raise BackboneError(f"{root} is not empty and holds no demo; choose an empty or new folder")
-    acme = Installation(root / "acme")
-    globex = Installation(root / "globex")
     if not fresh:
+        acme, globex = Installation(root / "acme"), Installation(root / "globex")
         syncs = acme.list_syncs()
         if not syncs:
             raise BackboneError(f"{root} holds an unfinished demo; delete it and run again")
         return Demo(root, acme, globex, syncs[0].key)
+    demo = pair_installations(root)
+    add_sample_issues(demo.acme, demo.globex, root)
+    return demo
+
+
+def pair_installations(root: Path, *, start: bool = True) -> Demo:
+    """Two installations under `root` paired over `root/exchange`, configured (and running)."""
+    acme = Installation(root / "acme")
+    globex = Installation(root / "globex")
     exchange = root / "exchange"
     (exchange / "acme" / "SEND").mkdir(parents=True)
     (exchange / "acme" / "RECEIVE").mkdir()
@@ -77,9 +85,9 @@ def build_demo(root: Path) -> Demo:
         inst.sync_info(info.key).status == C.STOPPED for inst in (acme, globex)))
     acme.config_import_text(info.key, default_config("acme"), "demo-acme.toml")
     globex.config_import_text(info.key, default_config("globex"), "demo-globex.toml")
-    acme.start([info.key])
-    globex.start([info.key])
-    add_sample_issues(acme, globex, root)
+    if start:
+        acme.start([info.key])
+        globex.start([info.key])
     return Demo(root, acme, globex, info.key)
 
 

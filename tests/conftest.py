@@ -1,0 +1,39 @@
+"""Shared fixtures: real installations in temporary folders, paired over a real exchange folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from engine.demo import Demo, pair_installations, settle
+from engine.engine import Engine
+from engine.installation import Installation
+
+
+@pytest.fixture
+def paired(tmp_path: Path) -> Iterator[Demo]:
+    """Acme (primary, ACME) and Globex (secondary, GLOBEX) paired, configured and RUNNING."""
+    demo = pair_installations(tmp_path / "demo")
+    yield demo
+    demo.close()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Installation]:
+    """One empty installation."""
+    inst = Installation(tmp_path / "home")
+    yield inst
+    inst.close()
+
+
+def sync_all(demo: Demo, timeout: float = 30.0) -> float:
+    """Run both engines' passes until neither has work left."""
+    return settle((Engine(demo.acme), Engine(demo.globex)), timeout=timeout)
+
+
+def issue_by_summary(inst: Installation, project: str, summary: str):  # type: ignore[no-untyped-def]
+    matches = [i for i in inst.tracker.list_issues(project) if i.fields["summary"] == summary]
+    assert len(matches) <= 1, f"duplicate issues named {summary!r}"
+    return inst.tracker.read_issue(matches[0].id) if matches else None
