@@ -209,25 +209,31 @@ class Pipeline:
         """Turn new tracker changes into queued messages; cursor, seq and rows in one commit."""
         if not side.running:
             return 0
-        changes = self.tracker.changes_since(side.project, side.cursor, BATCH)
+        try:
+            changes = self.tracker.changes_since(side.project, side.cursor, BATCH)
+        except TrackerOffline:
+            return 0  # nothing is lost: the cursor stays where it is
         if not changes:
             return 0
         config = self.config(side)
         queued: list[Message] = []
-        with self.db.write() as s:
-            row = s.get(SyncSide, side.id)
-            if row is None or row.cursor != side.cursor:
-                return 0
-            detector = _Detector(self, s, side, config)
-            for change in changes:
-                if change.author == side.sync_user:
-                    continue  # echo: written by the synchronization
-                for out in detector.messages_for(change):
-                    queued.append(self.queue(s, side, out))
-            row.cursor = changes[-1].id
-            s.add(row)
-            if queued:
-                self._touch(s, side.sync_key)
+        try:
+            with self.db.write() as s:
+                row = s.get(SyncSide, side.id)
+                if row is None or row.cursor != side.cursor:
+                    return 0
+                detector = _Detector(self, s, side, config)
+                for change in changes:
+                    if change.author == side.sync_user:
+                        continue  # echo: written by the synchronization
+                    for out in detector.messages_for(change):
+                        queued.append(self.queue(s, side, out))
+                row.cursor = changes[-1].id
+                s.add(row)
+                if queued:
+                    self._touch(s, side.sync_key)
+        except TrackerOffline:
+            return 0  # rolled back: the same changes are read again later
         side.cursor = changes[-1].id
         self.write_send_files(side, queued)
         for message in queued:

@@ -1,0 +1,114 @@
+"""The engine's workers, its clean stop, conflicts, and reconciliation at start."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine import folders as F
+from engine.demo import Demo
+from engine.engine import Engine, wait_until
+from engine.events import EngineFailed, Event
+
+from .conftest import issue_by_summary, sync_all
+
+
+def test_threaded_engines_sync_with_watchdog_and_publish_events(paired: Demo) -> None:
+    events: list[Event] = []
+    paired.globex.events.subscribe(events.append)
+    engines = [Engine(paired.acme), Engine(paired.globex)]
+    for engine in engines:
+        engine.start()
+    try:
+        paired.acme.tracker.create_issue("ACME", "Task", {"summary": "threaded"}, as_user="alice")
+        assert wait_until(lambda: issue_by_summary(paired.globex, "GLOBEX", "threaded") is not None, 20)
+    finally:
+        for engine in engines:
+            engine.stop()
+    assert any(getattr(e, "folder", None) == F.PROCESSED for e in events)
+    assert not paired.acme.lock.held and not paired.globex.lock.held
+
+
+def test_run_stops_cleanly_on_ctrl_c(paired: Demo) -> None:
+    home = paired.globex.paths.root
+    paired.globex.close()
+    process = subprocess.Popen([sys.executable, "-m", "backbone_tui.cli", "--home", str(home), "run"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert "engine running" in process.stdout.readline()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "engine stopped" in out
+
+
+def test_concurrent_edits_newest_wins_and_conflict_is_recorded(paired: Demo) -> None:
+    acme_id = paired.acme.tracker.create_issue("ACME", "Task", {"summary": "contested"}, as_user="alice")
+    sync_all(paired)
+    globex_issue = issue_by_summary(paired.globex, "GLOBEX", "contested")
+    assert globex_issue is not None
+    # both sides edit before either hears of the other's change: Globex's edit is newer
+    paired.acme.tracker.update_issue(acme_id, {"description": "acme's"}, as_user="alice")
+    Engine(paired.acme).run_once()  # Acme's change is queued and sent
+    time.sleep(0.01)
+    paired.globex.tracker.update_issue(globex_issue.id, {"description": "globex's"}, as_user="carol")
+    Engine(paired.globex).run_once()  # Globex registers its own edit, then sees Acme's older one
+    sync_all(paired)
+    assert paired.acme.tracker.read_issue(acme_id).fields["description"] == "globex's"  # type: ignore[union-attr]
+    assert paired.globex.tracker.read_issue(globex_issue.id).fields["description"] == "globex's"  # type: ignore[union-attr]
+    conflicts = [h for h in paired.globex.history(paired.key) if h[1] == "conflict"]
+    assert len(conflicts) == 1 and "kept the local value" in conflicts[0][3]
+    conflicts = [h for h in paired.acme.history(paired.key) if h[1] == "conflict"]
+    assert len(conflicts) == 1 and "kept the partner's value" in conflicts[0][3]
+
+
+def test_reconcile_puts_files_where_the_database_says(paired: Demo) -> None:
+    for n in range(3):
+        paired.acme.tracker.create_issue("ACME", "Task", {"summary": f"r{n}"}, as_user="alice")
+    sync_all(paired)
+    side = paired.globex.paths.data / paired.key / "GLOBEX-1"
+    processed = sorted((side / F.PROCESSED).iterdir())
+    # a crash between the database commit and the rename leaves a file behind
+    processed[0].rename(side / F.RECEIVE / processed[0].name)
+    # a file we renamed into RECEIVE before the crash, without its row
+    orphan = side / F.RECEIVE / "00000000000000000001-orphan.bac"
+    orphan.write_bytes(processed[1].read_bytes())
+    # our own unfinished write
+    (side / F.RECEIVE / ".x.bac.1234.part").write_bytes(b"half")
+    fixed = Engine(paired.globex).reconcile()
+    assert fixed >= 2
+    assert (side / F.PROCESSED / processed[0].name).exists()
+    assert not list((side / F.RECEIVE).iterdir()) or all(
+        not p.name.endswith(".part") for p in (side / F.RECEIVE).iterdir())
+    Engine(paired.globex).run_once()
+    names = {m.file: m for m in paired.globex.messages(paired.key)}
+    assert names[orphan.name].folder == F.OUTDATED and names[orphan.name].reason_code == "DUPLICATE"
+    for message in paired.globex.messages(paired.key):
+        folder = side / message.folder / (message.hold or "")
+        assert (folder / message.file).is_file(), message
+
+
+def test_corrupt_database_stops_the_engine_with_a_clear_message(paired: Demo) -> None:
+    events: list[Event] = []
+    paired.globex.events.subscribe(events.append)
+    engine = Engine(paired.globex)
+    engine.start()
+    try:
+        database = Path(paired.globex.paths.database)
+        paired.globex.db.dispose()
+        with open(database, "r+b") as handle:
+            handle.seek(0)
+            handle.write(b"garbage" * 1000)
+        for suffix in ("-wal", "-shm"):
+            Path(str(database) + suffix).unlink(missing_ok=True)
+        assert wait_until(lambda: engine.failure is not None, 20)
+    finally:
+        engine.stop()
+    assert "database" in (engine.failure or "")
+    assert any(isinstance(e, EngineFailed) for e in events)
