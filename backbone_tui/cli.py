@@ -18,7 +18,8 @@ EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="backbone", description="Keep issues in sync between two trackers over file exchange or email.",
+        prog="backbone",
+        description="Keep issues in sync between two trackers over file exchange or email.",
     )
     parser.add_argument("--home", help="installation folder (default: $BACKBONE_HOME or the user data dir)")
     parser.add_argument("--project", help="open the project overview of this project (TUI)")
@@ -26,14 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="two paired installations syncing sample issues")
     demo.add_argument("dir", type=Path)
-    demo.add_argument("--no-encryption", action="store_true", help="plain messages (the default until OpenPGP lands)")
+    demo.add_argument(
+        "--no-encryption", action="store_true", help="plain messages (the default until OpenPGP lands)"
+    )
     demo.add_argument("--no-tui", action="store_true", help="sync, print a summary and exit")
 
     run = sub.add_parser("run", help="the headless engine")
     run.add_argument("--once", action="store_true", help="do all pending work, then exit")
     run.add_argument("--api", metavar="HOST:PORT", help="also serve the REST API (not available yet)")
 
-    sync = sub.add_parser("sync", help="synchronizations").add_subparsers(dest="action", metavar="ACTION", required=True)
+    sync = sub.add_parser("sync", help="synchronizations").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
     p = sync.add_parser("list")
     p.add_argument("--status")
     p.add_argument("--project", dest="filter_project")
@@ -69,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
-    config = sub.add_parser("config", help="mapping configuration").add_subparsers(dest="action", metavar="ACTION", required=True)
+    config = sub.add_parser("config", help="mapping configuration").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
     p = config.add_parser("export")
     p.add_argument("key")
     p.add_argument("-o", "--output")
@@ -86,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("--issue", help="pair id of the issue (retry, skip)")
     messages.add_argument("--json", action="store_true")
 
-    project = sub.add_parser("project", help="embedded tracker projects").add_subparsers(dest="action", metavar="ACTION", required=True)
+    project = sub.add_parser("project", help="embedded tracker projects").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
     p = project.add_parser("create")
     p.add_argument("key")
     p.add_argument("--name", required=True)
@@ -98,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = project.add_parser("list")
     p.add_argument("--json", action="store_true")
 
-    issue = sub.add_parser("issue", help="embedded tracker issues").add_subparsers(dest="action", metavar="ACTION", required=True)
+    issue = sub.add_parser("issue", help="embedded tracker issues").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
     p = issue.add_parser("create")
     p.add_argument("--project", dest="issue_project", required=True)
     p.add_argument("--type", required=True)
@@ -130,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     for action in issue.choices.values():
         action.add_argument("--as", dest="as_user", default="admin", help="act as this user (default: admin)")
 
-    tracker = sub.add_parser("tracker", help="embedded tracker administration").add_subparsers(dest="action", metavar="ACTION", required=True)
+    tracker = sub.add_parser("tracker", help="embedded tracker administration").add_subparsers(
+        dest="action", metavar="ACTION", required=True
+    )
     p = tracker.add_parser("maintenance")
     p.add_argument("state", choices=("on", "off"))
     return parser
@@ -162,8 +175,13 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     inst.setup_logging()
     try:
         handler: Callable[[Installation, argparse.Namespace], int] = {
-            "run": _run, "sync": _sync, "config": _config, "messages": _messages,
-            "project": _project, "issue": _issue, "tracker": _tracker,
+            "run": _run,
+            "sync": _sync,
+            "config": _config,
+            "messages": _messages,
+            "project": _project,
+            "issue": _issue,
+            "tracker": _tracker,
         }[args.command]
         return handler(inst, args)
     finally:
@@ -245,8 +263,20 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
             print(json.dumps([info.to_json() for info in syncs], indent=2))
         else:
             _print_table(
-                [[i.key, i.name, i.local_project, i.partner_project, i.role, i.protocol, i.status,
-                  str(i.errors), str(i.pending)] for i in syncs],
+                [
+                    [
+                        i.key,
+                        i.name,
+                        i.local_project,
+                        i.partner_project,
+                        i.role,
+                        i.protocol,
+                        i.status,
+                        str(i.errors),
+                        str(i.pending),
+                    ]
+                    for i in syncs
+                ],
                 ["KEY", "NAME", "PROJECT", "PARTNER", "ROLE", "PROTOCOL", "STATUS", "ERRORS", "PENDING"],
             )
         return EXIT_OK
@@ -299,32 +329,52 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
 
 def _sync_create(inst: Any, args: argparse.Namespace) -> int:
     if args.role == "primary":
-        missing = [flag for flag, value in (("--name", args.name), ("--handshake-out", args.handshake_out)) if not value]
+        missing = [
+            flag
+            for flag, value in (("--name", args.name), ("--handshake-out", args.handshake_out))
+            if not value
+        ]
         if missing:
             raise BackboneError(f"sync create --role primary needs {' and '.join(missing)}")
         info, path = inst.create_primary(
-            project=args.sync_project, user=args.user, protocol=args.protocol, name=args.name,
-            handshake_out=args.handshake_out, exchange=args.exchange, description=args.description,
-            review=args.review, partner_project=args.partner_project,
+            project=args.sync_project,
+            user=args.user,
+            protocol=args.protocol,
+            name=args.name,
+            handshake_out=args.handshake_out,
+            exchange=args.exchange,
+            description=args.description,
+            review=args.review,
+            partner_project=args.partner_project,
         )
         print(f"{info.key}: {info.status}; handshake file written to {path}")
-        print("deliver it to the partner securely; they run: backbone sync create --role secondary --handshake FILE ...")
+        print(
+            "deliver it to the partner securely; they run: "
+            "backbone sync create --role secondary --handshake FILE ..."
+        )
         return EXIT_OK
     if args.role == "secondary":
         if not args.handshake:
             raise BackboneError("sync create --role secondary needs --handshake FILE")
         data = inst.read_handshake(args.handshake)
-        print(f"handshake: synchronization {data['sync']} {data['name']!r} from project "
-              f"{data['primary']['project']} ({data['protocol']})")
-        info = inst.create_secondary(handshake=args.handshake, project=args.sync_project,
-                                     user=args.user, exchange=args.exchange)
+        print(
+            f"handshake: synchronization {data['sync']} {data['name']!r} from project "
+            f"{data['primary']['project']} ({data['protocol']})"
+        )
+        info = inst.create_secondary(
+            handshake=args.handshake, project=args.sync_project, user=args.user, exchange=args.exchange
+        )
         print(f"{info.key}: {info.status}; run 'backbone sync accept {info.key}' or 'sync decline'")
         return EXIT_OK
     if not args.partner_project:
         raise BackboneError("sync create --role local needs --partner-project")
-    info = inst.create_local(project=args.sync_project, partner_project=args.partner_project,
-                             user=args.user, name=args.name or f"{args.sync_project} <-> {args.partner_project}",
-                             description=args.description)
+    info = inst.create_local(
+        project=args.sync_project,
+        partner_project=args.partner_project,
+        user=args.user,
+        name=args.name or f"{args.sync_project} <-> {args.partner_project}",
+        description=args.description,
+    )
     print(f"{info.key}: {info.status}")
     return EXIT_OK
 
@@ -361,9 +411,19 @@ def _messages(inst: Any, args: argparse.Namespace) -> int:
         print(json.dumps([row.to_json() for row in rows], indent=2))
         return EXIT_OK
     _print_table(
-        [[str(r.id), r.direction, r.type or "-", (r.issue or "-")[:12], f"{r.epoch}/{r.seq}",
-          r.folder + (f"/{r.hold[:12]}" if r.hold else ""), r.reason_code or "-", r.reason_text[:60]]
-         for r in rows],
+        [
+            [
+                str(r.id),
+                r.direction,
+                r.type or "-",
+                (r.issue or "-")[:12],
+                f"{r.epoch}/{r.seq}",
+                r.folder + (f"/{r.hold[:12]}" if r.hold else ""),
+                r.reason_code or "-",
+                r.reason_text[:60],
+            ]
+            for r in rows
+        ],
         ["ID", "DIR", "TYPE", "ISSUE", "EPOCH/SEQ", "FOLDER", "REASON", "TEXT"],
     )
     return EXIT_OK
@@ -415,7 +475,9 @@ def _issue_action(inst: Any, t: Any, args: argparse.Namespace) -> int:
     if action == "create":
         fields = {"summary": args.summary, **_parse_sets(args.set)}
         parent = t.issue_key_to_id(args.parent) if args.parent else None
-        issue_id = t.create_issue(args.issue_project, args.type, fields, as_user=args.as_user, parent_id=parent)
+        issue_id = t.create_issue(
+            args.issue_project, args.type, fields, as_user=args.as_user, parent_id=parent
+        )
         print(t.read_issue(issue_id).key)
         return EXIT_OK
     if action == "list":
@@ -423,8 +485,13 @@ def _issue_action(inst: Any, t: Any, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([_issue_json(i) for i in issues], indent=2))
         else:
-            _print_table([[i.key, i.issue_type, i.status, str(i.fields.get("priority")), i.fields["summary"][:60]]
-                          for i in issues], ["KEY", "TYPE", "STATUS", "PRIORITY", "SUMMARY"])
+            _print_table(
+                [
+                    [i.key, i.issue_type, i.status, str(i.fields.get("priority")), i.fields["summary"][:60]]
+                    for i in issues
+                ],
+                ["KEY", "TYPE", "STATUS", "PRIORITY", "SUMMARY"],
+            )
         return EXIT_OK
     issue_id = t.issue_key_to_id(args.issue)
     if action == "update":
@@ -464,11 +531,21 @@ def _issue_action(inst: Any, t: Any, args: argparse.Namespace) -> int:
 
 def _issue_json(issue: Any) -> dict[str, Any]:
     return {
-        "id": issue.id, "key": issue.key, "project": issue.project, "type": issue.issue_type,
-        "status": issue.status, "parent": issue.parent_id, "fields": issue.fields,
-        "created": issue.created.isoformat(), "updated": issue.updated.isoformat(),
-        "comments": [{"author": c.author, "body": c.body, "created": c.created.isoformat()} for c in issue.comments],
-        "attachments": [{"filename": a.filename, "size": a.size, "media_type": a.media_type} for a in issue.attachments],
+        "id": issue.id,
+        "key": issue.key,
+        "project": issue.project,
+        "type": issue.issue_type,
+        "status": issue.status,
+        "parent": issue.parent_id,
+        "fields": issue.fields,
+        "created": issue.created.isoformat(),
+        "updated": issue.updated.isoformat(),
+        "comments": [
+            {"author": c.author, "body": c.body, "created": c.created.isoformat()} for c in issue.comments
+        ],
+        "attachments": [
+            {"filename": a.filename, "size": a.size, "media_type": a.media_type} for a in issue.attachments
+        ],
         "links": [{"kind": kind, "target": target} for kind, target in issue.links],
     }
 

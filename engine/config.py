@@ -96,21 +96,30 @@ class MappingConfig:
         raise ApplyError("UNKNOWN_MAPPING", f"field mapping {mapping_id!r} is not bound here")
 
     def sends(self, what: str) -> bool:
-        return getattr(self, what) in ("both", "to_partner")  # type: ignore[no-any-return]
+        return bool(getattr(self, what) in ("both", "to_partner"))
 
     def receives(self, what: str) -> bool:
-        return getattr(self, what) in ("both", "from_partner")  # type: ignore[no-any-return]
+        return bool(getattr(self, what) in ("both", "from_partner"))
 
     def to_toml(self) -> str:
         data: dict[str, Any] = {
-            "version": CONFIG_VERSION, "comments": self.comments, "attachments": self.attachments,
-            "attachment_max_bytes": self.attachment_max_bytes, "subtasks": self.subtasks,
-            "links": self.links, "issue_types": dict(self.issue_types),
-            "statuses": dict(self.statuses), "fields": [],
+            "version": CONFIG_VERSION,
+            "comments": self.comments,
+            "attachments": self.attachments,
+            "attachment_max_bytes": self.attachment_max_bytes,
+            "subtasks": self.subtasks,
+            "links": self.links,
+            "issue_types": dict(self.issue_types),
+            "statuses": dict(self.statuses),
+            "fields": [],
         }
         for mapping in self.fields:
-            entry: dict[str, Any] = {"id": mapping.id, "local": mapping.local, "kind": mapping.kind,
-                                     "direction": mapping.direction}
+            entry: dict[str, Any] = {
+                "id": mapping.id,
+                "local": mapping.local,
+                "kind": mapping.kind,
+                "direction": mapping.direction,
+            }
             if mapping.values:
                 entry["values"] = dict(mapping.values)
             if mapping.default is not None:
@@ -137,8 +146,17 @@ def parse_config(text: str, source: str) -> MappingConfig:
     version = data.get("version", CONFIG_VERSION)
     if version != CONFIG_VERSION:
         raise fail("version", str(CONFIG_VERSION), version)
-    known = {"version", "comments", "attachments", "attachment_max_bytes", "subtasks", "links",
-             "issue_types", "statuses", "fields"}
+    known = {
+        "version",
+        "comments",
+        "attachments",
+        "attachment_max_bytes",
+        "subtasks",
+        "links",
+        "issue_types",
+        "statuses",
+        "fields",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise BackboneError(f"{source}: unknown setting(s) {', '.join(unknown)}")
@@ -157,7 +175,7 @@ def parse_config(text: str, source: str) -> MappingConfig:
         if not isinstance(table, dict) or not all(
             isinstance(k, str) and isinstance(v, str) and v for k, v in table.items()
         ):
-            raise fail(f"[{name}]", "a table of local name = \"mapping id\"", table)
+            raise fail(f"[{name}]", 'a table of local name = "mapping id"', table)
         ids = list(table.values())
         dupes = sorted({i for i in ids if ids.count(i) > 1})
         if dupes:
@@ -191,7 +209,7 @@ def parse_config(text: str, source: str) -> MappingConfig:
         if not isinstance(values, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in values.items()
         ):
-            raise fail(f"{where} values", "a table of local value = \"shared id\"", values)
+            raise fail(f"{where} values", 'a table of local value = "shared id"', values)
         default = entry.get("default")
         if default is not None and (not isinstance(default, str) or (values and default not in values)):
             raise fail(f"{where} default", "one of the local values", default)
@@ -201,15 +219,25 @@ def parse_config(text: str, source: str) -> MappingConfig:
     if dupes:
         raise BackboneError(f"{source}: local field(s) {', '.join(dupes)} mapped twice")
     return MappingConfig(
-        issue_types=tables["issue_types"], statuses=tables["statuses"], fields=tuple(fields),
-        comments=data.get("comments", "both"), attachments=data.get("attachments", "both"),
-        attachment_max_bytes=max_bytes, subtasks=data.get("subtasks", True),
+        issue_types=tables["issue_types"],
+        statuses=tables["statuses"],
+        fields=tuple(fields),
+        comments=data.get("comments", "both"),
+        attachments=data.get("attachments", "both"),
+        attachment_max_bytes=max_bytes,
+        subtasks=data.get("subtasks", True),
         links=data.get("links", True),
     )
 
 
-def check_against(config: MappingConfig, source: str, *, issue_types: list[str],
-                  statuses: list[str], field_kinds: dict[str, str]) -> None:
+def check_against(
+    config: MappingConfig,
+    source: str,
+    *,
+    issue_types: list[str],
+    statuses: list[str],
+    field_kinds: dict[str, str],
+) -> None:
     """Refuse a configuration that names types, statuses or fields this tracker lacks."""
     for local in config.issue_types:
         if local not in issue_types:
@@ -231,8 +259,9 @@ def check_against(config: MappingConfig, source: str, *, issue_types: list[str],
             )
 
 
-def identity_config(*, issue_types: list[str], statuses: list[str],
-                    field_kinds: dict[str, str]) -> MappingConfig:
+def identity_config(
+    *, issue_types: list[str], statuses: list[str], field_kinds: dict[str, str]
+) -> MappingConfig:
     """A default that maps every type, status and field of this tracker to an id of its name."""
 
     def slug(name: str) -> str:
@@ -240,7 +269,8 @@ def identity_config(*, issue_types: list[str], statuses: list[str],
 
     fields = tuple(
         FieldMapping(id=slug(name), local=name, kind=kind if kind in FIELD_KINDS else "text")
-        for name, kind in field_kinds.items() if name != "reporter"
+        for name, kind in field_kinds.items()
+        if name != "reporter"
     )
     return MappingConfig(
         issue_types={t: slug(t) for t in issue_types},

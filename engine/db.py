@@ -25,11 +25,10 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = create_engine(url, **kwargs)
+        self._write_engine: Engine = self.engine
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
             self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
-        else:
-            self._write_engine = self.engine
 
     @classmethod
     def for_file(cls, path: Path) -> Database:
@@ -45,9 +44,8 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction that takes the lock at BEGIN, committed on success."""
-        with Session(self._write_engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+            yield session
 
     def checkpoint_full(self) -> None:
         """Make every commit so far durable on power loss (before irreversible outside effects)."""

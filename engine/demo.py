@@ -11,8 +11,8 @@ from pathlib import Path
 from . import control as C
 from .engine import Engine
 from .errors import BackboneError
-from .installation import Installation
 from .folders import PROCESSED, SENT
+from .installation import Installation
 from .models import Message
 
 PRIMARY_PROJECT = "ACME"
@@ -69,20 +69,28 @@ def pair_installations(root: Path, *, start: bool = True) -> Demo:
     acme.tracker.add_custom_field(PRIMARY_PROJECT, "Severity", "select", ["Critical", "Major", "Minor"])
     globex.tracker.create_project(SECONDARY_PROJECT, "Globex Support")
     globex.tracker.add_custom_field(SECONDARY_PROJECT, "Requested by", "text")
-    globex.tracker.add_custom_field(SECONDARY_PROJECT, "Impact", "select",
-                                    ["Blocker", "Significant", "Cosmetic"])
+    globex.tracker.add_custom_field(
+        SECONDARY_PROJECT, "Impact", "select", ["Blocker", "Significant", "Cosmetic"]
+    )
 
     info, handshake = acme.create_primary(
-        project=PRIMARY_PROJECT, user=SYNC_USER, protocol="file", name="ACME <-> Globex",
-        description="Customer defects shared with Globex support", exchange=exchange / "acme",
-        partner_project=SECONDARY_PROJECT, handshake_out=root / "handshake.json",
+        project=PRIMARY_PROJECT,
+        user=SYNC_USER,
+        protocol="file",
+        name="ACME <-> Globex",
+        description="Customer defects shared with Globex support",
+        exchange=exchange / "acme",
+        partner_project=SECONDARY_PROJECT,
+        handshake_out=root / "handshake.json",
     )
-    globex.create_secondary(handshake=handshake, project=SECONDARY_PROJECT, user=SYNC_USER,
-                            exchange=exchange / "globex")
+    globex.create_secondary(
+        handshake=handshake, project=SECONDARY_PROJECT, user=SYNC_USER, exchange=exchange / "globex"
+    )
     globex.accept(info.key)
     engines = (Engine(acme), Engine(globex))
-    settle(engines, until=lambda: all(
-        inst.sync_info(info.key).status == C.STOPPED for inst in (acme, globex)))
+    settle(
+        engines, until=lambda: all(inst.sync_info(info.key).status == C.STOPPED for inst in (acme, globex))
+    )
     acme.config_import_text(info.key, default_config("acme"), "demo-acme.toml")
     globex.config_import_text(info.key, default_config("globex"), "demo-globex.toml")
     if start:
@@ -93,25 +101,46 @@ def pair_installations(root: Path, *, start: bool = True) -> Demo:
 
 def add_sample_issues(acme: Installation, globex: Installation, root: Path) -> None:
     t = acme.tracker
-    bug = t.create_issue(PRIMARY_PROJECT, "Bug", {
-        "summary": "Checkout fails with HTTP 500 for carts over 100 items",
-        "description": "Reported by three customers since the 4.2 release.",
-        "priority": "High", "labels": ["checkout", "regression"], "Customer": "Initech",
-        "Severity": "Major", "due_date": "2026-12-15"}, as_user="alice")
-    t.create_issue(PRIMARY_PROJECT, "Sub-task", {"summary": "Add a regression test for large carts"},
-                   as_user="alice", parent_id=bug)
+    bug = t.create_issue(
+        PRIMARY_PROJECT,
+        "Bug",
+        {
+            "summary": "Checkout fails with HTTP 500 for carts over 100 items",
+            "description": "Reported by three customers since the 4.2 release.",
+            "priority": "High",
+            "labels": ["checkout", "regression"],
+            "Customer": "Initech",
+            "Severity": "Major",
+            "due_date": "2026-12-15",
+        },
+        as_user="alice",
+    )
+    t.create_issue(
+        PRIMARY_PROJECT,
+        "Sub-task",
+        {"summary": "Add a regression test for large carts"},
+        as_user="alice",
+        parent_id=bug,
+    )
     t.add_comment(bug, "Reproduced on staging with 120 items.", as_user="alice")
     t.add_comment(bug, "The limit comes from the pricing service's batch size.", as_user="bob")
     log_file = root / "checkout-error.log"
     log_file.write_text("2026-11-20T09:14:02Z ERROR pricing: batch size 100 exceeded (120)\n")
     t.add_attachment(bug, log_file.name, log_file.read_bytes(), as_user="alice", media_type="text/plain")
     t.transition(bug, "In Progress", as_user="alice")
-    t.create_issue(PRIMARY_PROJECT, "Task", {"summary": "Rotate the partner API credentials",
-                                             "priority": "Medium"}, as_user="bob")
+    t.create_issue(
+        PRIMARY_PROJECT,
+        "Task",
+        {"summary": "Rotate the partner API credentials", "priority": "Medium"},
+        as_user="bob",
+    )
     g = globex.tracker
-    story = g.create_issue(SECONDARY_PROJECT, "Story", {
-        "summary": "Dark mode for the customer portal", "priority": "Low",
-        "Impact": "Cosmetic"}, as_user="carol")
+    story = g.create_issue(
+        SECONDARY_PROJECT,
+        "Story",
+        {"summary": "Dark mode for the customer portal", "priority": "Low", "Impact": "Cosmetic"},
+        as_user="carol",
+    )
     g.add_comment(story, "Design mock-ups are attached to the portal epic.", as_user="carol")
 
 
@@ -144,10 +173,16 @@ def summary(demo: Demo, seconds: float) -> list[str]:
     lines = [f"Demo in {demo.root} (synchronization {demo.key}), settled in {seconds:.1f} s"]
     for name, inst in (("acme", demo.acme), ("globex", demo.globex)):
         with inst.db.session() as s:
-            sent = s.exec(select(func.count()).select_from(Message).where(
-                Message.direction == "out", Message.folder == SENT)).one()
-            applied = s.exec(select(func.count()).select_from(Message).where(
-                Message.direction == "in", Message.folder == PROCESSED)).one()
+            sent = s.exec(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.direction == "out", Message.folder == SENT)
+            ).one()
+            applied = s.exec(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.direction == "in", Message.folder == PROCESSED)
+            ).one()
         info = inst.sync_info(demo.key)
         issues = inst.tracker.list_issues()
         lines.append(

@@ -68,8 +68,9 @@ class Engine:
             ("receive", self._receive_all, SCAN_INTERVAL),
             ("apply", self._apply_all, APPLY_INTERVAL),
         ):
-            thread = threading.Thread(target=self._loop, args=(name, step, interval),
-                                      name=f"backbone-{name}", daemon=True)
+            thread = threading.Thread(
+                target=self._loop, args=(name, step, interval), name=f"backbone-{name}", daemon=True
+            )
             self._threads.append(thread)
             thread.start()
 

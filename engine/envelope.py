@@ -56,8 +56,16 @@ class Envelope:
                 "FORMAT_UNSUPPORTED", f"field 'format': expected {FORMAT}, got {data.get('format')!r}"
             )
         expected = {
-            "sync": str, "from": str, "to": str, "id": str, "type": str, "created": str,
-            "config": int, "epoch": int, "seq": int, "body": dict,
+            "sync": str,
+            "from": str,
+            "to": str,
+            "id": str,
+            "type": str,
+            "created": str,
+            "config": int,
+            "epoch": int,
+            "seq": int,
+            "body": dict,
         }
         for name, kind in expected.items():
             value = data.get(name)
@@ -82,9 +90,17 @@ class Envelope:
         elif issue is not None:
             raise RejectedError("ENVELOPE_INVALID", f"field 'issue': a {data['type']} has no issue")
         return cls(
-            sync=data["sync"], sender=data["from"], recipient=data["to"], id=data["id"],
-            type=data["type"], created=data["created"], config=data["config"], issue=issue,
-            epoch=data["epoch"], seq=data["seq"], body=data["body"],
+            sync=data["sync"],
+            sender=data["from"],
+            recipient=data["to"],
+            id=data["id"],
+            type=data["type"],
+            created=data["created"],
+            config=data["config"],
+            issue=issue,
+            epoch=data["epoch"],
+            seq=data["seq"],
+            body=data["body"],
         )
 
 

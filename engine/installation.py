@@ -24,11 +24,13 @@ from .events import EventBus, SyncChanged
 from .models import (
     FieldState,
     History,
-    Installation as InstallationRow,
     IssuePair,
     Message,
     Synchronization,
     SyncSide,
+)
+from .models import (
+    Installation as InstallationRow,
 )
 from .paths import EngineLock, HomePaths, resolve_home
 from .pipeline import Outgoing, Pipeline, SideCtx
@@ -70,14 +72,24 @@ class SyncInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "key": self.key, "name": self.name, "description": self.description, "role": self.role,
-            "protocol": self.protocol, "status": self.status, "status_detail": self.status_detail,
-            "draft_state": self.draft_state, "local_project": self.local_project,
-            "partner_project": self.partner_project, "sync_user": self.sync_user,
-            "encryption": self.encryption, "review": self.review,
+            "key": self.key,
+            "name": self.name,
+            "description": self.description,
+            "role": self.role,
+            "protocol": self.protocol,
+            "status": self.status,
+            "status_detail": self.status_detail,
+            "draft_state": self.draft_state,
+            "local_project": self.local_project,
+            "partner_project": self.partner_project,
+            "sync_user": self.sync_user,
+            "encryption": self.encryption,
+            "review": self.review,
             "created": self.created.isoformat(),
             "last_activity": self.last_activity.isoformat() if self.last_activity else None,
-            "errors": self.errors, "pending": self.pending, "folders": self.folder_counts,
+            "errors": self.errors,
+            "pending": self.pending,
+            "folders": self.folder_counts,
         }
 
 
@@ -151,8 +163,9 @@ class Installation:
             syncs = s.exec(query).all()
             sides = s.exec(select(SyncSide)).all()
             counts = s.exec(
-                select(Message.side_id, Message.folder, func.count())
-                .group_by(col(Message.side_id), col(Message.folder))
+                select(Message.side_id, Message.folder, func.count()).group_by(
+                    col(Message.side_id), col(Message.folder)
+                )
             ).all()
         side_counts: dict[int, dict[str, int]] = {}
         for side_id, folder, count in counts:
@@ -198,17 +211,31 @@ class Installation:
                 query = query.where(Message.folder == folder.upper())
             rows = s.exec(query).all()
         return [
-            MessageInfo(row.id or 0, row.direction, row.type, row.pair_id, row.epoch, row.seq,
-                        row.folder, row.hold, row.reason_code, row.reason_text, row.file_name,
-                        row.original_name, row.size, row.updated)
+            MessageInfo(
+                row.id or 0,
+                row.direction,
+                row.type,
+                row.pair_id,
+                row.epoch,
+                row.seq,
+                row.folder,
+                row.hold,
+                row.reason_code,
+                row.reason_text,
+                row.file_name,
+                row.original_name,
+                row.size,
+                row.updated,
+            )
             for row in rows
         ]
 
     def history(self, key: str) -> list[tuple[datetime, str, str | None, str]]:
         side_ids = [side.id for side in self._sides(key)]
         with self.db.session() as s:
-            rows = s.exec(select(History).where(col(History.side_id).in_(side_ids))
-                          .order_by(col(History.id))).all()
+            rows = s.exec(
+                select(History).where(col(History.side_id).in_(side_ids)).order_by(col(History.id))
+            ).all()
         return [(row.at, row.kind, row.pair_id, row.text) for row in rows]
 
     def issue_pairs(self, key: str) -> dict[str, dict[str, str | None]]:
@@ -237,7 +264,8 @@ class Installation:
 
     def _default_config_text(self, project: str) -> str:
         return identity_config(
-            issue_types=self.tracker.issue_types(project), statuses=self.tracker.statuses(project),
+            issue_types=self.tracker.issue_types(project),
+            statuses=self.tracker.statuses(project),
             field_kinds=self.tracker.field_names(project),
         ).to_toml()
 
@@ -251,40 +279,79 @@ class Installation:
                 raise BackboneError(f"exchange folder {path} exists but is not a folder")
         return folder
 
-    def _add_side(self, sync: Synchronization, project: str, role: str, endpoint: str,
-                  **fields: Any) -> SyncSide:
+    def _add_side(
+        self, sync: Synchronization, project: str, role: str, endpoint: str, **fields: Any
+    ) -> SyncSide:
         with self.db.session() as s:
             used = {row.folder for row in s.exec(select(SyncSide).where(SyncSide.sync_key == sync.key))}
         n = 1
         while f"{project}-{n}" in used:
             n += 1
-        side = SyncSide(sync_key=sync.key, project=project, folder=f"{project}-{n}", role=role,
-                        endpoint=endpoint, config_version=1,
-                        config_text=self._default_config_text(project), **fields)
+        side = SyncSide(
+            sync_key=sync.key,
+            project=project,
+            folder=f"{project}-{n}",
+            role=role,
+            endpoint=endpoint,
+            config_version=1,
+            config_text=self._default_config_text(project),
+            **fields,
+        )
         return side
 
-    def create_primary(self, *, project: str, user: str, protocol: str, name: str,
-                       handshake_out: str | Path, exchange: str | Path | None = None,
-                       description: str = "", review: bool = False,
-                       partner_project: str | None = None) -> tuple[SyncInfo, Path]:
+    def create_primary(
+        self,
+        *,
+        project: str,
+        user: str,
+        protocol: str,
+        name: str,
+        handshake_out: str | Path,
+        exchange: str | Path | None = None,
+        description: str = "",
+        review: bool = False,
+        partner_project: str | None = None,
+    ) -> tuple[SyncInfo, Path]:
         self._check_project(project)
         _check_protocol(protocol, allowed=("file",))
         _check_user(user)
         key = self._new_key(project, partner_project)
         exchange_dir = self._prepare_exchange(exchange, key)
         now = utcnow()
-        sync = Synchronization(key=key, name=_check_name(name), description=description,
-                               role="primary", protocol=protocol, sync_user=user, review=review,
-                               status=C.REQUEST_SENT, created=now,
-                               status_detail="handshake file exported; waiting for the partner")
+        sync = Synchronization(
+            key=key,
+            name=_check_name(name),
+            description=description,
+            role="primary",
+            protocol=protocol,
+            sync_user=user,
+            review=review,
+            status=C.REQUEST_SENT,
+            created=now,
+            status_detail="handshake file exported; waiting for the partner",
+        )
         secret = secrets.token_urlsafe(32)
-        side = self._add_side(sync, project, "primary", self.id, exchange=str(exchange_dir),
-                              pairing_secret=secret, partner_project=partner_project or "")
+        side = self._add_side(
+            sync,
+            project,
+            "primary",
+            self.id,
+            exchange=str(exchange_dir),
+            pairing_secret=secret,
+            partner_project=partner_project or "",
+        )
         handshake = {
-            "kind": HANDSHAKE_KIND, "format": HANDSHAKE_FORMAT, "sync": key, "name": sync.name,
-            "description": description, "protocol": protocol, "review": review,
+            "kind": HANDSHAKE_KIND,
+            "format": HANDSHAKE_FORMAT,
+            "sync": key,
+            "name": sync.name,
+            "description": description,
+            "protocol": protocol,
+            "review": review,
             "primary": {"installation": self.id, "project": project},
-            "encryption": False, "secret": secret, "created": now.isoformat(),
+            "encryption": False,
+            "secret": secret,
+            "created": now.isoformat(),
         }
         out = Path(handshake_out)
         if out.exists():
@@ -310,8 +377,13 @@ class Installation:
                 f"{source}: handshake format {data.get('format')!r} is not supported "
                 f"(expected {HANDSHAKE_FORMAT})"
             )
-        for name, kind in (("sync", str), ("name", str), ("protocol", str), ("secret", str),
-                           ("primary", dict)):
+        for name, kind in (
+            ("sync", str),
+            ("name", str),
+            ("protocol", str),
+            ("secret", str),
+            ("primary", dict),
+        ):
             if not isinstance(data.get(name), kind):
                 raise BackboneError(f"{source}: field {name!r}: expected {kind.__name__}")
         primary = data["primary"]
@@ -319,8 +391,9 @@ class Installation:
             raise BackboneError(f"{source}: field 'primary': expected installation and project")
         return data
 
-    def create_secondary(self, *, handshake: str | Path, project: str, user: str,
-                         exchange: str | Path | None = None) -> SyncInfo:
+    def create_secondary(
+        self, *, handshake: str | Path, project: str, user: str, exchange: str | Path | None = None
+    ) -> SyncInfo:
         data = self.read_handshake(handshake)
         self._check_project(project)
         _check_user(user)
@@ -330,37 +403,71 @@ class Installation:
                 raise BackboneError(f"synchronization {key} exists here already")
         _check_protocol(data["protocol"], allowed=("file",))
         exchange_dir = self._prepare_exchange(exchange, key)
-        sync = Synchronization(key=key, name=data["name"], description=data.get("description", ""),
-                               role="secondary", protocol=data["protocol"], sync_user=user,
-                               review=bool(data.get("review")), status=C.INCOMING_REQUEST,
-                               created=utcnow(),
-                               status_detail="accept or decline the partner's request")
-        side = self._add_side(sync, project, "secondary", self.id, exchange=str(exchange_dir),
-                              partner_endpoint=data["primary"]["installation"],
-                              partner_project=data["primary"]["project"],
-                              pairing_secret=data["secret"])
+        sync = Synchronization(
+            key=key,
+            name=data["name"],
+            description=data.get("description", ""),
+            role="secondary",
+            protocol=data["protocol"],
+            sync_user=user,
+            review=bool(data.get("review")),
+            status=C.INCOMING_REQUEST,
+            created=utcnow(),
+            status_detail="accept or decline the partner's request",
+        )
+        side = self._add_side(
+            sync,
+            project,
+            "secondary",
+            self.id,
+            exchange=str(exchange_dir),
+            partner_endpoint=data["primary"]["installation"],
+            partner_project=data["primary"]["project"],
+            pairing_secret=data["secret"],
+        )
         with self.db.write() as s:
             s.add(sync)
             s.add(side)
         self._ensure_folders(key)
         return self.sync_info(key)
 
-    def create_local(self, *, project: str, partner_project: str, user: str, name: str,
-                     description: str = "") -> SyncInfo:
+    def create_local(
+        self, *, project: str, partner_project: str, user: str, name: str, description: str = ""
+    ) -> SyncInfo:
         self._check_project(project)
         self._check_project(partner_project)
         _check_user(user)
         key = self._new_key(project, partner_project)
-        sync = Synchronization(key=key, name=_check_name(name), description=description,
-                               role="local", protocol="local", sync_user=user,
-                               status=C.STOPPED, created=utcnow(), status_detail="configure and start")
-        first = self._add_side(sync, project, "primary", f"{self.id}/1", partner_endpoint=f"{self.id}/2",
-                               partner_project=partner_project)
+        sync = Synchronization(
+            key=key,
+            name=_check_name(name),
+            description=description,
+            role="local",
+            protocol="local",
+            sync_user=user,
+            status=C.STOPPED,
+            created=utcnow(),
+            status_detail="configure and start",
+        )
+        first = self._add_side(
+            sync,
+            project,
+            "primary",
+            f"{self.id}/1",
+            partner_endpoint=f"{self.id}/2",
+            partner_project=partner_project,
+        )
         with self.db.write() as s:
             s.add(sync)
             s.add(first)
-        second = self._add_side(sync, partner_project, "secondary", f"{self.id}/2",
-                                partner_endpoint=f"{self.id}/1", partner_project=project)
+        second = self._add_side(
+            sync,
+            partner_project,
+            "secondary",
+            f"{self.id}/2",
+            partner_endpoint=f"{self.id}/1",
+            partner_project=project,
+        )
         with self.db.write() as s:
             s.add(second)
         self._ensure_folders(key)
@@ -381,8 +488,9 @@ class Installation:
                 raise BackboneError(f"{key} is {sync.status}: only an INCOMING REQUEST can be accepted")
             row = s.get(SyncSide, side.id)
             assert row is not None
-            queued = self.pipeline.queue(s, side, Outgoing(
-                "HANDSHAKE", {"secret": row.pairing_secret, "project": side.project}))
+            queued = self.pipeline.queue(
+                s, side, Outgoing("HANDSHAKE", {"secret": row.pairing_secret, "project": side.project})
+            )
             row.pairing_secret = ""
             sync.status, sync.status_detail = C.HANDSHAKE, "sent HANDSHAKE, waiting for the partner's PING"
             s.add(row)
@@ -453,11 +561,11 @@ class Installation:
             sync = s.get(Synchronization, key)
             assert sync is not None
             side_ids = [side.id for side in sides]
-            s.exec(delete(Message).where(col(Message.side_id).in_(side_ids)))  # type: ignore[call-overload]
-            s.exec(delete(IssuePair).where(col(IssuePair.side_id).in_(side_ids)))  # type: ignore[call-overload]
-            s.exec(delete(FieldState).where(col(FieldState.side_id).in_(side_ids)))  # type: ignore[call-overload]
-            s.exec(delete(History).where(col(History.side_id).in_(side_ids)))  # type: ignore[call-overload]
-            s.exec(delete(SyncSide).where(SyncSide.sync_key == key))  # type: ignore[call-overload]
+            s.exec(delete(Message).where(col(Message.side_id).in_(side_ids)))
+            s.exec(delete(IssuePair).where(col(IssuePair.side_id).in_(side_ids)))
+            s.exec(delete(FieldState).where(col(FieldState.side_id).in_(side_ids)))
+            s.exec(delete(History).where(col(History.side_id).in_(side_ids)))
+            s.exec(delete(SyncSide).where(col(SyncSide.sync_key) == key))
             s.delete(sync)
         folder = self.paths.data / key
         if folder.exists():
@@ -484,9 +592,13 @@ class Installation:
     def config_import_text(self, key: str, text: str, source: str, project: str | None = None) -> None:
         side = self._one_side(key, project)
         config = parse_config(text, source)
-        check_against(config, source, issue_types=self.tracker.issue_types(side.project),
-                      statuses=self.tracker.statuses(side.project),
-                      field_kinds=self.tracker.field_names(side.project))
+        check_against(
+            config,
+            source,
+            issue_types=self.tracker.issue_types(side.project),
+            statuses=self.tracker.statuses(side.project),
+            field_kinds=self.tracker.field_names(side.project),
+        )
         with self.db.write() as s:
             row = s.get(SyncSide, side.id)
             assert row is not None
@@ -512,8 +624,10 @@ class Installation:
             else:
                 count += self.pipeline.retry_folder(side, F.OFFLINE)
                 count += self.pipeline.retry_folder(side, F.SEND_ERROR)
-                count += sum(self.pipeline.release_issue(side, pair, skip_first=False)
-                             for pair in self._held_pairs(side))
+                count += sum(
+                    self.pipeline.release_issue(side, pair, skip_first=False)
+                    for pair in self._held_pairs(side)
+                )
         self._changed(key)
         return count
 
@@ -524,8 +638,10 @@ class Installation:
 
     def _held_pairs(self, side: SideCtx) -> list[str]:
         with self.db.session() as s:
-            return [p.pair_id for p in s.exec(select(IssuePair).where(
-                IssuePair.side_id == side.id, IssuePair.held == True))]  # noqa: E712
+            return [
+                p.pair_id
+                for p in s.exec(select(IssuePair).where(IssuePair.side_id == side.id, col(IssuePair.held).is_(True)))
+            ]
 
     def _changed(self, key: str) -> None:
         with self.db.session() as s:
@@ -535,13 +651,23 @@ class Installation:
 
 def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) -> SyncInfo:
     first = sides[0] if sides else None
-    partner = (sides[1].project if len(sides) > 1 else (first.partner_project if first else ""))
+    partner = sides[1].project if len(sides) > 1 else (first.partner_project if first else "")
     return SyncInfo(
-        key=sync.key, name=sync.name, description=sync.description, role=sync.role,
-        protocol=sync.protocol, status=sync.status, status_detail=sync.status_detail,
-        draft_state=sync.draft_state, local_project=first.project if first else "",
-        partner_project=partner, sync_user=sync.sync_user, encryption=sync.encryption,
-        review=sync.review, created=sync.created, last_activity=sync.last_activity,
+        key=sync.key,
+        name=sync.name,
+        description=sync.description,
+        role=sync.role,
+        protocol=sync.protocol,
+        status=sync.status,
+        status_detail=sync.status_detail,
+        draft_state=sync.draft_state,
+        local_project=first.project if first else "",
+        partner_project=partner,
+        sync_user=sync.sync_user,
+        encryption=sync.encryption,
+        review=sync.review,
+        created=sync.created,
+        last_activity=sync.last_activity,
         folder_counts=counts,
     )
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
 from . import folders as F
@@ -50,7 +50,7 @@ RUNNING = "RUNNING"
 def backoff(attempts: int) -> float:
     """Seconds until the next try: exponential with full jitter, capped."""
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempts, 16)))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)
+    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
 def iso(moment: datetime) -> str:
@@ -104,8 +104,14 @@ class Outgoing:
 class Pipeline:
     """All message steps for every side of this installation; one instance per engine."""
 
-    def __init__(self, db: Database, tracker: Tracker, data_root: Path, events: EventBus,
-                 codec_for: Callable[[SideCtx], Codec] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tracker: Tracker,
+        data_root: Path,
+        events: EventBus,
+        codec_for: Callable[[SideCtx], Codec] | None = None,
+    ) -> None:
         self.db = db
         self.tracker = tracker
         self.data_root = data_root
@@ -145,14 +151,24 @@ class Pipeline:
 
     def _ctx(self, sync: Synchronization, row: SyncSide, partner_side_id: int | None) -> SideCtx:
         return SideCtx(
-            id=row.id or 0, sync_key=row.sync_key, project=row.project, folder=row.folder,
-            role=row.role, endpoint=row.endpoint, partner_endpoint=row.partner_endpoint,
+            id=row.id or 0,
+            sync_key=row.sync_key,
+            project=row.project,
+            folder=row.folder,
+            role=row.role,
+            endpoint=row.endpoint,
+            partner_endpoint=row.partner_endpoint,
             partner_project=row.partner_project,
-            exchange=Path(row.exchange) if row.exchange else None, cursor=row.cursor,
-            config_version=row.config_version, config_text=row.config_text,
-            sync_user=sync.sync_user, status=sync.status, protocol=sync.protocol,
+            exchange=Path(row.exchange) if row.exchange else None,
+            cursor=row.cursor,
+            config_version=row.config_version,
+            config_text=row.config_text,
+            sync_user=sync.sync_user,
+            status=sync.status,
+            protocol=sync.protocol,
             folders=F.SideFolders(self.data_root / row.sync_key / row.folder),
-            pairing_secret=row.pairing_secret, partner_side_id=partner_side_id,
+            pairing_secret=row.pairing_secret,
+            partner_side_id=partner_side_id,
         )
 
     def config(self, side: SideCtx) -> MappingConfig:
@@ -183,14 +199,31 @@ class Pipeline:
         message_id = str(uuid.uuid4())
         now = utcnow()
         envelope = Envelope(
-            sync=side.sync_key, sender=side.endpoint, recipient=side.partner_endpoint,
-            id=message_id, type=out.type, created=iso(now), config=side.config_version,
-            issue=pair_id, epoch=epoch, seq=seq, body=out.body,
+            sync=side.sync_key,
+            sender=side.endpoint,
+            recipient=side.partner_endpoint,
+            id=message_id,
+            type=out.type,
+            created=iso(now),
+            config=side.config_version,
+            issue=pair_id,
+            epoch=epoch,
+            seq=seq,
+            body=out.body,
         )
         row = Message(
-            side_id=side.id, direction="out", uuid=message_id, type=out.type, pair_id=pair_id,
-            epoch=epoch, seq=seq, folder=F.SEND, file_name=_generated_name(".bac"),
-            payload=envelope.to_json(), created=now, updated=now,
+            side_id=side.id,
+            direction="out",
+            uuid=message_id,
+            type=out.type,
+            pair_id=pair_id,
+            epoch=epoch,
+            seq=seq,
+            folder=F.SEND,
+            file_name=_generated_name(".bac"),
+            payload=envelope.to_json(),
+            created=now,
+            updated=now,
         )
         s.add(row)
         return row
@@ -200,8 +233,9 @@ class Pipeline:
         codec = self.codec_for(side)
         for row in rows:
             assert row.payload is not None
-            fsutil.write_atomic(side.folders.path(F.SEND, row.file_name),
-                                codec.seal(row.payload), durable=False)
+            fsutil.write_atomic(
+                side.folders.path(F.SEND, row.file_name), codec.seal(row.payload), durable=False
+            )
 
     # -- detect -------------------------------------------------------------------------------
 
@@ -247,9 +281,13 @@ class Pipeline:
         with self.db.session() as s:
             rows = s.exec(
                 select(Message)
-                .where(Message.side_id == side.id, Message.direction == "out",
-                       col(Message.folder).in_([F.SEND, F.SEND_ERROR]))
-                .order_by(col(Message.id)).limit(BATCH)
+                .where(
+                    Message.side_id == side.id,
+                    Message.direction == "out",
+                    col(Message.folder).in_([F.SEND, F.SEND_ERROR]),
+                )
+                .order_by(col(Message.id))
+                .limit(BATCH)
             ).all()
         if not rows:
             return 0
@@ -275,8 +313,19 @@ class Pipeline:
         if failed is not None:
             failed.attempts += 1
             failed.next_attempt = now + backoff(failed.attempts)
-            self._record(side, [(failed, F.SEND_ERROR, None, "EXCHANGE_NOT_WRITABLE",
-                                 f"attempt {failed.attempts}: {failure}")], keep_attempts=True)
+            self._record(
+                side,
+                [
+                    (
+                        failed,
+                        F.SEND_ERROR,
+                        None,
+                        "EXCHANGE_NOT_WRITABLE",
+                        f"attempt {failed.attempts}: {failure}",
+                    )
+                ],
+                keep_attempts=True,
+            )
         return len(delivered) + (1 if failed else 0)
 
     def _outgoing_bytes(self, side: SideCtx, row: Message) -> bytes:
@@ -312,9 +361,7 @@ class Pipeline:
             return 0
         _, receive_dir = F.exchange_paths(side.exchange)
         try:
-            names = sorted(
-                entry.name for entry in os.scandir(receive_dir) if not entry.name.startswith(".")
-            )
+            names = sorted(entry.name for entry in os.scandir(receive_dir) if not entry.name.startswith("."))
         except FileNotFoundError:
             return 0
         work = 0
@@ -340,14 +387,27 @@ class Pipeline:
             return 0
         settled = time.time() - info.st_mtime >= SETTLE_SECONDS
         if not stat.S_ISREG(info.st_mode):
-            return self._park(side, source, original, F.UNKNOWN, "NOT_A_REGULAR_FILE",
-                              "not a regular file (a link, folder or device); not opened")
+            return self._park(
+                side,
+                source,
+                original,
+                F.UNKNOWN,
+                "NOT_A_REGULAR_FILE",
+                "not a regular file (a link, folder or device); not opened",
+            )
         if not original.endswith(".bac"):
-            return self._park(side, source, original, F.UNKNOWN, "NOT_A_MESSAGE_FILE",
-                              "file name does not end in .bac")
+            return self._park(
+                side, source, original, F.UNKNOWN, "NOT_A_MESSAGE_FILE", "file name does not end in .bac"
+            )
         if info.st_size > MAX_MESSAGE_BYTES:
-            return self._park(side, source, original, F.REJECTED, "TOO_LARGE",
-                              f"{info.st_size} bytes, more than the limit of {MAX_MESSAGE_BYTES}")
+            return self._park(
+                side,
+                source,
+                original,
+                F.REJECTED,
+                "TOO_LARGE",
+                f"{info.st_size} bytes, more than the limit of {MAX_MESSAGE_BYTES}",
+            )
         if info.st_size == 0:
             if not settled:
                 return 0
@@ -366,23 +426,26 @@ class Pipeline:
         self._insert_incoming(side, target_name, original, len(data), outcome)
         return 1
 
-    def _park(self, side: SideCtx, source: Path, original: str, folder: str, code: str,
-              text: str) -> int:
+    def _park(self, side: SideCtx, source: Path, original: str, folder: str, code: str, text: str) -> int:
         suffix = ".bac" if original.endswith(".bac") else ".dat"
         target_name = _generated_name(suffix)
         size = source.lstat().st_size
         fsutil.move(source, side.folders.path(folder, target_name))
-        self._insert_incoming(side, target_name, original, size,
-                              _Classified(folder=folder, code=code, text=text))
+        self._insert_incoming(
+            side, target_name, original, size, _Classified(folder=folder, code=code, text=text)
+        )
         return 1
 
-    def _classify_and_insert(self, side: SideCtx, target_name: str, original: str, data: bytes,
-                             size: int, settled: bool) -> None:
+    def _classify_and_insert(
+        self, side: SideCtx, target_name: str, original: str, data: bytes, size: int, settled: bool
+    ) -> None:
         outcome = self._classify(side, data, settled) or _Classified(
-            F.REJECTED, code="ENVELOPE_INVALID", text="incomplete message")
+            F.REJECTED, code="ENVELOPE_INVALID", text="incomplete message"
+        )
         if outcome.folder != F.RECEIVE:
-            fsutil.move(side.folders.path(F.RECEIVE, target_name),
-                        side.folders.path(outcome.folder, target_name))
+            fsutil.move(
+                side.folders.path(F.RECEIVE, target_name), side.folders.path(outcome.folder, target_name)
+            )
         self._insert_incoming(side, target_name, original, size, outcome)
 
     def _classify(self, side: SideCtx, data: bytes, settled: bool) -> _Classified | None:
@@ -394,32 +457,48 @@ class Pipeline:
                 return None
             return _Classified(F.REJECTED, code=exc.code, text=exc.text)
         if envelope.sync != side.sync_key:
-            return _Classified(F.REJECTED, envelope, "WRONG_SYNCHRONIZATION",
-                               f"message is for synchronization {envelope.sync!r}")
+            return _Classified(
+                F.REJECTED,
+                envelope,
+                "WRONG_SYNCHRONIZATION",
+                f"message is for synchronization {envelope.sync!r}",
+            )
         if envelope.recipient != side.endpoint:
-            return _Classified(F.REJECTED, envelope, "WRONG_RECIPIENT",
-                               "message is addressed to another installation")
+            return _Classified(
+                F.REJECTED, envelope, "WRONG_RECIPIENT", "message is addressed to another installation"
+            )
         expected_sender = side.partner_endpoint
         if expected_sender and envelope.sender != expected_sender:
-            return _Classified(F.REJECTED, envelope, "WRONG_SENDER",
-                               "message does not come from the paired partner")
+            return _Classified(
+                F.REJECTED, envelope, "WRONG_SENDER", "message does not come from the paired partner"
+            )
         if not expected_sender and envelope.type != "HANDSHAKE":
-            return _Classified(F.REJECTED, envelope, "NOT_PAIRED",
-                               f"a {envelope.type} before the handshake")
+            return _Classified(F.REJECTED, envelope, "NOT_PAIRED", f"a {envelope.type} before the handshake")
         return _Classified(F.RECEIVE, envelope, "", "", text)
 
-    def _insert_incoming(self, side: SideCtx, file_name: str, original: str, size: int,
-                         outcome: _Classified) -> None:
+    def _insert_incoming(
+        self, side: SideCtx, file_name: str, original: str, size: int, outcome: _Classified
+    ) -> None:
         now = utcnow()
         env = outcome.envelope
         with self.db.write() as s:
             row = Message(
-                side_id=side.id, direction="in", uuid=env.id if env else "",
-                type=env.type if env else "", pair_id=env.issue if env else None,
-                epoch=env.epoch if env else 0, seq=env.seq if env else 0, folder=outcome.folder,
-                file_name=file_name, original_name=_escape(original), size=size,
-                reason_code=outcome.code, reason_text=outcome.text, payload=outcome.payload,
-                created=now, updated=now,
+                side_id=side.id,
+                direction="in",
+                uuid=env.id if env else "",
+                type=env.type if env else "",
+                pair_id=env.issue if env else None,
+                epoch=env.epoch if env else 0,
+                seq=env.seq if env else 0,
+                folder=outcome.folder,
+                file_name=file_name,
+                original_name=_escape(original),
+                size=size,
+                reason_code=outcome.code,
+                reason_text=outcome.text,
+                payload=outcome.payload,
+                created=now,
+                updated=now,
             )
             s.add(row)
             self._touch(s, side.sync_key)
@@ -433,10 +512,16 @@ class Pipeline:
         with self.db.session() as s:
             rows = s.exec(
                 select(Message)
-                .where(Message.side_id == side.id, Message.direction == "in",
-                       or_(Message.folder == F.RECEIVE,
-                           (Message.folder == F.OFFLINE) & (Message.next_attempt <= now)))
-                .order_by(col(Message.id)).limit(BATCH)
+                .where(
+                    Message.side_id == side.id,
+                    Message.direction == "in",
+                    or_(
+                        col(Message.folder) == F.RECEIVE,
+                        and_(col(Message.folder) == F.OFFLINE, col(Message.next_attempt) <= now),
+                    ),
+                )
+                .order_by(col(Message.id))
+                .limit(BATCH)
             ).all()
         moved = 0
         for row in rows:
@@ -457,8 +542,9 @@ class Pipeline:
         if envelope.type in CONTROL_TYPES:
             return self._process_control(side, row, envelope)
         if envelope.type not in ISSUE_TYPES:
-            self._record(side, [(row, F.PROCESSED, None, "IGNORED",
-                                 f"{envelope.type} is not handled by this version")])
+            self._record(
+                side, [(row, F.PROCESSED, None, "IGNORED", f"{envelope.type} is not handled by this version")]
+            )
             return 1
         moved = 0
         queue = [row]
@@ -476,9 +562,12 @@ class Pipeline:
         queued: list[Message] = []
         with self._tx(side) as (s, moves):
             duplicate = s.exec(
-                select(Message.id).where(Message.side_id == side.id, Message.direction == "in",
-                                         Message.uuid == envelope.id,
-                                         Message.folder == F.PROCESSED)
+                select(Message.id).where(
+                    Message.side_id == side.id,
+                    Message.direction == "in",
+                    Message.uuid == envelope.id,
+                    Message.folder == F.PROCESSED,
+                )
             ).first()
             if duplicate is not None:
                 self._move_in_tx(s, moves, side, row, F.OUTDATED, None, "DUPLICATE", "seen before")
@@ -506,29 +595,50 @@ class Pipeline:
     def _process_issue(self, side: SideCtx, row: Message, env: Envelope) -> list[Message]:
         assert env.issue is not None
         with self.db.session() as s:
-            pair = s.exec(select(IssuePair).where(IssuePair.side_id == side.id,
-                                                  IssuePair.pair_id == env.issue)).first()
+            pair = s.exec(
+                select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == env.issue)
+            ).first()
         if pair is None:
             pair = IssuePair(side_id=side.id, pair_id=env.issue)
         if env.epoch < pair.in_epoch:
-            self._record(side, [(row, F.OUTDATED, None, "OLD_EPOCH",
-                                 f"epoch {env.epoch} is older than {pair.in_epoch}")])
+            self._record(
+                side,
+                [(row, F.OUTDATED, None, "OLD_EPOCH", f"epoch {env.epoch} is older than {pair.in_epoch}")],
+            )
             return []
         if env.epoch == pair.in_epoch and env.seq <= pair.in_seq:
-            self._record(side, [(row, F.OUTDATED, None, "DUPLICATE",
-                                 f"seq {env.seq} was applied already")])
+            self._record(side, [(row, F.OUTDATED, None, "DUPLICATE", f"seq {env.seq} was applied already")])
             return []
         if pair.held:
-            self._record(side, [(row, F.ERROR, env.issue, "HELD_BEHIND_ERROR",
-                                 "an earlier message of this issue is in ERROR")])
+            self._record(
+                side,
+                [
+                    (
+                        row,
+                        F.ERROR,
+                        env.issue,
+                        "HELD_BEHIND_ERROR",
+                        "an earlier message of this issue is in ERROR",
+                    )
+                ],
+            )
             return []
         is_next = (env.epoch == pair.in_epoch and env.seq == pair.in_seq + 1) or (
-            env.epoch > pair.in_epoch and env.seq == 1
-            and (env.type == "RESYNC" or pair.in_epoch == 0)
+            env.epoch > pair.in_epoch and env.seq == 1 and (env.type == "RESYNC" or pair.in_epoch == 0)
         )
         if not is_next:
-            self._record(side, [(row, F.WAITING, None, "SEQ_GAP",
-                                 f"waits for seq {pair.in_seq + 1} of epoch {max(pair.in_epoch, 1)}")])
+            self._record(
+                side,
+                [
+                    (
+                        row,
+                        F.WAITING,
+                        None,
+                        "SEQ_GAP",
+                        f"waits for seq {pair.in_seq + 1} of epoch {max(pair.in_epoch, 1)}",
+                    )
+                ],
+            )
             return []
         config = self.config(side)
         applier = _Applier(self, side, config, pair, env)
@@ -537,8 +647,7 @@ class Pipeline:
         except TrackerOffline as exc:
             row.attempts += 1
             row.next_attempt = time.time() + backoff(row.attempts)
-            self._record(side, [(row, F.OFFLINE, None, "TRACKER_OFFLINE", str(exc))],
-                         keep_attempts=True)
+            self._record(side, [(row, F.OFFLINE, None, "TRACKER_OFFLINE", str(exc))], keep_attempts=True)
             raise
         except MissingIssueError as exc:
             self._record(side, [(row, F.MISSING, exc.pair_id, exc.code, exc.text)])
@@ -548,14 +657,18 @@ class Pipeline:
             return []
         except TrackerRefused as exc:
             code = "ISSUE_DELETED" if applier.issue_deleted() else "TRACKER_REFUSED"
-            text = ("the issue was deleted here: choose 'recreate' or 'ignore future changes'"
-                    if code == "ISSUE_DELETED" else str(exc))
+            text = (
+                "the issue was deleted here: choose 'recreate' or 'ignore future changes'"
+                if code == "ISSUE_DELETED"
+                else str(exc)
+            )
             self._hold(side, row, pair, code, text)
             return []
         created = applier.created_issue
         with self._tx(side) as (s, moves):
-            stored = s.exec(select(IssuePair).where(IssuePair.side_id == side.id,
-                                                    IssuePair.pair_id == env.issue)).first()
+            stored = s.exec(
+                select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == env.issue)
+            ).first()
             if stored is None:
                 stored = pair
             stored.in_epoch, stored.in_seq = env.epoch, env.seq
@@ -567,72 +680,121 @@ class Pipeline:
             released = self._released(s, moves, side, env, created)
         return released
 
-    def _released(self, s: Session, moves: list[_Move], side: SideCtx, env: Envelope,
-                  created: bool) -> list[Message]:
+    def _released(
+        self, s: Session, moves: list[_Move], side: SideCtx, env: Envelope, created: bool
+    ) -> list[Message]:
         """Messages that can go now: the next seq of this issue, and what needed this issue."""
         released: list[Message] = []
         waiting = s.exec(
-            select(Message).where(
-                Message.side_id == side.id, Message.direction == "in", Message.folder == F.WAITING,
+            select(Message)
+            .where(
+                Message.side_id == side.id,
+                Message.direction == "in",
+                Message.folder == F.WAITING,
                 Message.pair_id == env.issue,
-                or_((Message.epoch == env.epoch) & (Message.seq == env.seq + 1),
-                    (Message.epoch > env.epoch) & (Message.seq == 1)),
-            ).order_by(col(Message.epoch).desc())
+                or_(
+                    and_(col(Message.epoch) == env.epoch, col(Message.seq) == env.seq + 1),
+                    and_(col(Message.epoch) > env.epoch, col(Message.seq) == 1),
+                ),
+            )
+            .order_by(col(Message.epoch).desc())
         ).first()
         if waiting is not None:
             released.append(waiting)
         if env.type == "RESYNC":
-            for stale in s.exec(select(Message).where(
-                Message.side_id == side.id, Message.direction == "in", Message.folder == F.WAITING,
-                Message.pair_id == env.issue, Message.epoch < env.epoch,
-            )):
-                self._move_in_tx(s, moves, side, stale, F.OUTDATED, None, "OLD_EPOCH",
-                                 "superseded by a resync")
+            for stale in s.exec(
+                select(Message).where(
+                    Message.side_id == side.id,
+                    Message.direction == "in",
+                    Message.folder == F.WAITING,
+                    Message.pair_id == env.issue,
+                    Message.epoch < env.epoch,
+                )
+            ):
+                self._move_in_tx(
+                    s, moves, side, stale, F.OUTDATED, None, "OLD_EPOCH", "superseded by a resync"
+                )
         if created:
-            released.extend(s.exec(select(Message).where(
-                Message.side_id == side.id, Message.direction == "in", Message.folder == F.MISSING,
-                Message.hold == env.issue,
-            ).order_by(col(Message.id))).all())
+            released.extend(
+                s.exec(
+                    select(Message)
+                    .where(
+                        Message.side_id == side.id,
+                        Message.direction == "in",
+                        Message.folder == F.MISSING,
+                        Message.hold == env.issue,
+                    )
+                    .order_by(col(Message.id))
+                ).all()
+            )
         return released
 
     def _hold(self, side: SideCtx, row: Message, pair: IssuePair, code: str, text: str) -> None:
         with self._tx(side) as (s, moves):
-            stored = s.exec(select(IssuePair).where(IssuePair.side_id == side.id,
-                                                    IssuePair.pair_id == pair.pair_id)).first()
+            stored = s.exec(
+                select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == pair.pair_id)
+            ).first()
             if stored is None:
                 stored = IssuePair(side_id=side.id, pair_id=pair.pair_id)
             stored.held = True
             s.add(stored)
             self._move_in_tx(s, moves, side, row, F.ERROR, pair.pair_id, code, text)
             # later messages of this issue that already wait join it, in order
-            for later in s.exec(select(Message).where(
-                Message.side_id == side.id, Message.direction == "in", Message.pair_id == pair.pair_id,
-                col(Message.folder).in_([F.WAITING]),
-            )):
-                self._move_in_tx(s, moves, side, later, F.ERROR, pair.pair_id, "HELD_BEHIND_ERROR",
-                                 "an earlier message of this issue is in ERROR")
+            for later in s.exec(
+                select(Message).where(
+                    Message.side_id == side.id,
+                    Message.direction == "in",
+                    Message.pair_id == pair.pair_id,
+                    col(Message.folder).in_([F.WAITING]),
+                )
+            ):
+                self._move_in_tx(
+                    s,
+                    moves,
+                    side,
+                    later,
+                    F.ERROR,
+                    pair.pair_id,
+                    "HELD_BEHIND_ERROR",
+                    "an earlier message of this issue is in ERROR",
+                )
 
     # -- operator actions ---------------------------------------------------------------------
 
     def release_issue(self, side: SideCtx, pair_id: str, *, skip_first: bool) -> int:
         """Retry (or skip the first of) an issue's held messages: back to RECEIVE in order."""
         with self._tx(side) as (s, moves):
-            pair = s.exec(select(IssuePair).where(IssuePair.side_id == side.id,
-                                                  IssuePair.pair_id == pair_id)).first()
-            held = s.exec(select(Message).where(
-                Message.side_id == side.id, Message.direction == "in",
-                col(Message.folder).in_([F.ERROR, F.MISSING]), Message.hold == pair_id,
-            ).order_by(col(Message.epoch), col(Message.seq), col(Message.id))).all()
+            pair = s.exec(
+                select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == pair_id)
+            ).first()
+            held = list(s.exec(
+                select(Message)
+                .where(
+                    Message.side_id == side.id,
+                    Message.direction == "in",
+                    col(Message.folder).in_([F.ERROR, F.MISSING]),
+                    Message.hold == pair_id,
+                )
+                .order_by(col(Message.epoch), col(Message.seq), col(Message.id))
+            ).all())
             if not held and pair is None:
                 return 0
             if skip_first and held:
                 first = held.pop(0)
                 if pair is not None and first.type in ISSUE_TYPES:
                     pair.in_epoch, pair.in_seq = first.epoch, first.seq
-                self._move_in_tx(s, moves, side, first, F.PROCESSED, None, "SKIPPED",
-                                 "skipped by an administrator")
-                s.add(History(side_id=side.id, pair_id=pair_id, at=utcnow(), kind="skip",
-                              text=f"message {first.uuid} (seq {first.seq}) skipped"))
+                self._move_in_tx(
+                    s, moves, side, first, F.PROCESSED, None, "SKIPPED", "skipped by an administrator"
+                )
+                s.add(
+                    History(
+                        side_id=side.id,
+                        pair_id=pair_id,
+                        at=utcnow(),
+                        kind="skip",
+                        text=f"message {first.uuid} (seq {first.seq}) skipped",
+                    )
+                )
             if pair is not None:
                 pair.held = False
                 s.add(pair)
@@ -644,8 +806,7 @@ class Pipeline:
     def retry_folder(self, side: SideCtx, folder: str) -> int:
         """Make everything in OFFLINE or SEND_ERROR due now."""
         with self.db.write() as s:
-            rows = s.exec(select(Message).where(Message.side_id == side.id,
-                                                Message.folder == folder)).all()
+            rows = s.exec(select(Message).where(Message.side_id == side.id, Message.folder == folder)).all()
             for row in rows:
                 row.next_attempt = 0.0
                 s.add(row)
@@ -653,9 +814,12 @@ class Pipeline:
 
     # -- moves --------------------------------------------------------------------------------
 
-    def _record(self, side: SideCtx,
-                moves: list[tuple[Message, str, str | None, str, str]],
-                keep_attempts: bool = False) -> None:
+    def _record(
+        self,
+        side: SideCtx,
+        moves: list[tuple[Message, str, str | None, str, str]],
+        keep_attempts: bool = False,
+    ) -> None:
         with self._tx(side) as (s, pending):
             for row, folder, hold, code, text in moves:
                 merged = s.get(Message, row.id)
@@ -665,8 +829,17 @@ class Pipeline:
                 self._move_in_tx(s, pending, side, merged, folder, hold, code, text)
                 row.folder, row.hold = folder, hold
 
-    def _move_in_tx(self, s: Session, moves: list[_Move], side: SideCtx, row: Message,
-                    folder: str, hold: str | None, code: str, text: str) -> None:
+    def _move_in_tx(
+        self,
+        s: Session,
+        moves: list[_Move],
+        side: SideCtx,
+        row: Message,
+        folder: str,
+        hold: str | None,
+        code: str,
+        text: str,
+    ) -> None:
         """Update the row (the truth); its file follows once the transaction commits."""
         moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
         row.folder, row.hold = folder, hold
@@ -685,8 +858,11 @@ class Pipeline:
                 try:
                     fsutil.move(source, target)
                 except FileNotFoundError:
-                    log.warning("message file %s missing from %s; reconciled at next start",
-                                move.file_name, move.old_folder)
+                    log.warning(
+                        "message file %s missing from %s; reconciled at next start",
+                        move.file_name,
+                        move.old_folder,
+                    )
             self.events.publish(MessageMoved(side.sync_key, move.message_id, move.folder, move.code))
 
     def _touch(self, s: Session, sync_key: str) -> None:
@@ -740,12 +916,17 @@ class Pipeline:
                     fsutil.move(path, side.folders.path(F.RECEIVE, name))
                 self._classify_and_insert(side, name, name, data, len(data), settled=True)
             else:
-                self._insert_incoming(side, name, name, path.stat().st_size,
-                                      _Classified(F.UNKNOWN, None, "ORPHAN_FILE",
-                                                  "found without a record at start"))
+                self._insert_incoming(
+                    side,
+                    name,
+                    name,
+                    path.stat().st_size,
+                    _Classified(F.UNKNOWN, None, "ORPHAN_FILE", "found without a record at start"),
+                )
                 if path.parent != side.folders.folder(F.UNKNOWN):
                     fsutil.move(path, side.folders.path(F.UNKNOWN, name))
         return fixed
+
 
 @dataclass(frozen=True)
 class _Move:
@@ -805,16 +986,22 @@ class _Detector:
         elif change.op == "link" and self.config.links:
             target = self._pair(str(change.data["target"]), out)
             if target is not None:
-                out.append(Outgoing("ISSUE", {"op": "link", "target": target.pair_id,
-                                              "kind": change.data.get("kind", "relates")}, pair))
+                out.append(
+                    Outgoing(
+                        "ISSUE",
+                        {"op": "link", "target": target.pair_id, "kind": change.data.get("kind", "relates")},
+                        pair,
+                    )
+                )
         return out
 
     def _pair(self, issue_id: str, out: list[Outgoing]) -> IssuePair | None:
         """The issue's pair; an unpaired issue of a mapped type is paired with a create message."""
         if issue_id in self.pairs:
             return self.pairs[issue_id]
-        pair = self.s.exec(select(IssuePair).where(IssuePair.side_id == self.side.id,
-                                                   IssuePair.issue_id == issue_id)).first()
+        pair = self.s.exec(
+            select(IssuePair).where(IssuePair.side_id == self.side.id, IssuePair.issue_id == issue_id)
+        ).first()
         if pair is None:
             pair = self._create_pair(issue_id, out)
         self.pairs[issue_id] = pair
@@ -833,11 +1020,17 @@ class _Detector:
                 return None
             parent_pair = self._pair(issue.parent_id, out)
             if parent_pair is None:
-                self.s.add(History(side_id=self.side.id, at=utcnow(), kind="skipped",
-                                   text=f"{issue.key}: its parent is not synced, so it is not either"))
+                self.s.add(
+                    History(
+                        side_id=self.side.id,
+                        at=utcnow(),
+                        kind="skipped",
+                        text=f"{issue.key}: its parent is not synced, so it is not either",
+                    )
+                )
                 return None
         marker = issue.marker if issue.marker and issue.marker.startswith(self.side.marker_prefix) else None
-        pair_id = marker[len(self.side.marker_prefix):] if marker else uuid.uuid4().hex
+        pair_id = marker[len(self.side.marker_prefix) :] if marker else uuid.uuid4().hex
         pair = IssuePair(side_id=self.side.id, pair_id=pair_id, issue_id=issue_id)
         self.s.add(pair)
         if marker:
@@ -849,8 +1042,12 @@ class _Detector:
                 shared = mapping.to_shared(issue.fields[mapping.local])
                 fields[mapping.id] = {"v": shared, "at": at, "base": ""}
                 self._set_state(pair, mapping.id, shared, at, "local")
-        body: dict[str, Any] = {"op": "create", "type": type_id, "fields": fields,
-                                "parent": parent_pair.pair_id if parent_pair else None}
+        body: dict[str, Any] = {
+            "op": "create",
+            "type": type_id,
+            "fields": fields,
+            "parent": parent_pair.pair_id if parent_pair else None,
+        }
         status_id = self.config.status_id(issue.status)
         if status_id is not None:
             body["status"] = {"v": status_id, "at": at, "base": ""}
@@ -884,26 +1081,61 @@ class _Detector:
         comment = next((c for c in issue.comments if c.id == comment_id), None) if issue else None
         if comment is None:
             return []
-        return [Outgoing("ISSUE", {"op": "comment", "comment": {
-            "author": comment.author, "body": comment.body, "created": iso(comment.created)}}, pair)]
+        return [
+            Outgoing(
+                "ISSUE",
+                {
+                    "op": "comment",
+                    "comment": {
+                        "author": comment.author,
+                        "body": comment.body,
+                        "created": iso(comment.created),
+                    },
+                },
+                pair,
+            )
+        ]
 
     def _attachment(self, pair: IssuePair, change: Change) -> list[Outgoing]:
         info, content = self.p.tracker.read_attachment(str(change.data.get("attachment")))
         if info.size > self.config.attachment_max_bytes:
-            self.s.add(History(side_id=self.side.id, pair_id=pair.pair_id, at=utcnow(),
-                               kind="skipped", text=f"attachment {info.filename!r} ({info.size} "
-                               f"bytes) is larger than {self.config.attachment_max_bytes}; not sent"))
+            self.s.add(
+                History(
+                    side_id=self.side.id,
+                    pair_id=pair.pair_id,
+                    at=utcnow(),
+                    kind="skipped",
+                    text=f"attachment {info.filename!r} ({info.size} "
+                    f"bytes) is larger than {self.config.attachment_max_bytes}; not sent",
+                )
+            )
             return []
-        return [Outgoing("ISSUE", {"op": "attachment", "attachment": {
-            "name": info.filename, "media_type": info.media_type, "size": info.size,
-            "content": base64.b64encode(content).decode()}}, pair)]
+        return [
+            Outgoing(
+                "ISSUE",
+                {
+                    "op": "attachment",
+                    "attachment": {
+                        "name": info.filename,
+                        "media_type": info.media_type,
+                        "size": info.size,
+                        "content": base64.b64encode(content).decode(),
+                    },
+                },
+                pair,
+            )
+        ]
 
     def _state(self, pair: IssuePair, mapping_id: str) -> FieldState | None:
         key = (pair.pair_id, mapping_id)
         if key not in self.states:
-            found = self.s.exec(select(FieldState).where(
-                FieldState.side_id == self.side.id, FieldState.pair_id == pair.pair_id,
-                FieldState.mapping_id == mapping_id)).first()
+            found = self.s.exec(
+                select(FieldState).where(
+                    FieldState.side_id == self.side.id,
+                    FieldState.pair_id == pair.pair_id,
+                    FieldState.mapping_id == mapping_id,
+                )
+            ).first()
             if found is None:
                 return None
             self.states[key] = found
@@ -912,8 +1144,14 @@ class _Detector:
     def _set_state(self, pair: IssuePair, mapping_id: str, value: Any, at: str, origin: str) -> None:
         state = self._state(pair, mapping_id)
         if state is None:
-            state = FieldState(side_id=self.side.id, pair_id=pair.pair_id, mapping_id=mapping_id,
-                               value="null", at=at, origin=origin)
+            state = FieldState(
+                side_id=self.side.id,
+                pair_id=pair.pair_id,
+                mapping_id=mapping_id,
+                value="null",
+                at=at,
+                origin=origin,
+            )
             self.states[(pair.pair_id, mapping_id)] = state
         state.value, state.at, state.origin = json.dumps(value), at, origin
         self.s.add(state)
@@ -925,8 +1163,9 @@ class _Detector:
 class _Applier:
     """Applies one issue message to the tracker; idempotent (compare first, markers)."""
 
-    def __init__(self, pipeline: Pipeline, side: SideCtx, config: MappingConfig, pair: IssuePair,
-                 env: Envelope) -> None:
+    def __init__(
+        self, pipeline: Pipeline, side: SideCtx, config: MappingConfig, pair: IssuePair, env: Envelope
+    ) -> None:
         self.p = pipeline
         self.tracker = pipeline.tracker
         self.side = side
@@ -974,11 +1213,18 @@ class _Applier:
             parent_local = self._local_issue(parent, "parent")
         fields, status = self._incoming(_dict(body, "fields"), body.get("status"), force=True)
         if self.issue_id is None:
-            self.issue_id = self.tracker.find_by_marker(self.side.project, self.side.marker(self.pair.pair_id))
+            self.issue_id = self.tracker.find_by_marker(
+                self.side.project, self.side.marker(self.pair.pair_id)
+            )
         if self.issue_id is None:
             self.issue_id = self.tracker.create_issue(
-                self.side.project, local_type, fields, as_user=self.side.sync_user,
-                parent_id=parent_local, status=status, marker=self.side.marker(self.pair.pair_id),
+                self.side.project,
+                local_type,
+                fields,
+                as_user=self.side.sync_user,
+                parent_id=parent_local,
+                status=status,
+                marker=self.side.marker(self.pair.pair_id),
             )
             self.created_issue = True
             return
@@ -997,8 +1243,9 @@ class _Applier:
         if status:
             self.tracker.transition(self.issue_id, status, as_user=self.side.sync_user)
 
-    def _incoming(self, changes: dict[str, Any], status_change: Any, *, force: bool
-                  ) -> tuple[dict[str, Any], str | None]:
+    def _incoming(
+        self, changes: dict[str, Any], status_change: Any, *, force: bool
+    ) -> tuple[dict[str, Any], str | None]:
         """Local field values to write, after mapping and the newest-wins rule."""
         fields: dict[str, Any] = {}
         for mapping_id, change in changes.items():
@@ -1023,9 +1270,13 @@ class _Applier:
     def _wins(self, mapping_id: str, at: str, base: str, value: Any) -> bool:
         """Newest wins when both sides changed the field since they last agreed; ties: primary."""
         with self.p.db.session() as s:
-            state = s.exec(select(FieldState).where(
-                FieldState.side_id == self.side.id, FieldState.pair_id == self.pair.pair_id,
-                FieldState.mapping_id == mapping_id)).first()
+            state = s.exec(
+                select(FieldState).where(
+                    FieldState.side_id == self.side.id,
+                    FieldState.pair_id == self.pair.pair_id,
+                    FieldState.mapping_id == mapping_id,
+                )
+            ).first()
         if state is None or state.origin != "local" or base >= state.at:
             return True
         partner_wins = at > state.at or (at == state.at and self.side.role == "secondary")
@@ -1044,33 +1295,42 @@ class _Applier:
         if not isinstance(text, str) or not isinstance(author, str):
             raise ApplyError("BODY_INVALID", "comment: expected text 'body' and 'author'")
         assert self.issue_id is not None
-        self.tracker.add_comment(self.issue_id, f"{author} wrote:\n{text}", as_user=self.side.sync_user,
-                                 marker=self.env.id)
+        self.tracker.add_comment(
+            self.issue_id, f"{author} wrote:\n{text}", as_user=self.side.sync_user, marker=self.env.id
+        )
 
     def _attachment(self, attachment: dict[str, Any]) -> None:
         if not self.config.receives("attachments"):
             return
         name = attachment.get("name")
         if not isinstance(name, str) or not _plain_file_name(name):
-            raise ApplyError("ATTACHMENT_NAME_UNSAFE",
-                             f"attachment name {_escape(str(name))!r} is not a plain file name")
+            raise ApplyError(
+                "ATTACHMENT_NAME_UNSAFE", f"attachment name {_escape(str(name))!r} is not a plain file name"
+            )
         try:
             content = base64.b64decode(str(attachment.get("content", "")), validate=True)
         except ValueError:
             raise ApplyError("BODY_INVALID", "attachment 'content': expected base64") from None
         if len(content) != attachment.get("size"):
-            raise ApplyError("ATTACHMENT_SIZE_MISMATCH",
-                             f"attachment {name!r}: {len(content)} bytes, header says "
-                             f"{attachment.get('size')!r}")
+            raise ApplyError(
+                "ATTACHMENT_SIZE_MISMATCH",
+                f"attachment {name!r}: {len(content)} bytes, header says {attachment.get('size')!r}",
+            )
         if len(content) > self.config.attachment_max_bytes:
-            raise ApplyError("ATTACHMENT_TOO_LARGE",
-                             f"attachment {name!r}: {len(content)} bytes, limit "
-                             f"{self.config.attachment_max_bytes}")
+            raise ApplyError(
+                "ATTACHMENT_TOO_LARGE",
+                f"attachment {name!r}: {len(content)} bytes, limit {self.config.attachment_max_bytes}",
+            )
         media_type = attachment.get("media_type")
         assert self.issue_id is not None
-        self.tracker.add_attachment(self.issue_id, name, content, as_user=self.side.sync_user,
-                                    media_type=media_type if isinstance(media_type, str) else None,
-                                    marker=self.env.id)
+        self.tracker.add_attachment(
+            self.issue_id,
+            name,
+            content,
+            as_user=self.side.sync_user,
+            media_type=media_type if isinstance(media_type, str) else None,
+            marker=self.env.id,
+        )
 
     def _link(self, body: dict[str, Any]) -> None:
         if not self.config.links:
@@ -1078,33 +1338,51 @@ class _Applier:
         target = self._local_issue(body.get("target"), "link target")
         kind = body.get("kind", "relates")
         assert self.issue_id is not None
-        self.tracker.add_link(self.issue_id, target, str(kind), as_user=self.side.sync_user,
-                              marker=self.env.id)
+        self.tracker.add_link(
+            self.issue_id, target, str(kind), as_user=self.side.sync_user, marker=self.env.id
+        )
 
     def _local_issue(self, pair_id: Any, what: str) -> str:
-        if not isinstance(pair_id, str) or len(pair_id) != 32 or not all(
-                c in "0123456789abcdef" for c in pair_id):
+        if (
+            not isinstance(pair_id, str)
+            or len(pair_id) != 32
+            or not all(c in "0123456789abcdef" for c in pair_id)
+        ):
             raise ApplyError("BODY_INVALID", f"{what}: expected a 32-hex pair id")
         with self.p.db.session() as s:
-            pair = s.exec(select(IssuePair).where(IssuePair.side_id == self.side.id,
-                                                  IssuePair.pair_id == pair_id)).first()
+            pair = s.exec(
+                select(IssuePair).where(IssuePair.side_id == self.side.id, IssuePair.pair_id == pair_id)
+            ).first()
         if pair is None or pair.issue_id is None:
             raise MissingIssueError(pair_id, f"the {what} is not synced yet")
         return pair.issue_id
 
     def write_state(self, s: Session) -> None:
         for mapping_id, value, at in self.states:
-            state = s.exec(select(FieldState).where(
-                FieldState.side_id == self.side.id, FieldState.pair_id == self.pair.pair_id,
-                FieldState.mapping_id == mapping_id)).first()
+            state = s.exec(
+                select(FieldState).where(
+                    FieldState.side_id == self.side.id,
+                    FieldState.pair_id == self.pair.pair_id,
+                    FieldState.mapping_id == mapping_id,
+                )
+            ).first()
             if state is None:
-                state = FieldState(side_id=self.side.id, pair_id=self.pair.pair_id,
-                                   mapping_id=mapping_id, value="null", at=at, origin="partner")
+                state = FieldState(
+                    side_id=self.side.id,
+                    pair_id=self.pair.pair_id,
+                    mapping_id=mapping_id,
+                    value="null",
+                    at=at,
+                    origin="partner",
+                )
             state.value, state.at, state.origin = json.dumps(value), at, "partner"
             s.add(state)
         for text in self.conflicts:
-            s.add(History(side_id=self.side.id, pair_id=self.pair.pair_id, at=utcnow(),
-                          kind="conflict", text=text))
+            s.add(
+                History(
+                    side_id=self.side.id, pair_id=self.pair.pair_id, at=utcnow(), kind="conflict", text=text
+                )
+            )
 
 
 def _dict(body: dict[str, Any], name: str) -> dict[str, Any]:
@@ -1122,5 +1400,9 @@ def _change(change: Any, mapping_id: str) -> tuple[Any, str, str]:
 
 
 def _plain_file_name(name: str) -> bool:
-    return (0 < len(name) <= 255 and name not in (".", "..") and not any(
-        c in name for c in "/\\\x00") and name.isprintable())
+    return (
+        0 < len(name) <= 255
+        and name not in (".", "..")
+        and not any(c in name for c in "/\\\x00")
+        and name.isprintable()
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import fsutil
 from .db import Database
@@ -97,14 +97,27 @@ class Tracker(Protocol):
     def read_attachment(self, attachment_id: str) -> tuple[AttachmentInfo, bytes]: ...
     def find_by_marker(self, project: str, marker: str) -> str | None: ...
     def create_issue(
-        self, project: str, issue_type: str, fields: dict[str, Any], *, as_user: str,
-        parent_id: str | None = None, status: str | None = None, marker: str | None = None,
+        self,
+        project: str,
+        issue_type: str,
+        fields: dict[str, Any],
+        *,
+        as_user: str,
+        parent_id: str | None = None,
+        status: str | None = None,
+        marker: str | None = None,
     ) -> str: ...
     def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]: ...
     def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str: ...
     def add_attachment(
-        self, issue_id: str, filename: str, content: bytes, *, as_user: str,
-        media_type: str | None = None, marker: str | None = None,
+        self,
+        issue_id: str,
+        filename: str,
+        content: bytes,
+        *,
+        as_user: str,
+        media_type: str | None = None,
+        marker: str | None = None,
     ) -> str: ...
     def transition(self, issue_id: str, status: str, *, as_user: str) -> bool: ...
     def add_link(
@@ -147,8 +160,7 @@ class EmbeddedTracker:
     def create_project(self, key: str, name: str) -> None:
         if not key.isalnum() or not key.isupper() or not key[0].isalpha() or len(key) > 20:
             raise BackboneError(
-                f"project key {key!r}: expected 1-20 upper-case letters and digits, starting "
-                "with a letter"
+                f"project key {key!r}: expected 1-20 upper-case letters and digits, starting with a letter"
             )
         with self.db.write() as s:
             if s.get(Project, key):
@@ -166,7 +178,7 @@ class EmbeddedTracker:
 
     def projects(self) -> list[tuple[str, str]]:
         with self.db.session() as s:
-            return [(p.key, p.name) for p in s.exec(select(Project).order_by(Project.key))]
+            return [(p.key, p.name) for p in s.exec(select(Project).order_by(col(Project.key)))]
 
     def set_maintenance(self, on: bool) -> None:
         """While on, every call raises `TrackerOffline` (an admin's maintenance window)."""
@@ -182,7 +194,7 @@ class EmbeddedTracker:
 
     def list_issues(self, project: str | None = None) -> list[IssueData]:
         with self.db.session() as s:
-            query = select(Issue).order_by(Issue.id)
+            query = select(Issue).order_by(col(Issue.id))
             if project:
                 query = query.where(Issue.project == project)
             customs = self._custom_kinds(s, project) if project else {}
@@ -206,22 +218,24 @@ class EmbeddedTracker:
             rows = s.exec(
                 select(ChangeLog)
                 .where(ChangeLog.project == project, ChangeLog.id > cursor)  # type: ignore[operator]
-                .order_by(ChangeLog.id)
+                .order_by(col(ChangeLog.id))
                 .limit(limit)
             ).all()
             return [
                 Change(
-                    id=row.id or 0, issue_id=str(row.issue_id), at=row.at, author=row.author,
-                    op=row.op, data=json.loads(row.data),
+                    id=row.id or 0,
+                    issue_id=str(row.issue_id),
+                    at=row.at,
+                    author=row.author,
+                    op=row.op,
+                    data=json.loads(row.data),
                 )
                 for row in rows
             ]
 
     def latest_change_id(self, project: str) -> int:
         with self.db.session() as s:
-            value = s.exec(
-                select(func.max(ChangeLog.id)).where(ChangeLog.project == project)
-            ).one()
+            value = s.exec(select(func.max(ChangeLog.id)).where(ChangeLog.project == project)).one()
             return int(value or 0)
 
     def read_issue(self, issue_id: str) -> IssueData | None:
@@ -244,14 +258,19 @@ class EmbeddedTracker:
     def find_by_marker(self, project: str, marker: str) -> str | None:
         with self.db.session() as s:
             self._check_online(s)
-            issue = s.exec(
-                select(Issue).where(Issue.project == project, Issue.sync_marker == marker)
-            ).first()
+            issue = s.exec(select(Issue).where(Issue.project == project, Issue.sync_marker == marker)).first()
             return None if issue is None else str(issue.id)
 
     def create_issue(
-        self, project: str, issue_type: str, fields: dict[str, Any], *, as_user: str,
-        parent_id: str | None = None, status: str | None = None, marker: str | None = None,
+        self,
+        project: str,
+        issue_type: str,
+        fields: dict[str, Any],
+        *,
+        as_user: str,
+        parent_id: str | None = None,
+        status: str | None = None,
+        marker: str | None = None,
     ) -> str:
         if issue_type not in ISSUE_TYPES:
             raise TrackerRefused(f"unknown issue type {issue_type!r}")
@@ -263,8 +282,15 @@ class EmbeddedTracker:
             self._check_online(s)
             proj = self._project(s, project)
             customs = self._custom_kinds(s, project)
-            values = {"summary": "", "description": "", "priority": "Medium", "labels": [],
-                      "assignee": None, "reporter": as_user, "due_date": None}
+            values: dict[str, Any] = {
+                "summary": "",
+                "description": "",
+                "priority": "Medium",
+                "labels": [],
+                "assignee": None,
+                "reporter": as_user,
+                "due_date": None,
+            }
             custom: dict[str, Any] = {}
             for name, value in fields.items():
                 if name in customs:
@@ -281,13 +307,22 @@ class EmbeddedTracker:
                 raise TrackerRefused(f"unknown status {status!r}")
             now = utcnow()
             issue = Issue(
-                key=f"{project}-{proj.next_number}", project=project, issue_type=issue_type,
-                summary=values["summary"], description=values["description"] or "",
-                priority=values["priority"], labels=json.dumps(values["labels"]),
-                assignee=values["assignee"], reporter=values["reporter"],
-                due_date=values["due_date"], status=status or STATUSES[0],
+                key=f"{project}-{proj.next_number}",
+                project=project,
+                issue_type=issue_type,
+                summary=values["summary"],
+                description=values["description"] or "",
+                priority=values["priority"],
+                labels=json.dumps(values["labels"]),
+                assignee=values["assignee"],
+                reporter=values["reporter"],
+                due_date=values["due_date"],
+                status=status or STATUSES[0],
                 parent_id=int(parent_id) if parent_id is not None else None,
-                custom=json.dumps(custom), sync_marker=marker, created=now, updated=now,
+                custom=json.dumps(custom),
+                sync_marker=marker,
+                created=now,
+                updated=now,
             )
             proj.next_number += 1
             s.add(proj)
@@ -340,27 +375,36 @@ class EmbeddedTracker:
             if not body.strip():
                 raise TrackerRefused("a comment must not be empty")
             now = utcnow()
-            comment = Comment(issue_id=issue.id or 0, author=as_user, body=body, created=now,
-                              marker=marker)
+            comment = Comment(issue_id=issue.id or 0, author=as_user, body=body, created=now, marker=marker)
             s.add(comment)
             s.flush()
             self._log(s, issue, as_user, "comment", {"comment": comment.id}, now)
             return str(comment.id)
 
     def add_attachment(
-        self, issue_id: str, filename: str, content: bytes, *, as_user: str,
-        media_type: str | None = None, marker: str | None = None,
+        self,
+        issue_id: str,
+        filename: str,
+        content: bytes,
+        *,
+        as_user: str,
+        media_type: str | None = None,
+        marker: str | None = None,
     ) -> str:
-        if not filename or "/" in filename or "\\" in filename or "\x00" in filename or filename in (".", ".."):
+        if (
+            not filename
+            or "/" in filename
+            or "\\" in filename
+            or "\x00" in filename
+            or filename in (".", "..")
+        ):
             raise TrackerRefused(f"attachment name {filename!r} is not a plain file name")
         with self.db.write() as s:
             self._check_online(s)
             issue = self._issue(s, issue_id)
             if marker:
                 found = s.exec(
-                    select(Attachment).where(
-                        Attachment.issue_id == issue.id, Attachment.marker == marker
-                    )
+                    select(Attachment).where(Attachment.issue_id == issue.id, Attachment.marker == marker)
                 ).first()
                 if found is not None:
                     return str(found.id)
@@ -368,9 +412,14 @@ class EmbeddedTracker:
             fsutil.write_atomic(self.attachment_dir / stored_name, content)
             now = utcnow()
             row = Attachment(
-                issue_id=issue.id or 0, filename=filename,
+                issue_id=issue.id or 0,
+                filename=filename,
                 media_type=media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream",
-                size=len(content), stored_name=stored_name, author=as_user, created=now, marker=marker,
+                size=len(content),
+                stored_name=stored_name,
+                author=as_user,
+                created=now,
+                marker=marker,
             )
             s.add(row)
             s.flush()
@@ -389,8 +438,9 @@ class EmbeddedTracker:
                 return False
             now = utcnow()
             old, issue.status = issue.status, status
-            self._log(s, issue, as_user, "transition",
-                      {"fields": {"status": [old, status]}, "path": path}, now)
+            self._log(
+                s, issue, as_user, "transition", {"fields": {"status": [old, status]}, "path": path}, now
+            )
             issue.updated = now
             s.add(issue)
             return True
@@ -404,7 +454,8 @@ class EmbeddedTracker:
             target = self._issue(s, target_id)
             existing = s.exec(
                 select(IssueLink).where(
-                    IssueLink.source_id == source.id, IssueLink.target_id == target.id,
+                    IssueLink.source_id == source.id,
+                    IssueLink.target_id == target.id,
                     IssueLink.kind == kind,
                 )
             ).first()
@@ -413,8 +464,9 @@ class EmbeddedTracker:
             link = IssueLink(source_id=source.id or 0, target_id=target.id or 0, kind=kind, marker=marker)
             s.add(link)
             s.flush()
-            self._log(s, source, as_user, "link", {"link": link.id, "target": target.id, "kind": kind},
-                      utcnow())
+            self._log(
+                s, source, as_user, "link", {"link": link.id, "target": target.id, "kind": kind}, utcnow()
+            )
             return str(link.id)
 
     def issue_types(self, project: str) -> list[str]:
@@ -425,8 +477,15 @@ class EmbeddedTracker:
 
     def field_names(self, project: str) -> dict[str, str]:
         """Field name -> kind (standard fields and this project's custom fields)."""
-        kinds = {"summary": "text", "description": "text", "priority": "select",
-                 "labels": "labels", "assignee": "user", "reporter": "user", "due_date": "date"}
+        kinds = {
+            "summary": "text",
+            "description": "text",
+            "priority": "select",
+            "labels": "labels",
+            "assignee": "user",
+            "reporter": "user",
+            "due_date": "date",
+        }
         with self.db.session() as s:
             kinds.update(self._custom_kinds(s, project))
         return kinds
@@ -491,35 +550,54 @@ class EmbeddedTracker:
             return "" if name == "description" else value
         return value if value is None else str(value)
 
-    def _log(self, s: Session, issue: Issue, author: str, op: str, data: dict[str, Any],
-             at: datetime) -> None:
-        s.add(ChangeLog(project=issue.project, issue_id=issue.id or 0, at=at, author=author, op=op,
-                        data=json.dumps(data)))
+    def _log(
+        self, s: Session, issue: Issue, author: str, op: str, data: dict[str, Any], at: datetime
+    ) -> None:
+        s.add(
+            ChangeLog(
+                project=issue.project,
+                issue_id=issue.id or 0,
+                at=at,
+                author=author,
+                op=op,
+                data=json.dumps(data),
+            )
+        )
 
     def _snapshot(self, s: Session, issue: Issue, customs: dict[str, str], *, deep: bool) -> IssueData:
         fields: dict[str, Any] = {
-            "summary": issue.summary, "description": issue.description,
-            "priority": issue.priority, "labels": json.loads(issue.labels),
-            "assignee": issue.assignee, "reporter": issue.reporter, "due_date": issue.due_date,
+            "summary": issue.summary,
+            "description": issue.description,
+            "priority": issue.priority,
+            "labels": json.loads(issue.labels),
+            "assignee": issue.assignee,
+            "reporter": issue.reporter,
+            "due_date": issue.due_date,
         }
         custom = json.loads(issue.custom)
         for name in customs:
             fields[name] = custom.get(name)
         data = IssueData(
-            id=str(issue.id), key=issue.key, project=issue.project, issue_type=issue.issue_type,
-            status=issue.status, fields=fields,
+            id=str(issue.id),
+            key=issue.key,
+            project=issue.project,
+            issue_type=issue.issue_type,
+            status=issue.status,
+            fields=fields,
             parent_id=str(issue.parent_id) if issue.parent_id is not None else None,
-            created=issue.created, updated=issue.updated, marker=issue.sync_marker,
+            created=issue.created,
+            updated=issue.updated,
+            marker=issue.sync_marker,
         )
         if deep:
             data.comments = [
                 CommentInfo(str(c.id), c.author, c.body, c.created)
-                for c in s.exec(select(Comment).where(Comment.issue_id == issue.id).order_by(Comment.id))
+                for c in s.exec(select(Comment).where(Comment.issue_id == issue.id).order_by(col(Comment.id)))
             ]
             data.attachments = [
                 _attachment_info(a)
                 for a in s.exec(
-                    select(Attachment).where(Attachment.issue_id == issue.id).order_by(Attachment.id)
+                    select(Attachment).where(Attachment.issue_id == issue.id).order_by(col(Attachment.id))
                 )
             ]
             data.links = [

@@ -32,12 +32,21 @@ def drop(demo: Demo, name: str, data: bytes, *, settled: bool = True) -> Path:
     return path
 
 
-def envelope(demo: Demo, body: dict[str, Any], *, pair: str, seq: int = 1, epoch: int = 1,
-             **overrides: Any) -> bytes:
+def envelope(
+    demo: Demo, body: dict[str, Any], *, pair: str, seq: int = 1, epoch: int = 1, **overrides: Any
+) -> bytes:
     fields: dict[str, Any] = dict(
-        sync=demo.key, sender=demo.acme.id, recipient=demo.globex.id, id=str(uuid.uuid4()),
-        type="ISSUE", created="2026-11-23T10:00:00.000000+00:00", config=1, issue=pair,
-        epoch=epoch, seq=seq, body=body,
+        sync=demo.key,
+        sender=demo.acme.id,
+        recipient=demo.globex.id,
+        id=str(uuid.uuid4()),
+        type="ISSUE",
+        created="2026-11-23T10:00:00.000000+00:00",
+        config=1,
+        issue=pair,
+        epoch=epoch,
+        seq=seq,
+        body=body,
     )
     fields.update(overrides)
     return Envelope(**fields).to_json().encode()
@@ -56,8 +65,11 @@ def run_globex(demo: Demo) -> None:
 
 def reasons(demo: Demo) -> dict[str, tuple[str, str | None]]:
     """Original file name -> (folder, reason code) for globex's incoming messages."""
-    return {m.original_name or "": (m.folder, m.reason_code) for m in demo.globex.messages(demo.key)
-            if m.direction == "in"}
+    return {
+        m.original_name or "": (m.folder, m.reason_code)
+        for m in demo.globex.messages(demo.key)
+        if m.direction == "in"
+    }
 
 
 def still_syncs(demo: Demo, summary: str) -> None:
@@ -122,14 +134,30 @@ def test_error_holds_later_messages_of_that_issue_until_retried_or_skipped(paire
     pair = uuid.uuid4().hex
     drop(paired, "1.bac", envelope(paired, create_body("held", urgency="u9"), pair=pair, seq=1))
     at = "2026-11-23T11:00:00.000000+00:00"
-    drop(paired, "2.bac", envelope(paired, {"op": "update", "fields": {
-        "details": {"v": "second", "at": at, "base": ""}}}, pair=pair, seq=2))
+    drop(
+        paired,
+        "2.bac",
+        envelope(
+            paired,
+            {"op": "update", "fields": {"details": {"v": "second", "at": at, "base": ""}}},
+            pair=pair,
+            seq=2,
+        ),
+    )
     run_globex(paired)
     seen = reasons(paired)
     assert seen["1.bac"] == (F.ERROR, "VALUE_NOT_MAPPED")
     assert seen["2.bac"] == (F.ERROR, "HELD_BEHIND_ERROR")
-    drop(paired, "3.bac", envelope(paired, {"op": "comment", "comment": {
-        "author": "alice", "body": "third", "created": at}}, pair=pair, seq=3))
+    drop(
+        paired,
+        "3.bac",
+        envelope(
+            paired,
+            {"op": "comment", "comment": {"author": "alice", "body": "third", "created": at}},
+            pair=pair,
+            seq=3,
+        ),
+    )
     run_globex(paired)
     assert reasons(paired)["3.bac"] == (F.ERROR, "HELD_BEHIND_ERROR")
     # retrying without fixing fails the same way and keeps the order
@@ -150,9 +178,24 @@ def test_attachment_name_with_a_path_is_not_written(paired: Demo) -> None:
     content = b"owned"
     import base64
 
-    drop(paired, "a.bac", envelope(paired, {"op": "attachment", "attachment": {
-        "name": "../../evil.sh", "media_type": "text/plain", "size": len(content),
-        "content": base64.b64encode(content).decode()}}, pair=pair, seq=2))
+    drop(
+        paired,
+        "a.bac",
+        envelope(
+            paired,
+            {
+                "op": "attachment",
+                "attachment": {
+                    "name": "../../evil.sh",
+                    "media_type": "text/plain",
+                    "size": len(content),
+                    "content": base64.b64encode(content).decode(),
+                },
+            },
+            pair=pair,
+            seq=2,
+        ),
+    )
     run_globex(paired)
     assert reasons(paired)["a.bac"] == (F.ERROR, "ATTACHMENT_NAME_UNSAFE")
     issue = issue_by_summary(paired.globex, "GLOBEX", "with attachment")
@@ -203,17 +246,27 @@ def test_replayed_message_is_outdated_not_an_error(paired: Demo) -> None:
     seen = reasons(paired)
     assert seen["first.bac"] == (F.PROCESSED, "")
     assert seen["again.bac"] == (F.OUTDATED, "DUPLICATE")
-    assert len([i for i in paired.globex.tracker.list_issues("GLOBEX")
-                if i.fields["summary"] == "once"]) == 1
+    assert len([i for i in paired.globex.tracker.list_issues("GLOBEX") if i.fields["summary"] == "once"]) == 1
 
 
 def test_gap_waits_and_subtask_waits_for_its_parent(paired: Demo) -> None:
     parent, child = uuid.uuid4().hex, uuid.uuid4().hex
     at = "2026-11-23T11:00:00.000000+00:00"
-    drop(paired, "child.bac", envelope(paired, {**create_body("child", type_id="subtask"),
-                                                "parent": parent}, pair=child, seq=1))
-    drop(paired, "parent2.bac", envelope(paired, {"op": "update", "fields": {
-        "details": {"v": "two", "at": at, "base": ""}}}, pair=parent, seq=2))
+    drop(
+        paired,
+        "child.bac",
+        envelope(paired, {**create_body("child", type_id="subtask"), "parent": parent}, pair=child, seq=1),
+    )
+    drop(
+        paired,
+        "parent2.bac",
+        envelope(
+            paired,
+            {"op": "update", "fields": {"details": {"v": "two", "at": at, "base": ""}}},
+            pair=parent,
+            seq=2,
+        ),
+    )
     run_globex(paired)
     seen = {m.original_name: m for m in paired.globex.messages(paired.key)}
     assert (seen["child.bac"].folder, seen["child.bac"].reason_code) == (F.MISSING, "PARENT_MISSING")

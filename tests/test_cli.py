@@ -21,11 +21,42 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_issue_commands_on_the_embedded_tracker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     home = str(tmp_path / "h")
     assert cli(capsys, "--home", home, "project", "create", "ACME", "--name", "Acme")[0] == 0
-    code, out, _ = cli(capsys, "--home", home, "issue", "create", "--project", "ACME", "--type", "Bug",
-                       "--summary", "Broken", "--set", "priority=High", "--set", "labels=a,b")
+    code, out, _ = cli(
+        capsys,
+        "--home",
+        home,
+        "issue",
+        "create",
+        "--project",
+        "ACME",
+        "--type",
+        "Bug",
+        "--summary",
+        "Broken",
+        "--set",
+        "priority=High",
+        "--set",
+        "labels=a,b",
+    )
     assert (code, out.strip()) == (0, "ACME-1")
-    assert cli(capsys, "--home", home, "issue", "create", "--project", "ACME", "--type", "Sub-task",
-               "--summary", "Child", "--parent", "ACME-1")[0] == 0
+    assert (
+        cli(
+            capsys,
+            "--home",
+            home,
+            "issue",
+            "create",
+            "--project",
+            "ACME",
+            "--type",
+            "Sub-task",
+            "--summary",
+            "Child",
+            "--parent",
+            "ACME-1",
+        )[0]
+        == 0
+    )
     assert cli(capsys, "--home", home, "issue", "update", "ACME-1", "--set", "summary=Fixed")[0] == 0
     assert cli(capsys, "--home", home, "issue", "comment", "ACME-1", "a note", "--as", "bob")[0] == 0
     attachment = tmp_path / "log.txt"
@@ -49,8 +80,21 @@ def test_user_errors_exit_1_with_one_line(tmp_path: Path, capsys: pytest.Capture
     for args, fragment in [
         (("issue", "create", "--project", "ACME", "--type", "Epic", "--summary", "x"), "unknown issue type"),
         (("issue", "update", "ACME-9", "--set", "summary=x"), "ACME-9 does not exist"),
-        (("issue", "create", "--project", "ACME", "--type", "Bug", "--summary", "x", "--set", "priority=Urgent"),
-         "priority 'Urgent'"),
+        (
+            (
+                "issue",
+                "create",
+                "--project",
+                "ACME",
+                "--type",
+                "Bug",
+                "--summary",
+                "x",
+                "--set",
+                "priority=Urgent",
+            ),
+            "priority 'Urgent'",
+        ),
         (("sync", "show", "NOPE-1"), "NOPE-1 does not exist"),
         (("sync", "delete", "NOPE-1"), "--yes"),
         (("project", "create", "acme", "--name", "x"), "upper-case"),
@@ -62,8 +106,11 @@ def test_user_errors_exit_1_with_one_line(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_bad_usage_exits_2(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "backbone_tui.cli", "--home", str(tmp_path), "sync", "frobnicate"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "backbone_tui.cli", "--home", str(tmp_path), "sync", "frobnicate"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
 
 
@@ -79,15 +126,48 @@ def test_pairing_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     (exchange / "b" / "SEND").symlink_to(exchange / "a" / "RECEIVE")
     (exchange / "b" / "RECEIVE").symlink_to(exchange / "a" / "SEND")
     handshake = tmp_path / "hs.json"
-    code, out, _ = cli(capsys, "--home", a, "sync", "create", "--role", "primary", "--project", "ACME",
-                       "--partner-project", "GLOBEX", "--user", "sync-bot", "--protocol", "file",
-                       "--exchange", str(exchange / "a"), "--name", "ACME <-> Globex",
-                       "--handshake-out", str(handshake))
+    code, out, _ = cli(
+        capsys,
+        "--home",
+        a,
+        "sync",
+        "create",
+        "--role",
+        "primary",
+        "--project",
+        "ACME",
+        "--partner-project",
+        "GLOBEX",
+        "--user",
+        "sync-bot",
+        "--protocol",
+        "file",
+        "--exchange",
+        str(exchange / "a"),
+        "--name",
+        "ACME <-> Globex",
+        "--handshake-out",
+        str(handshake),
+    )
     assert code == 0 and "REQUEST SENT" in out
     assert handshake.stat().st_mode & 0o077 == 0
-    code, out, _ = cli(capsys, "--home", b, "sync", "create", "--role", "secondary", "--handshake",
-                       str(handshake), "--project", "GLOBEX", "--user", "sync-bot", "--exchange",
-                       str(exchange / "b"))
+    code, out, _ = cli(
+        capsys,
+        "--home",
+        b,
+        "sync",
+        "create",
+        "--role",
+        "secondary",
+        "--handshake",
+        str(handshake),
+        "--project",
+        "GLOBEX",
+        "--user",
+        "sync-bot",
+        "--exchange",
+        str(exchange / "b"),
+    )
     assert code == 0 and "INCOMING REQUEST" in out
     assert cli(capsys, "--home", b, "sync", "accept", "ACME-GLOBEX-1")[0] == 0
     for _ in range(3):
@@ -128,12 +208,38 @@ def test_handshake_file_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture
     cli(capsys, "--home", home, "project", "create", "GLOBEX", "--name", "Globex")
     bad = tmp_path / "hs.json"
     bad.write_text(json.dumps({"kind": "backbone-handshake", "format": 99}))
-    code, _, err = cli(capsys, "--home", home, "sync", "create", "--role", "secondary", "--handshake",
-                       str(bad), "--project", "GLOBEX", "--user", "bot")
+    code, _, err = cli(
+        capsys,
+        "--home",
+        home,
+        "sync",
+        "create",
+        "--role",
+        "secondary",
+        "--handshake",
+        str(bad),
+        "--project",
+        "GLOBEX",
+        "--user",
+        "bot",
+    )
     assert code == 1 and "format 99" in err
     bad.write_text("{not json")
-    code, _, err = cli(capsys, "--home", home, "sync", "create", "--role", "secondary", "--handshake",
-                       str(bad), "--project", "GLOBEX", "--user", "bot")
+    code, _, err = cli(
+        capsys,
+        "--home",
+        home,
+        "sync",
+        "create",
+        "--role",
+        "secondary",
+        "--handshake",
+        str(bad),
+        "--project",
+        "GLOBEX",
+        "--user",
+        "bot",
+    )
     assert code == 1 and "handshake" in err
     code, out, _ = cli(capsys, "--home", home, "sync", "list", "--json")
     assert json.loads(out) == []
@@ -145,8 +251,11 @@ def test_second_process_does_not_take_the_engine(tmp_path: Path) -> None:
     inst = Installation(tmp_path / "h")
     assert inst.lock.acquire()
     try:
-        result = subprocess.run([sys.executable, "-m", "backbone_tui.cli", "--home", str(tmp_path / "h"),
-                                 "run", "--once"], capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "backbone_tui.cli", "--home", str(tmp_path / "h"), "run", "--once"],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 1
         assert "another process" in result.stderr
     finally:
@@ -155,8 +264,10 @@ def test_second_process_does_not_take_the_engine(tmp_path: Path) -> None:
 
 def test_engine_has_no_ui_imports() -> None:
     """The engine runs headless: importing it must not import Textual or the UI packages."""
-    code = ("import sys, engine.engine, engine.demo, engine.installation; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'screens', 'backbone_tui')]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, engine.engine, engine.demo, engine.installation; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'screens', 'backbone_tui')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

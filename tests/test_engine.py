@@ -35,8 +35,12 @@ def test_threaded_engines_sync_with_watchdog_and_publish_events(paired: Demo) ->
 def test_run_stops_cleanly_on_ctrl_c(paired: Demo) -> None:
     home = paired.globex.paths.root
     paired.globex.close()
-    process = subprocess.Popen([sys.executable, "-m", "backbone_tui.cli", "--home", str(home), "run"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backbone_tui.cli", "--home", str(home), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None
         assert "engine running" in process.stdout.readline()
@@ -85,7 +89,8 @@ def test_reconcile_puts_files_where_the_database_says(paired: Demo) -> None:
     assert fixed >= 2
     assert (side / F.PROCESSED / processed[0].name).exists()
     assert not list((side / F.RECEIVE).iterdir()) or all(
-        not p.name.endswith(".part") for p in (side / F.RECEIVE).iterdir())
+        not p.name.endswith(".part") for p in (side / F.RECEIVE).iterdir()
+    )
     Engine(paired.globex).run_once()
     names = {m.file: m for m in paired.globex.messages(paired.key)}
     assert names[orphan.name].folder == F.OUTDATED and names[orphan.name].reason_code == "DUPLICATE"

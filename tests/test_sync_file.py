@@ -10,8 +10,12 @@ from .conftest import issue_by_summary, sync_all
 
 def test_issue_with_subtask_comment_attachment_and_status_reaches_partner(paired: Demo) -> None:
     t = paired.acme.tracker
-    bug = t.create_issue("ACME", "Bug", {"summary": "Login broken", "priority": "High",
-                                         "Customer": "Initech", "Severity": "Critical"}, as_user="alice")
+    bug = t.create_issue(
+        "ACME",
+        "Bug",
+        {"summary": "Login broken", "priority": "High", "Customer": "Initech", "Severity": "Critical"},
+        as_user="alice",
+    )
     t.create_issue("ACME", "Sub-task", {"summary": "Write test"}, as_user="alice", parent_id=bug)
     t.add_comment(bug, "Seen on prod", as_user="bob")
     t.add_attachment(bug, "trace.txt", b"stack trace", as_user="alice")
@@ -36,8 +40,9 @@ def test_changes_flow_back_from_the_secondary(paired: Demo) -> None:
     sync_all(paired)
     mirrored = issue_by_summary(paired.globex, "GLOBEX", "Shared")
     assert mirrored is not None
-    paired.globex.tracker.update_issue(mirrored.id, {"summary": "Shared, renamed", "priority": "Low"},
-                                       as_user="carol")
+    paired.globex.tracker.update_issue(
+        mirrored.id, {"summary": "Shared, renamed", "priority": "Low"}, as_user="carol"
+    )
     paired.globex.tracker.add_comment(mirrored.id, "from globex", as_user="carol")
     sync_all(paired)
     back = paired.acme.tracker.read_issue(acme_id)
@@ -48,8 +53,9 @@ def test_changes_flow_back_from_the_secondary(paired: Demo) -> None:
 
 
 def test_one_way_field_is_not_sent_back(paired: Demo) -> None:
-    acme_id = paired.acme.tracker.create_issue("ACME", "Task", {"summary": "One way", "Customer": "A"},
-                                               as_user="alice")
+    acme_id = paired.acme.tracker.create_issue(
+        "ACME", "Task", {"summary": "One way", "Customer": "A"}, as_user="alice"
+    )
     sync_all(paired)
     mirrored = issue_by_summary(paired.globex, "GLOBEX", "One way")
     assert mirrored is not None and mirrored.fields["Requested by"] == "A"
