@@ -26,6 +26,7 @@ from .models import (
     History,
     IssuePair,
     Message,
+    Setting,
     Synchronization,
     SyncSide,
 )
@@ -36,6 +37,8 @@ from .paths import EngineLock, HomePaths, resolve_home
 from .pipeline import Outgoing, Pipeline, SideCtx
 from .tracker import EmbeddedTracker, utcnow
 
+SCHEMA_VERSION = 1
+SCHEMA_SETTING = "schema.version"
 HANDSHAKE_FORMAT = 1
 HANDSHAKE_KIND = "backbone-handshake"
 PROTOCOLS = ("file", "email", "local")
@@ -124,6 +127,7 @@ class Installation:
         self.paths.create()
         self.db = Database.for_file(self.paths.database)
         self.db.create_all()
+        self._check_schema()
         self.tracker = EmbeddedTracker(self.db, self.paths.attachments)
         self.events = EventBus()
         self.pipeline = Pipeline(self.db, self.tracker, self.paths.data, self.events)
@@ -144,6 +148,17 @@ class Installation:
         if not any(getattr(h, "baseFilename", None) == handler.baseFilename for h in root.handlers):
             root.addHandler(handler)
         root.setLevel(logging.INFO)
+
+    def _check_schema(self) -> None:
+        with self.db.write() as s:
+            row = s.get(Setting, SCHEMA_SETTING)
+            if row is None:
+                s.add(Setting(name=SCHEMA_SETTING, value=str(SCHEMA_VERSION)))
+            elif row.value != str(SCHEMA_VERSION):
+                raise BackboneError(
+                    f"{self.paths.database} has schema version {row.value}; this version of "
+                    f"Backbone TUI needs {SCHEMA_VERSION}"
+                )
 
     def _installation_id(self) -> str:
         with self.db.write() as s:

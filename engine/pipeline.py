@@ -509,26 +509,22 @@ class Pipeline:
     def apply(self, side: SideCtx) -> int:
         """Apply what is ready, in order per issue; returns how many messages moved."""
         now = time.time()
+        query = select(Message).where(
+            Message.side_id == side.id,
+            Message.direction == "in",
+            or_(
+                col(Message.folder) == F.RECEIVE,
+                and_(col(Message.folder) == F.OFFLINE, col(Message.next_attempt) <= now),
+            ),
+        )
+        if not side.running:
+            query = query.where(col(Message.type).not_in(ISSUE_TYPES))  # they wait in RECEIVE
         with self.db.session() as s:
-            rows = s.exec(
-                select(Message)
-                .where(
-                    Message.side_id == side.id,
-                    Message.direction == "in",
-                    or_(
-                        col(Message.folder) == F.RECEIVE,
-                        and_(col(Message.folder) == F.OFFLINE, col(Message.next_attempt) <= now),
-                    ),
-                )
-                .order_by(col(Message.id))
-                .limit(BATCH)
-            ).all()
+            rows = s.exec(query.order_by(col(Message.id)).limit(BATCH)).all()
         moved = 0
         for row in rows:
             if self.should_stop():
                 break
-            if row.type in ISSUE_TYPES and not side.running:
-                continue  # stopped: issue messages wait in RECEIVE
             try:
                 moved += self._process(side, row)
             except TrackerOffline:
