@@ -631,10 +631,27 @@ class Installation:
 
     # -- troubleshooting ------------------------------------------------------------------
 
+    def resolve_pair(self, key: str, issue: str) -> str:
+        """A pair id from a pair id or a local issue key (e.g. GLOBEX-12)."""
+        if len(issue) == 32 and all(c in "0123456789abcdef" for c in issue):
+            return issue
+        issue_id = self.tracker.issue_key_to_id(issue)
+        side_ids = [side.id for side in self._sides(key)]
+        with self.db.session() as s:
+            pair = s.exec(
+                select(IssuePair).where(
+                    col(IssuePair.side_id).in_(side_ids), IssuePair.issue_id == issue_id
+                )
+            ).first()
+        if pair is None:
+            raise BackboneError(f"{issue} is not synced by {key}")
+        return pair.pair_id
+
     def retry(self, key: str, issue: str | None = None) -> int:
         count = 0
         for side in self._sides(key):
             if issue:
+                issue = self.resolve_pair(key, issue)
                 count += self.pipeline.release_issue(side, issue, skip_first=False)
             else:
                 count += self.pipeline.retry_folder(side, F.OFFLINE)
@@ -647,6 +664,7 @@ class Installation:
         return count
 
     def skip(self, key: str, issue: str) -> int:
+        issue = self.resolve_pair(key, issue)
         count = sum(self.pipeline.release_issue(side, issue, skip_first=True) for side in self._sides(key))
         self._changed(key)
         return count
