@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from .errors import RejectedError
@@ -122,3 +123,24 @@ class PlainCodec:
             return data.decode()
         except UnicodeDecodeError:
             raise RejectedError("ENVELOPE_INVALID", "not UTF-8 text (an encrypted message?)") from None
+
+
+def bundle_text(envelope_jsons: Sequence[str]) -> str:
+    """Several envelopes as one payload, `{"bundle": [ENVELOPE-JSON-TEXT, ...]}`."""
+    return json.dumps({"bundle": list(envelope_jsons)}, separators=(",", ":"))
+
+
+def split_bundle(plaintext: str) -> list[str]:
+    """The envelope JSON texts in an opened plaintext: a bundle's items, else the text itself."""
+    try:
+        data = json.loads(plaintext)
+    except ValueError:
+        return [plaintext]
+    if not isinstance(data, dict) or "bundle" not in data:
+        return [plaintext]
+    items = data["bundle"]
+    if set(data) != {"bundle"} or not isinstance(items, list):
+        raise RejectedError("ENVELOPE_INVALID", 'bundle: expected {"bundle": [texts]}')
+    if not all(isinstance(item, str) for item in items):
+        raise RejectedError("ENVELOPE_INVALID", "bundle: every item must be an envelope's JSON text")
+    return list(items)

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
@@ -24,9 +24,10 @@ from . import folders as F
 from . import fsutil
 from .config import MappingConfig, parse_config
 from .db import Database
-from .envelope import CONTROL_TYPES, ISSUE_TYPES, Codec, Envelope, PlainCodec
+from .envelope import CONTROL_TYPES, ISSUE_TYPES, Codec, Envelope, PlainCodec, split_bundle
 from .errors import (
     ApplyError,
+    BackboneError,
     MissingIssueError,
     ReasonError,
     RejectedError,
@@ -42,6 +43,7 @@ log = logging.getLogger("backbone.pipeline")
 BATCH = 200
 SETTLE_SECONDS = 2.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+BUNDLE_MAX = 100
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 RUNNING = "RUNNING"
@@ -92,6 +94,12 @@ class SideCtx:
         return self.marker_prefix + pair_id
 
 
+class Channel(Protocol):
+    """A transport for sealed message files (the file and local protocols are built in)."""
+
+    def deliver(self, name: str, data: bytes) -> None: ...
+
+
 @dataclass
 class Outgoing:
     """A message to queue inside the caller's transaction."""
@@ -120,6 +128,7 @@ class Pipeline:
         self._configs: dict[tuple[int, int], MappingConfig] = {}
         self.control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None
         self.should_stop: Callable[[], bool] = lambda: False
+        self.channel_for: Callable[[SideCtx], Channel] | None = None
 
     # -- sides --------------------------------------------------------------------------------
 
@@ -230,12 +239,9 @@ class Pipeline:
 
     def write_send_files(self, side: SideCtx, rows: list[Message]) -> None:
         """Project freshly queued messages into `SEND` (the database already holds them)."""
-        codec = self.codec_for(side)
         for row in rows:
             assert row.payload is not None
-            fsutil.write_atomic(
-                side.folders.path(F.SEND, row.file_name), codec.seal(row.payload), durable=False
-            )
+            fsutil.write_atomic(side.folders.path(F.SEND, row.file_name), row.payload.encode(), durable=False)
 
     # -- detect -------------------------------------------------------------------------------
 
@@ -277,7 +283,8 @@ class Pipeline:
     # -- send ---------------------------------------------------------------------------------
 
     def send(self, side: SideCtx) -> int:
-        """Hand queued messages to the channel in order; failures wait in `SEND_ERROR`."""
+        """Hand queued messages to the channel in order (bundled when they queue up and the
+        codec can); a failure waits in `SEND_ERROR` and nothing overtakes it."""
         with self.db.session() as s:
             rows = s.exec(
                 select(Message)
@@ -289,65 +296,57 @@ class Pipeline:
                 .order_by(col(Message.id))
                 .limit(BATCH)
             ).all()
-        if not rows:
-            return 0
         now = time.time()
+        ready: list[Message] = []
+        for row in rows:
+            if row.folder == F.SEND_ERROR and row.next_attempt > now:
+                break
+            ready.append(row)
+        if not ready:
+            return 0
+        codec = self.codec_for(side)
+        bundle = BUNDLE_MAX if hasattr(codec, "seal_many") and side.protocol != "local" else 1
         delivered: list[Message] = []
         failed: Message | None = None
-        failure = ""
-        for row in rows:
+        failure = ("", "")
+        for start in range(0, len(ready), bundle):
             if self.should_stop():
                 break
-            if row.folder == F.SEND_ERROR and row.next_attempt > now:
-                break  # keep order: nothing overtakes a message that waits for its retry
+            group = ready[start : start + bundle]
             try:
-                data = self._outgoing_bytes(side, row)
-                self._deliver(side, row, data)
-            except OSError as exc:
-                failed, failure = row, f"{exc.strerror or exc} ({exc.filename or 'channel'})"
+                payloads = [row.payload or "" for row in group]
+                data = codec.seal(payloads[0]) if len(group) == 1 else codec.seal_many(payloads)  # type: ignore[attr-defined]
+                self._deliver(side, group[0].file_name, data)
+            except (OSError, BackboneError) as exc:
+                failed, failure = group[0], _send_failure(side, exc)
                 break
-            delivered.append(row)
+            delivered.extend(group)
         if delivered:
             self._flush_channel(side)
             self._record(side, [(row, F.SENT, None, "", "") for row in delivered])
         if failed is not None:
             failed.attempts += 1
             failed.next_attempt = now + backoff(failed.attempts)
+            code, text = failure
             self._record(
                 side,
-                [
-                    (
-                        failed,
-                        F.SEND_ERROR,
-                        None,
-                        "EXCHANGE_NOT_WRITABLE",
-                        f"attempt {failed.attempts}: {failure}",
-                    )
-                ],
+                [(failed, F.SEND_ERROR, None, code, f"attempt {failed.attempts}: {text}")],
                 keep_attempts=True,
             )
         return len(delivered) + (1 if failed else 0)
 
-    def _outgoing_bytes(self, side: SideCtx, row: Message) -> bytes:
-        path = side.folders.path(row.folder, row.file_name)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            assert row.payload is not None
-            data = self.codec_for(side).seal(row.payload)
-            fsutil.write_atomic(path, data, durable=False)
-            return data
-
-    def _deliver(self, side: SideCtx, row: Message, data: bytes) -> None:
+    def _deliver(self, side: SideCtx, name: str, data: bytes) -> None:
         if side.protocol == "local":
             assert side.partner_side_id is not None
-            self._ingest_local(self.side(side.partner_side_id), row.file_name, data)
+            self.ingest_bytes(self.side(side.partner_side_id), name, data)
         elif side.protocol == "file":
             assert side.exchange is not None
             send_dir, _ = F.exchange_paths(side.exchange)
-            fsutil.write_atomic(send_dir / row.file_name, data, sync_dir=False)
+            fsutil.write_atomic(send_dir / name, data, sync_dir=False)
+        elif self.channel_for is not None:
+            self.channel_for(side).deliver(name, data)
         else:
-            raise OSError(f"protocol {side.protocol!r} cannot send yet")
+            raise OSError(f"protocol {side.protocol!r} has no channel")
 
     def _flush_channel(self, side: SideCtx) -> None:
         if side.protocol == "file" and side.exchange is not None:
@@ -356,7 +355,7 @@ class Pipeline:
     # -- receive ------------------------------------------------------------------------------
 
     def ingest(self, side: SideCtx) -> int:
-        """Move the partner's files from the exchange `RECEIVE` into ours, each with a row."""
+        """Take the partner's files from the exchange `RECEIVE` into ours, each with a row."""
         if side.protocol != "file" or side.exchange is None:
             return 0
         _, receive_dir = F.exchange_paths(side.exchange)
@@ -374,135 +373,144 @@ class Pipeline:
             fsutil.fsync_dir(receive_dir)
         return work
 
-    def _ingest_local(self, side: SideCtx, name: str, data: bytes) -> None:
-        target_name = _generated_name(".bac")
-        fsutil.write_atomic(side.folders.path(F.RECEIVE, target_name), data)
-        self._classify_and_insert(side, target_name, name, data, len(data), settled=True)
+    def ingest_bytes(self, side: SideCtx, original: str, data: bytes) -> int:
+        """Take one message file that arrived in memory (local delivery, a mail attachment)."""
+        if len(data) > MAX_MESSAGE_BYTES:
+            outcomes = [_Classified(F.REJECTED, None, "TOO_LARGE", f"{len(data)} bytes", content=data)]
+        elif not data:
+            outcomes = [_Classified(F.REJECTED, None, "EMPTY_FILE", "zero bytes", content=data)]
+        else:
+            outcomes = self._open(side, data, settled=True) or []
+            if not outcomes:
+                raise OSError("the message could not be opened now (gpg unavailable); try again")
+        return self._store(side, outcomes, original, data, source=None)
 
     def _ingest_path(self, side: SideCtx, source: Path, original: str) -> int:
-        """Classify one arriving file and move it under a generated name; 0 if it must wait."""
+        """Classify one arriving file and file it under a generated name; 0 if it must wait."""
         try:
             info = source.lstat()
         except FileNotFoundError:
             return 0
         settled = time.time() - info.st_mtime >= SETTLE_SECONDS
+        reason: tuple[str, str, str] | None = None
         if not stat.S_ISREG(info.st_mode):
-            return self._park(
-                side,
-                source,
-                original,
-                F.UNKNOWN,
-                "NOT_A_REGULAR_FILE",
-                "not a regular file (a link, folder or device); not opened",
-            )
-        if not original.endswith(".bac"):
-            return self._park(
-                side, source, original, F.UNKNOWN, "NOT_A_MESSAGE_FILE", "file name does not end in .bac"
-            )
-        if info.st_size > MAX_MESSAGE_BYTES:
-            return self._park(
-                side,
-                source,
-                original,
-                F.REJECTED,
-                "TOO_LARGE",
-                f"{info.st_size} bytes, more than the limit of {MAX_MESSAGE_BYTES}",
-            )
-        if info.st_size == 0:
+            reason = (F.UNKNOWN, "NOT_A_REGULAR_FILE", "not a regular file (a link, folder or device)")
+        elif not original.endswith(".bac"):
+            reason = (F.UNKNOWN, "NOT_A_MESSAGE_FILE", "file name does not end in .bac")
+        elif info.st_size > MAX_MESSAGE_BYTES:
+            reason = (F.REJECTED, "TOO_LARGE", f"{info.st_size} bytes, more than {MAX_MESSAGE_BYTES}")
+        elif info.st_size == 0:
             if not settled:
                 return 0
-            return self._park(side, source, original, F.REJECTED, "EMPTY_FILE", "zero bytes")
+            reason = (F.REJECTED, "EMPTY_FILE", "zero bytes")
+        if reason is not None:
+            folder, code, text = reason
+            return self._store(side, [_Classified(folder, None, code, text)], original, b"", source=source)
         try:
             data = fsutil.read_limited(source, MAX_MESSAGE_BYTES)
         except (OSError, ValueError) as exc:
             if not settled:
                 return 0
-            return self._park(side, source, original, F.REJECTED, "UNREADABLE", str(exc))
-        target_name = _generated_name(".bac")
-        outcome = self._classify(side, data, settled)
-        if outcome is None:
-            return 0  # incomplete and still recent: look again later
-        fsutil.move(source, side.folders.path(outcome.folder, target_name))
-        self._insert_incoming(side, target_name, original, len(data), outcome)
-        return 1
-
-    def _park(self, side: SideCtx, source: Path, original: str, folder: str, code: str, text: str) -> int:
-        suffix = ".bac" if original.endswith(".bac") else ".dat"
-        target_name = _generated_name(suffix)
-        size = source.lstat().st_size
-        fsutil.move(source, side.folders.path(folder, target_name))
-        self._insert_incoming(
-            side, target_name, original, size, _Classified(folder=folder, code=code, text=text)
-        )
-        return 1
-
-    def _classify_and_insert(
-        self, side: SideCtx, target_name: str, original: str, data: bytes, size: int, settled: bool
-    ) -> None:
-        outcome = self._classify(side, data, settled) or _Classified(
-            F.REJECTED, code="ENVELOPE_INVALID", text="incomplete message"
-        )
-        if outcome.folder != F.RECEIVE:
-            fsutil.move(
-                side.folders.path(F.RECEIVE, target_name), side.folders.path(outcome.folder, target_name)
+            return self._store(
+                side, [_Classified(F.REJECTED, None, "UNREADABLE", str(exc))], original, b"", source=source
             )
-        self._insert_incoming(side, target_name, original, size, outcome)
+        outcomes = self._open(side, data, settled)
+        if outcomes is None:
+            return 0  # incomplete and still recent, or gpg unavailable: look again later
+        return self._store(side, outcomes, original, data, source=source)
 
-    def _classify(self, side: SideCtx, data: bytes, settled: bool) -> _Classified | None:
+    def _open(self, side: SideCtx, data: bytes, settled: bool) -> list[_Classified] | None:
+        """Open (decrypt, verify) and check each envelope; None when it must be tried later."""
         try:
-            text = self.codec_for(side).open(data)
-            envelope = Envelope.from_json(text)
+            texts = split_bundle(self.codec_for(side).open(data))
         except RejectedError as exc:
             if not settled:
                 return None
-            return _Classified(F.REJECTED, code=exc.code, text=exc.text)
+            return [_Classified(F.REJECTED, None, exc.code, exc.text, content=data)]
+        except BackboneError as exc:
+            log.warning("cannot open a message for %s now: %s", side.sync_key, exc)
+            return None
+        outcomes = [self._check_envelope(side, text) for text in texts]
+        if not settled and any(o.folder == F.REJECTED and o.envelope is None for o in outcomes):
+            return None  # maybe still being written
+        return outcomes
+
+    def _check_envelope(self, side: SideCtx, text: str) -> _Classified:
+        try:
+            envelope = Envelope.from_json(text)
+        except RejectedError as exc:
+            return _Classified(F.REJECTED, None, exc.code, exc.text, content=text.encode())
+        problem: tuple[str, str] | None = None
         if envelope.sync != side.sync_key:
-            return _Classified(
-                F.REJECTED,
-                envelope,
-                "WRONG_SYNCHRONIZATION",
-                f"message is for synchronization {envelope.sync!r}",
+            problem = ("WRONG_SYNCHRONIZATION", f"message is for synchronization {envelope.sync!r}")
+        elif envelope.recipient != side.endpoint:
+            problem = ("WRONG_RECIPIENT", "message is addressed to another installation")
+        elif side.partner_endpoint and envelope.sender != side.partner_endpoint:
+            problem = ("WRONG_SENDER", "message does not come from the paired partner")
+        elif not side.partner_endpoint and envelope.type != "HANDSHAKE":
+            problem = ("NOT_PAIRED", f"a {envelope.type} before the handshake")
+        if problem is not None:
+            return _Classified(F.REJECTED, envelope, *problem, content=text.encode())
+        return _Classified(F.RECEIVE, envelope, "", "", text, content=text.encode())
+
+    def _store(
+        self, side: SideCtx, outcomes: list[_Classified], original: str, data: bytes, source: Path | None
+    ) -> int:
+        """File the outcomes: rename the arriving file when it is the message itself; else rows
+        first (the payload is the truth), then their files, then drop the original."""
+        if source is not None and len(outcomes) == 1 and outcomes[0].content in (None, data):
+            outcome = outcomes[0]
+            name = _generated_name(".bac" if original.endswith(".bac") else ".dat")
+            size = source.lstat().st_size
+            fsutil.move(source, side.folders.path(outcome.folder, name))
+            self._insert_incoming(side, [(name, outcome)], original, size)
+            return 1
+        named = [(_generated_name(".bac"), outcome) for outcome in outcomes]
+        self._insert_incoming(side, named, original, len(data))
+        folders: set[Path] = set()
+        for name, outcome in named:
+            target = side.folders.path(outcome.folder, name)
+            fsutil.write_atomic(
+                target, outcome.content if outcome.content is not None else data, sync_dir=False
             )
-        if envelope.recipient != side.endpoint:
-            return _Classified(
-                F.REJECTED, envelope, "WRONG_RECIPIENT", "message is addressed to another installation"
-            )
-        expected_sender = side.partner_endpoint
-        if expected_sender and envelope.sender != expected_sender:
-            return _Classified(
-                F.REJECTED, envelope, "WRONG_SENDER", "message does not come from the paired partner"
-            )
-        if not expected_sender and envelope.type != "HANDSHAKE":
-            return _Classified(F.REJECTED, envelope, "NOT_PAIRED", f"a {envelope.type} before the handshake")
-        return _Classified(F.RECEIVE, envelope, "", "", text)
+            folders.add(target.parent)
+        for folder in folders:
+            fsutil.fsync_dir(folder)
+        if source is not None:
+            source.unlink(missing_ok=True)
+        return len(named)
 
     def _insert_incoming(
-        self, side: SideCtx, file_name: str, original: str, size: int, outcome: _Classified
+        self, side: SideCtx, named: list[tuple[str, _Classified]], original: str, size: int
     ) -> None:
         now = utcnow()
-        env = outcome.envelope
+        rows: list[Message] = []
         with self.db.write() as s:
-            row = Message(
-                side_id=side.id,
-                direction="in",
-                uuid=env.id if env else "",
-                type=env.type if env else "",
-                pair_id=env.issue if env else None,
-                epoch=env.epoch if env else 0,
-                seq=env.seq if env else 0,
-                folder=outcome.folder,
-                file_name=file_name,
-                original_name=_escape(original),
-                size=size,
-                reason_code=outcome.code,
-                reason_text=outcome.text,
-                payload=outcome.payload,
-                created=now,
-                updated=now,
-            )
-            s.add(row)
+            for name, outcome in named:
+                env = outcome.envelope
+                row = Message(
+                    side_id=side.id,
+                    direction="in",
+                    uuid=env.id if env else "",
+                    type=env.type if env else "",
+                    pair_id=env.issue if env else None,
+                    epoch=env.epoch if env else 0,
+                    seq=env.seq if env else 0,
+                    folder=outcome.folder,
+                    file_name=name,
+                    original_name=_escape(original),
+                    size=size,
+                    reason_code=outcome.code,
+                    reason_text=outcome.text,
+                    payload=outcome.payload,
+                    created=now,
+                    updated=now,
+                )
+                s.add(row)
+                rows.append(row)
             self._touch(s, side.sync_key)
-        self.events.publish(MessageMoved(side.sync_key, row.id or 0, outcome.folder, outcome.code))
+        for row in rows:
+            self.events.publish(MessageMoved(side.sync_key, row.id or 0, row.folder, row.reason_code))
 
     # -- apply --------------------------------------------------------------------------------
 
@@ -763,16 +771,18 @@ class Pipeline:
             pair = s.exec(
                 select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == pair_id)
             ).first()
-            held = list(s.exec(
-                select(Message)
-                .where(
-                    Message.side_id == side.id,
-                    Message.direction == "in",
-                    col(Message.folder).in_([F.ERROR, F.MISSING]),
-                    Message.hold == pair_id,
-                )
-                .order_by(col(Message.epoch), col(Message.seq), col(Message.id))
-            ).all())
+            held = list(
+                s.exec(
+                    select(Message)
+                    .where(
+                        Message.side_id == side.id,
+                        Message.direction == "in",
+                        col(Message.folder).in_([F.ERROR, F.MISSING]),
+                        Message.hold == pair_id,
+                    )
+                    .order_by(col(Message.epoch), col(Message.seq), col(Message.id))
+                ).all()
+            )
             if not held and pair is None:
                 return 0
             if skip_first and held:
@@ -896,31 +906,30 @@ class Pipeline:
             expected = side.folders.path(row.folder, row.file_name, row.hold)
             found = on_disk.pop(row.file_name, None)
             if found is None:
-                if row.direction == "out" and row.folder in (F.SEND, F.SEND_ERROR) and row.payload:
-                    fsutil.write_atomic(expected, self.codec_for(side).seal(row.payload), durable=False)
+                if row.payload is not None:  # the row is the truth: write its file again
+                    fsutil.write_atomic(expected, row.payload.encode(), durable=False)
                     fixed += 1
                 continue
             if found != expected:
                 fsutil.move(found, expected)
                 fixed += 1
         for name, path in on_disk.items():
-            # a file we moved but whose row never committed: classify it again
+            # a file moved in before a crash kept its row from committing: file it again
             fixed += 1
-            if path.parent == side.folders.folder(F.RECEIVE) or path.suffix == ".bac":
+            if path.suffix == ".bac":
                 data = path.read_bytes()
-                if path.parent != side.folders.folder(F.RECEIVE):
-                    fsutil.move(path, side.folders.path(F.RECEIVE, name))
-                self._classify_and_insert(side, name, name, data, len(data), settled=True)
+                outcomes = self._open(side, data, settled=True) or [
+                    _Classified(F.REJECTED, None, "UNREADABLE", "could not be opened at start")
+                ]
+                self._store(side, outcomes, name, data, source=path)
             else:
-                self._insert_incoming(
+                self._store(
                     side,
+                    [_Classified(F.UNKNOWN, None, "ORPHAN_FILE", "found without a record at start")],
                     name,
-                    name,
-                    path.stat().st_size,
-                    _Classified(F.UNKNOWN, None, "ORPHAN_FILE", "found without a record at start"),
+                    b"",
+                    source=path,
                 )
-                if path.parent != side.folders.folder(F.UNKNOWN):
-                    fsutil.move(path, side.folders.path(F.UNKNOWN, name))
         return fixed
 
 
@@ -937,11 +946,23 @@ class _Move:
 
 @dataclass
 class _Classified:
+    """Where an arriving message goes; `content` is the bytes to keep for it (None: the file)."""
+
     folder: str
     envelope: Envelope | None = None
     code: str = ""
     text: str = ""
     payload: str | None = None
+    content: bytes | None = None
+
+
+def _send_failure(side: SideCtx, exc: Exception) -> tuple[str, str]:
+    code = getattr(exc, "reason_code", None)
+    if code is None:
+        code = "EXCHANGE_NOT_WRITABLE" if isinstance(exc, OSError) else "ENCRYPTION_FAILED"
+    if isinstance(exc, OSError) and exc.filename:
+        return code, f"{exc.strerror or exc} ({exc.filename})"
+    return code, str(exc)
 
 
 def _generated_name(suffix: str) -> str:

@@ -92,7 +92,7 @@ def test_reconcile_puts_files_where_the_database_says(paired: Demo) -> None:
         not p.name.endswith(".part") for p in (side / F.RECEIVE).iterdir()
     )
     Engine(paired.globex).run_once()
-    names = {m.file: m for m in paired.globex.messages(paired.key)}
+    names = {m.original_name: m for m in paired.globex.messages(paired.key)}
     assert names[orphan.name].folder == F.OUTDATED and names[orphan.name].reason_code == "DUPLICATE"
     for message in paired.globex.messages(paired.key):
         folder = side / message.folder / (message.hold or "")
