@@ -27,9 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="two paired installations syncing sample issues")
     demo.add_argument("dir", type=Path)
-    demo.add_argument(
-        "--no-encryption", action="store_true", help="plain messages (the default until OpenPGP lands)"
-    )
+    demo.add_argument("--no-encryption", action="store_true", help="plain messages instead of OpenPGP")
     demo.add_argument("--no-tui", action="store_true", help="sync, print a summary and exit")
 
     run = sub.add_parser("run", help="the headless engine")
@@ -57,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exchange")
     p.add_argument("--handshake-out")
     p.add_argument("--handshake")
-    p.add_argument("--no-encryption", action="store_true")
+    p.add_argument(
+        "--fingerprint", help="secondary: the primary's key fingerprint, confirmed with the partner"
+    )
+    p.add_argument("--no-encryption", action="store_true", help="primary: plain messages (not advised)")
     p.add_argument("--review", action="store_true")
     for name in ("accept", "decline"):
         p = sync.add_parser(name)
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     p.add_argument("--name")
     p.add_argument("--description")
+    p.add_argument("--user", help=argparse.SUPPRESS)
+    p.add_argument("--protocol", help=argparse.SUPPRESS)
     p = sync.add_parser("delete")
     p.add_argument("key")
     p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
@@ -196,7 +199,7 @@ def _demo(args: argparse.Namespace) -> int:
     from engine.engine import Engine
 
     started = time.monotonic()
-    demo = build_demo(args.dir)
+    demo = build_demo(args.dir, encryption=not args.no_encryption)
     for inst in (demo.acme, demo.globex):
         inst.setup_logging()
     if args.no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -286,7 +289,10 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
             print(json.dumps(info.to_json(), indent=2))
         else:
             for name, value in info.to_json().items():
-                print(f"{name:15} {value}")
+                if value not in ("", None):
+                    print(f"{name:20} {value}")
+            if info.key_warning():
+                print(f"WARNING: {info.key_warning()}; renew the key before then")
         return EXIT_OK
     if action == "create":
         return _sync_create(inst, args)
@@ -310,9 +316,11 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
             print(f"{info.key}: {info.status}")
         return EXIT_OK
     if action == "edit":
-        if args.name is None and args.description is None:
+        if all(value is None for value in (args.name, args.description, args.user, args.protocol)):
             raise BackboneError("nothing to change: give --name and/or --description")
-        info = inst.edit(args.key, name=args.name, description=args.description)
+        info = inst.edit(
+            args.key, name=args.name, description=args.description, user=args.user, protocol=args.protocol
+        )
         print(f"{info.key}: {info.name}")
         return EXIT_OK
     if action == "delete":
@@ -346,23 +354,43 @@ def _sync_create(inst: Any, args: argparse.Namespace) -> int:
             description=args.description,
             review=args.review,
             partner_project=args.partner_project,
+            encryption=not args.no_encryption,
         )
         print(f"{info.key}: {info.status}; handshake file written to {path}")
+        if info.own_fingerprint:
+            print(f"key fingerprint: {_spaced(info.own_fingerprint)}")
+            print("confirm it with the partner out of band (phone, a signed mail) before they accept")
+        else:
+            print("encryption is OFF: messages travel as plain JSON")
         print(
-            "deliver it to the partner securely; they run: "
+            "deliver the file to the partner securely; they run: "
             "backbone sync create --role secondary --handshake FILE ..."
         )
         return EXIT_OK
     if args.role == "secondary":
         if not args.handshake:
             raise BackboneError("sync create --role secondary needs --handshake FILE")
-        data = inst.read_handshake(args.handshake)
+        data = inst.read_handshake(args.handshake, args.fingerprint)
+        print(f"handshake file {args.handshake}:")
+        print(f"  synchronization  {data['sync']}  {data['name']!r}")
+        if data.get("description"):
+            print(f"  description      {data['description']}")
         print(
-            f"handshake: synchronization {data['sync']} {data['name']!r} from project "
-            f"{data['primary']['project']} ({data['protocol']})"
+            f"  partner project  {data['primary']['project']}  ({data['protocol']}, review mode "
+            f"{'on' if data.get('review') else 'off'})"
         )
+        if data["encryption"]:
+            print(f"  partner key      {_spaced(data['key']['fingerprint'])}")
+            if not args.fingerprint:
+                print("  (confirm this fingerprint with the partner; --fingerprint makes it a check)")
+        else:
+            print("  encryption       OFF: messages travel as plain JSON")
         info = inst.create_secondary(
-            handshake=args.handshake, project=args.sync_project, user=args.user, exchange=args.exchange
+            handshake=args.handshake,
+            project=args.sync_project,
+            user=args.user,
+            exchange=args.exchange,
+            expected_fingerprint=args.fingerprint,
         )
         print(f"{info.key}: {info.status}; run 'backbone sync accept {info.key}' or 'sync decline'")
         return EXIT_OK
@@ -377,6 +405,10 @@ def _sync_create(inst: Any, args: argparse.Namespace) -> int:
     )
     print(f"{info.key}: {info.status}")
     return EXIT_OK
+
+
+def _spaced(fingerprint: str) -> str:
+    return " ".join(fingerprint[i : i + 4] for i in range(0, len(fingerprint), 4))
 
 
 def _config(inst: Any, args: argparse.Namespace) -> int:

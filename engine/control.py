@@ -39,19 +39,33 @@ def handle_control(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoi
     row = s.get(SyncSide, side.id)
     assert sync is not None and row is not None
     body: dict[str, Any] = envelope.body
-    if envelope.type == "HANDSHAKE":
+    if envelope.type in ("HANDSHAKE", "DECLINE"):
         if side.role != "primary":
-            raise RejectedError("UNEXPECTED_MESSAGE", "only a primary accepts a HANDSHAKE")
+            raise RejectedError("UNEXPECTED_MESSAGE", f"only a primary accepts a {envelope.type}")
         if sync.status != REQUEST_SENT or not row.pairing_secret:
-            raise RejectedError("HANDSHAKE_REPLAYED", "the pairing is done; a HANDSHAKE is accepted once")
+            raise RejectedError(
+                "HANDSHAKE_REPLAYED", f"the pairing is over; a {envelope.type} is accepted once"
+            )
         secret = body.get("secret")
         if not isinstance(secret, str) or not hmac.compare_digest(secret, row.pairing_secret):
-            raise RejectedError("BAD_PAIRING_SECRET", "the HANDSHAKE does not carry this request's secret")
+            raise RejectedError(
+                "BAD_PAIRING_SECRET", f"the {envelope.type} does not carry this request's secret"
+            )
+        row.pairing_secret = ""
+        s.add(row)
+        if envelope.type == "DECLINE":
+            sync.status = DECLINED
+            sync.status_detail = "the partner declined the request. Please delete it"
+            s.add(sync)
+            return []
+        if sync.encryption:
+            key = body.get("key")
+            if not isinstance(key, dict) or not isinstance(key.get("fingerprint"), str):
+                raise RejectedError("KEY_INVALID", "the HANDSHAKE carries no key fingerprint")
+            row.partner_fingerprint = key["fingerprint"].replace(" ", "").upper()
         row.partner_endpoint = envelope.sender
         row.partner_project = str(body.get("project", ""))[:64]
-        row.pairing_secret = ""
         sync.status, sync.status_detail = HANDSHAKE, "sent PING, waiting for the partner's answer"
-        s.add(row)
         s.add(sync)
         return [Outgoing("PING", {"step": 1})]
     if envelope.type == "PING":
@@ -60,11 +74,4 @@ def handle_control(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoi
         sync.status, sync.status_detail = STOPPED, "paired; configure and start"
         s.add(sync)
         return [Outgoing("PING", {"step": 2})] if side.role == "secondary" else []
-    if envelope.type == "DECLINE":
-        if side.role != "primary" or sync.status != REQUEST_SENT:
-            raise RejectedError("UNEXPECTED_MESSAGE", f"a DECLINE while {sync.status}")
-        sync.status = DECLINED
-        sync.status_detail = "the partner declined the request. Please delete it"
-        s.add(sync)
-        return []
     raise RejectedError("NOT_SUPPORTED", f"{envelope.type} messages are not supported by this version")

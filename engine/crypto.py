@@ -526,6 +526,9 @@ class GpgCodec:
                 raise RejectedError("KEY_EXPIRED", f"signed after the partner's key {primary} expired")
 
 
+PAIRING_TYPES = ("HANDSHAKE", "DECLINE")
+
+
 class HandshakeCodec:
     """Before pairing: opens only a HANDSHAKE carrying this request's secret, then pins its key.
 
@@ -551,8 +554,8 @@ class HandshakeCodec:
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise RejectedError("ENVELOPE_INVALID", "not a JSON envelope") from None
         body = envelope.get("body") if isinstance(envelope, dict) else None
-        if not isinstance(body, dict) or envelope.get("type") != "HANDSHAKE":
-            raise RejectedError("NOT_PAIRED", "only a HANDSHAKE is accepted before pairing")
+        if not isinstance(body, dict) or envelope.get("type") not in PAIRING_TYPES:
+            raise RejectedError("NOT_PAIRED", "only a HANDSHAKE or DECLINE is accepted before pairing")
         secret = body.get("secret")
         if not self.secret or not isinstance(secret, str) or not hmac.compare_digest(secret, self.secret):
             raise RejectedError("BAD_PAIRING_SECRET", "the HANDSHAKE does not carry this request's secret")

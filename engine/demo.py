@@ -36,7 +36,7 @@ def default_config(name: str) -> str:
     return resources.files("engine").joinpath(f"defaults/demo-{name}.toml").read_text()
 
 
-def build_demo(root: Path) -> Demo:
+def build_demo(root: Path, *, encryption: bool = True) -> Demo:
     """Create (or reopen) the demo under `root`: paired, configured, running, with issues."""
     root = root.absolute()
     fresh = not (root / "acme" / "backbone.db").exists()
@@ -48,12 +48,12 @@ def build_demo(root: Path) -> Demo:
         if not syncs:
             raise BackboneError(f"{root} holds an unfinished demo; delete it and run again")
         return Demo(root, acme, globex, syncs[0].key)
-    demo = pair_installations(root)
+    demo = pair_installations(root, encryption=encryption)
     add_sample_issues(demo.acme, demo.globex, root)
     return demo
 
 
-def pair_installations(root: Path, *, start: bool = True) -> Demo:
+def pair_installations(root: Path, *, start: bool = True, encryption: bool = True) -> Demo:
     """Two installations under `root` paired over `root/exchange`, configured (and running)."""
     acme = Installation(root / "acme")
     globex = Installation(root / "globex")
@@ -82,6 +82,7 @@ def pair_installations(root: Path, *, start: bool = True) -> Demo:
         exchange=exchange / "acme",
         partner_project=SECONDARY_PROJECT,
         handshake_out=root / "handshake.json",
+        encryption=encryption,
     )
     globex.create_secondary(
         handshake=handshake, project=SECONDARY_PROJECT, user=SYNC_USER, exchange=exchange / "globex"

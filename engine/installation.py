@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import logging.handlers
 import secrets
+import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import col, delete, select
+from sqlmodel import Session, col, delete, select
 
 from . import control as C
 from . import folders as F
 from .config import check_against, identity_config, parse_config
+from .crypto import GpgCodec, HandshakeCodec, Keyring, normalize_fingerprint
 from .db import Database
-from .errors import BackboneError
+from .envelope import Codec, Envelope, PlainCodec
+from .errors import BackboneError, RejectedError
 from .events import EventBus, SyncChanged
 from .models import (
     FieldState,
@@ -37,11 +42,13 @@ from .paths import EngineLock, HomePaths, resolve_home
 from .pipeline import Outgoing, Pipeline, SideCtx
 from .tracker import EmbeddedTracker, utcnow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_SETTING = "schema.version"
 HANDSHAKE_FORMAT = 1
 HANDSHAKE_KIND = "backbone-handshake"
 PROTOCOLS = ("file", "email", "local")
+KEY_WARNING_DAYS = 30
+KEY_LIFETIME_DAYS = 730
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,27 @@ class SyncInfo:
     created: datetime
     last_activity: datetime | None
     folder_counts: dict[str, int] = field(default_factory=dict)
+    own_fingerprint: str = ""
+    partner_fingerprint: str = ""
+    own_key_expires: datetime | None = None
+    partner_key_expires: datetime | None = None
+
+    def key_warning(self, now: datetime | None = None) -> str:
+        """A warning when a key of this synchronization expires within 30 days (or has)."""
+        now = now or utcnow()
+        for who, expires in (
+            ("this installation's", self.own_key_expires),
+            ("the partner's", self.partner_key_expires),
+        ):
+            if expires is None:
+                continue
+            if expires.tzinfo is None:
+                expires = expires.replace(tzinfo=now.tzinfo)
+            if expires <= now:
+                return f"{who} key expired on {expires:%Y-%m-%d}"
+            if expires - now <= timedelta(days=KEY_WARNING_DAYS):
+                return f"{who} key expires on {expires:%Y-%m-%d} (in {(expires - now).days} days)"
+        return ""
 
     @property
     def errors(self) -> int:
@@ -93,6 +121,11 @@ class SyncInfo:
             "errors": self.errors,
             "pending": self.pending,
             "folders": self.folder_counts,
+            "own_fingerprint": self.own_fingerprint,
+            "partner_fingerprint": self.partner_fingerprint,
+            "own_key_expires": _iso(self.own_key_expires),
+            "partner_key_expires": _iso(self.partner_key_expires),
+            "key_warning": self.key_warning(),
         }
 
 
@@ -130,14 +163,58 @@ class Installation:
         self._check_schema()
         self.tracker = EmbeddedTracker(self.db, self.paths.attachments)
         self.events = EventBus()
-        self.pipeline = Pipeline(self.db, self.tracker, self.paths.data, self.events)
-        self.pipeline.control_handler = C.handle_control
+        self.pipeline = Pipeline(self.db, self.tracker, self.paths.data, self.events, self._codec_for)
+        self.pipeline.control_handler = self._handle_control
         self.lock = EngineLock(self.paths.lock_file)
         self.id = self._installation_id()
+        self._keyring: Keyring | None = None
+        self._codecs: dict[tuple[Any, ...], Codec] = {}
 
     def close(self) -> None:
         self.lock.release()
+        if self._keyring is not None:
+            self._keyring.close()
         self.db.dispose()
+
+    # -- keys -----------------------------------------------------------------------------
+
+    @property
+    def keyring(self) -> Keyring:
+        """This installation's OpenPGP key ring (`gnupg/`), opened on first use."""
+        if self._keyring is None:
+            self._keyring = Keyring(self.paths.gnupg)
+        return self._keyring
+
+    def own_key(self) -> tuple[str, datetime | None]:
+        """This installation's key (created on first use, valid for two years) and its expiry."""
+        fingerprint = self.keyring.ensure_key(
+            f"Backbone TUI {self.paths.root.name}",
+            f"backbone-{self.id[:8]}@installation.invalid",
+            expire_days=KEY_LIFETIME_DAYS,
+        )
+        return fingerprint, self.keyring.key_expiry(fingerprint)
+
+    def _codec_for(self, side: SideCtx) -> Codec:
+        """Plain for unencrypted synchronizations; before pairing, only the handshake opens."""
+        key = (side.id, side.encryption, side.own_fingerprint, side.partner_fingerprint, side.pairing_secret)
+        codec = self._codecs.get(key)
+        if codec is None:
+            if not side.encryption:
+                codec = PlainCodec()
+            elif side.partner_fingerprint:
+                codec = GpgCodec(self.keyring, side.own_fingerprint, side.partner_fingerprint)
+            else:
+                codec = HandshakeCodec(self.keyring, side.own_fingerprint, side.pairing_secret)
+            self._codecs[key] = codec
+        return codec
+
+    def _handle_control(self, s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoing]:
+        answer = C.handle_control(s, side, envelope)
+        row = s.get(SyncSide, side.id)
+        if row is not None and row.partner_fingerprint and row.partner_key_expires is None:
+            row.partner_key_expires = self.keyring.key_expiry(row.partner_fingerprint)
+            s.add(row)
+        return answer
 
     def setup_logging(self) -> None:
         handler = logging.handlers.RotatingFileHandler(
@@ -326,10 +403,15 @@ class Installation:
         description: str = "",
         review: bool = False,
         partner_project: str | None = None,
+        encryption: bool = True,
     ) -> tuple[SyncInfo, Path]:
+        """This side of a new synchronization (REQUEST SENT) and the handshake file for the partner."""
         self._check_project(project)
         _check_protocol(protocol, allowed=("file",))
         _check_user(user)
+        out = Path(handshake_out)
+        if out.exists():
+            raise BackboneError(f"{out} exists already; choose another --handshake-out")
         key = self._new_key(project, partner_project)
         exchange_dir = self._prepare_exchange(exchange, key)
         now = utcnow()
@@ -342,10 +424,12 @@ class Installation:
             sync_user=user,
             review=review,
             status=C.REQUEST_SENT,
+            encryption=encryption,
             created=now,
             status_detail="handshake file exported; waiting for the partner",
         )
         secret = secrets.token_urlsafe(32)
+        fingerprint, expires = self.own_key() if encryption else ("", None)
         side = self._add_side(
             sync,
             project,
@@ -354,8 +438,10 @@ class Installation:
             exchange=str(exchange_dir),
             pairing_secret=secret,
             partner_project=partner_project or "",
+            own_fingerprint=fingerprint,
+            own_key_expires=expires,
         )
-        handshake = {
+        handshake: dict[str, Any] = {
             "kind": HANDSHAKE_KIND,
             "format": HANDSHAKE_FORMAT,
             "sync": key,
@@ -364,22 +450,27 @@ class Installation:
             "protocol": protocol,
             "review": review,
             "primary": {"installation": self.id, "project": project},
-            "encryption": False,
+            "encryption": encryption,
             "secret": secret,
             "created": now.isoformat(),
         }
-        out = Path(handshake_out)
-        if out.exists():
-            raise BackboneError(f"{out} exists already; choose another --handshake-out")
+        if encryption:
+            handshake["key"] = {"fingerprint": fingerprint, "public": self.keyring.export_public(fingerprint)}
+            handshake["signature"] = self.keyring.sign_text(_canonical(handshake), fingerprint)
+        else:
+            handshake["checksum"] = hashlib.sha256(_canonical(handshake).encode()).hexdigest()
         with self.db.write() as s:
             s.add(sync)
             s.add(side)
-        out.write_text(json.dumps(handshake, indent=2) + "\n")
-        out.chmod(0o600)
+        staging = out.with_name(f".{out.name}.part")
+        staging.write_text(json.dumps(handshake, indent=2) + "\n")
+        staging.chmod(0o600)
+        staging.replace(out)
         self._ensure_folders(key)
         return self.sync_info(key), out
 
-    def read_handshake(self, path: str | Path) -> dict[str, Any]:
+    def read_handshake(self, path: str | Path, expected_fingerprint: str | None = None) -> dict[str, Any]:
+        """A handshake file's contents, if unaltered, of a known format and carrying the right key."""
         source = Path(path)
         try:
             data = json.loads(source.read_text())
@@ -398,18 +489,65 @@ class Installation:
             ("protocol", str),
             ("secret", str),
             ("primary", dict),
+            ("encryption", bool),
         ):
             if not isinstance(data.get(name), kind):
                 raise BackboneError(f"{source}: field {name!r}: expected {kind.__name__}")
         primary = data["primary"]
         if not isinstance(primary.get("installation"), str) or not isinstance(primary.get("project"), str):
             raise BackboneError(f"{source}: field 'primary': expected installation and project")
+        if data["encryption"]:
+            self._verify_signed_handshake(source, data, expected_fingerprint)
+        else:
+            unsigned = {k: v for k, v in data.items() if k != "checksum"}
+            if data.get("checksum") != hashlib.sha256(_canonical(unsigned).encode()).hexdigest():
+                raise BackboneError(f"{source}: the handshake file was altered (checksum does not match)")
+            if expected_fingerprint:
+                raise BackboneError(f"{source}: the handshake carries no key (encryption is off)")
         return data
 
+    def _verify_signed_handshake(self, source: Path, data: dict[str, Any], expected: str | None) -> None:
+        key = data.get("key")
+        if not isinstance(key, dict) or not isinstance(key.get("public"), str):
+            raise BackboneError(f"{source}: field 'key': expected the primary's public key")
+        try:
+            stated = normalize_fingerprint(str(key.get("fingerprint", "")))
+            wanted = normalize_fingerprint(expected) if expected else stated
+        except ValueError:
+            raise BackboneError(
+                f"{source}: a key fingerprint is malformed (expected 40 hex digits)"
+            ) from None
+        if wanted != stated:
+            raise BackboneError(f"{source}: the key is {stated}, not the confirmed {wanted}; refused")
+        signature = data.get("signature")
+        if not isinstance(signature, str):
+            raise BackboneError(f"{source}: the handshake file is not signed")
+        unsigned = {k: v for k, v in data.items() if k != "signature"}
+        scratch = Path(tempfile.mkdtemp(prefix="bbhs-", dir="/tmp"))
+        try:
+            with Keyring(scratch) as checker:
+                checker.import_partner_key(key["public"], stated)
+                signed = checker.verified_text(signature, stated)
+        except RejectedError as exc:
+            raise BackboneError(
+                f"{source}: the handshake's key or signature is not valid ({exc.text})"
+            ) from None
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if signed != _canonical(unsigned):
+            raise BackboneError(f"{source}: the handshake file was altered after it was signed")
+
     def create_secondary(
-        self, *, handshake: str | Path, project: str, user: str, exchange: str | Path | None = None
+        self,
+        *,
+        handshake: str | Path,
+        project: str,
+        user: str,
+        exchange: str | Path | None = None,
+        expected_fingerprint: str | None = None,
     ) -> SyncInfo:
-        data = self.read_handshake(handshake)
+        """This side of a partner's request (INCOMING REQUEST), from its handshake file."""
+        data = self.read_handshake(handshake, expected_fingerprint)
         self._check_project(project)
         _check_user(user)
         key = data["sync"]
@@ -418,6 +556,17 @@ class Installation:
                 raise BackboneError(f"synchronization {key} exists here already")
         _check_protocol(data["protocol"], allowed=("file",))
         exchange_dir = self._prepare_exchange(exchange, key)
+        encryption = bool(data["encryption"])
+        keys: dict[str, Any] = {}
+        if encryption:
+            fingerprint, expires = self.own_key()
+            partner = self.keyring.import_partner_key(data["key"]["public"], data["key"]["fingerprint"])
+            keys = {
+                "own_fingerprint": fingerprint,
+                "own_key_expires": expires,
+                "partner_fingerprint": partner,
+                "partner_key_expires": self.keyring.key_expiry(partner),
+            }
         sync = Synchronization(
             key=key,
             name=data["name"],
@@ -427,6 +576,7 @@ class Installation:
             sync_user=user,
             review=bool(data.get("review")),
             status=C.INCOMING_REQUEST,
+            encryption=encryption,
             created=utcnow(),
             status_detail="accept or decline the partner's request",
         )
@@ -439,6 +589,7 @@ class Installation:
             partner_endpoint=data["primary"]["installation"],
             partner_project=data["primary"]["project"],
             pairing_secret=data["secret"],
+            **keys,
         )
         with self.db.write() as s:
             s.add(sync)
@@ -495,34 +646,33 @@ class Installation:
     # -- lifecycle ------------------------------------------------------------------------
 
     def accept(self, key: str) -> SyncInfo:
-        (side,) = self._sides(key)
-        with self.db.write() as s:
-            sync = s.get(Synchronization, key)
-            assert sync is not None
-            if sync.role != "secondary" or sync.status != C.INCOMING_REQUEST:
-                raise BackboneError(f"{key} is {sync.status}: only an INCOMING REQUEST can be accepted")
-            row = s.get(SyncSide, side.id)
-            assert row is not None
-            queued = self.pipeline.queue(
-                s, side, Outgoing("HANDSHAKE", {"secret": row.pairing_secret, "project": side.project})
-            )
-            row.pairing_secret = ""
-            sync.status, sync.status_detail = C.HANDSHAKE, "sent HANDSHAKE, waiting for the partner's PING"
-            s.add(row)
-            s.add(sync)
-        self.pipeline.write_send_files(side, [queued])
-        self._changed(key)
-        return self.sync_info(key)
+        """Answer an INCOMING REQUEST with a HANDSHAKE (our key, authenticated by the secret)."""
+        return self._answer_request(
+            key, "HANDSHAKE", C.HANDSHAKE, "sent HANDSHAKE, waiting for the partner's PING"
+        )
 
     def decline(self, key: str) -> SyncInfo:
+        return self._answer_request(key, "DECLINE", C.DECLINED, "you declined the request; delete it")
+
+    def _answer_request(self, key: str, message_type: str, status: str, detail: str) -> SyncInfo:
         (side,) = self._sides(key)
         with self.db.write() as s:
             sync = s.get(Synchronization, key)
-            assert sync is not None
+            row = s.get(SyncSide, side.id)
+            assert sync is not None and row is not None
             if sync.role != "secondary" or sync.status != C.INCOMING_REQUEST:
-                raise BackboneError(f"{key} is {sync.status}: only an INCOMING REQUEST can be declined")
-            queued = self.pipeline.queue(s, side, Outgoing("DECLINE", {}))
-            sync.status, sync.status_detail = C.DECLINED, "you declined the request; delete it"
+                verb = "accepted" if message_type == "HANDSHAKE" else "declined"
+                raise BackboneError(f"{key} is {sync.status}: only an INCOMING REQUEST can be {verb}")
+            body: dict[str, Any] = {"secret": row.pairing_secret, "project": side.project}
+            if sync.encryption:
+                body["key"] = {
+                    "fingerprint": row.own_fingerprint,
+                    "public": self.keyring.export_public(row.own_fingerprint),
+                }
+            queued = self.pipeline.queue(s, side, Outgoing(message_type, body))
+            row.pairing_secret = ""
+            sync.status, sync.status_detail = status, detail
+            s.add(row)
             s.add(sync)
         self.pipeline.write_send_files(side, [queued])
         self._changed(key)
@@ -554,7 +704,27 @@ class Installation:
             self._changed(key)
         return [self.sync_info(key) for key in keys]
 
-    def edit(self, key: str, *, name: str | None = None, description: str | None = None) -> SyncInfo:
+    def edit(
+        self,
+        key: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        user: str | None = None,
+        protocol: str | None = None,
+    ) -> SyncInfo:
+        """Change name and description; the user and the protocol are fixed at creation."""
+        info = self.sync_info(key)
+        if user is not None and user != info.sync_user:
+            raise BackboneError(
+                f"{key}: the synchronization user ({info.sync_user}) cannot be changed once set; "
+                "create a new synchronization for another user"
+            )
+        if protocol is not None and protocol != info.protocol:
+            raise BackboneError(
+                f"{key}: the protocol ({info.protocol}) cannot be switched after creation; "
+                "agree on a new synchronization with the partner"
+            )
         with self.db.write() as s:
             sync = s.get(Synchronization, key)
             if sync is None:
@@ -639,9 +809,7 @@ class Installation:
         side_ids = [side.id for side in self._sides(key)]
         with self.db.session() as s:
             pair = s.exec(
-                select(IssuePair).where(
-                    col(IssuePair.side_id).in_(side_ids), IssuePair.issue_id == issue_id
-                )
+                select(IssuePair).where(col(IssuePair.side_id).in_(side_ids), IssuePair.issue_id == issue_id)
             ).first()
         if pair is None:
             raise BackboneError(f"{issue} is not synced by {key}")
@@ -673,7 +841,9 @@ class Installation:
         with self.db.session() as s:
             return [
                 p.pair_id
-                for p in s.exec(select(IssuePair).where(IssuePair.side_id == side.id, col(IssuePair.held).is_(True)))
+                for p in s.exec(
+                    select(IssuePair).where(IssuePair.side_id == side.id, col(IssuePair.held).is_(True))
+                )
             ]
 
     def _changed(self, key: str) -> None:
@@ -702,7 +872,19 @@ def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) 
         created=sync.created,
         last_activity=sync.last_activity,
         folder_counts=counts,
+        own_fingerprint=first.own_fingerprint if first else "",
+        partner_fingerprint=first.partner_fingerprint if first else "",
+        own_key_expires=first.own_key_expires if first else None,
+        partner_key_expires=first.partner_key_expires if first else None,
     )
+
+
+def _canonical(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def _check_protocol(protocol: str, allowed: tuple[str, ...]) -> None:

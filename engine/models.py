@@ -127,6 +127,10 @@ class SyncSide(SQLModel, table=True):
     config_version: int = 0
     config_text: str = ""
     pairing_secret: str = ""
+    own_fingerprint: str = ""
+    partner_fingerprint: str = ""  # pinned at pairing; every later message must be signed by it
+    own_key_expires: datetime | None = None
+    partner_key_expires: datetime | None = None
 
 
 class IssuePair(SQLModel, table=True):

@@ -81,6 +81,9 @@ class SideCtx:
     folders: F.SideFolders
     pairing_secret: str = ""
     partner_side_id: int | None = None
+    encryption: bool = False
+    own_fingerprint: str = ""
+    partner_fingerprint: str = ""
 
     @property
     def running(self) -> bool:
@@ -178,6 +181,9 @@ class Pipeline:
             folders=F.SideFolders(self.data_root / row.sync_key / row.folder),
             pairing_secret=row.pairing_secret,
             partner_side_id=partner_side_id,
+            encryption=sync.encryption,
+            own_fingerprint=row.own_fingerprint,
+            partner_fingerprint=row.partner_fingerprint,
         )
 
     def config(self, side: SideCtx) -> MappingConfig:
@@ -447,7 +453,7 @@ class Pipeline:
             problem = ("WRONG_RECIPIENT", "message is addressed to another installation")
         elif side.partner_endpoint and envelope.sender != side.partner_endpoint:
             problem = ("WRONG_SENDER", "message does not come from the paired partner")
-        elif not side.partner_endpoint and envelope.type != "HANDSHAKE":
+        elif not side.partner_endpoint and envelope.type not in ("HANDSHAKE", "DECLINE"):
             problem = ("NOT_PAIRED", f"a {envelope.type} before the handshake")
         if problem is not None:
             return _Classified(F.REJECTED, envelope, *problem, content=text.encode())
@@ -593,6 +599,7 @@ class Pipeline:
         row = s.get(SyncSide, side.id)
         assert row is not None
         side.partner_endpoint = row.partner_endpoint
+        side.partner_fingerprint = row.partner_fingerprint
         side.config_version = row.config_version
         return side
 

@@ -14,10 +14,25 @@ from engine.installation import Installation
 
 @pytest.fixture
 def paired(tmp_path: Path) -> Iterator[Demo]:
-    """Acme (primary, ACME) and Globex (secondary, GLOBEX) paired, configured and RUNNING."""
-    demo = pair_installations(tmp_path / "demo")
+    """Acme (primary, ACME) and Globex (secondary, GLOBEX) paired, configured and RUNNING;
+    encryption off, so tests can write envelopes by hand."""
+    demo = pair_installations(tmp_path / "demo", encryption=False)
     yield demo
     demo.close()
+
+
+@pytest.fixture
+def paired_gpg(tmp_path: Path) -> Iterator[Demo]:
+    """The same pair with OpenPGP on (each home has its own key ring and gpg-agent)."""
+    demo = pair_installations(tmp_path / "demo", encryption=True)
+    yield demo
+    demo.close()
+
+
+@pytest.fixture(params=["plain", "gpg"])
+def pair(request: pytest.FixtureRequest) -> Demo:
+    """Both kinds of pair, for tests that must hold with and without encryption."""
+    return request.getfixturevalue("paired" if request.param == "plain" else "paired_gpg")  # type: ignore[no-any-return]
 
 
 @pytest.fixture

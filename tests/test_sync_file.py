@@ -8,8 +8,8 @@ from engine.demo import Demo
 from .conftest import issue_by_summary, sync_all
 
 
-def test_issue_with_subtask_comment_attachment_and_status_reaches_partner(paired: Demo) -> None:
-    t = paired.acme.tracker
+def test_issue_with_subtask_comment_attachment_and_status_reaches_partner(pair: Demo) -> None:
+    t = pair.acme.tracker
     bug = t.create_issue(
         "ACME",
         "Bug",
@@ -20,9 +20,9 @@ def test_issue_with_subtask_comment_attachment_and_status_reaches_partner(paired
     t.add_comment(bug, "Seen on prod", as_user="bob")
     t.add_attachment(bug, "trace.txt", b"stack trace", as_user="alice")
     t.transition(bug, "In Review", as_user="alice")
-    sync_all(paired)
+    sync_all(pair)
 
-    mirrored = issue_by_summary(paired.globex, "GLOBEX", "Login broken")
+    mirrored = issue_by_summary(pair.globex, "GLOBEX", "Login broken")
     assert mirrored is not None
     assert mirrored.issue_type == "Bug"
     assert mirrored.status == "In Review"
@@ -31,76 +31,76 @@ def test_issue_with_subtask_comment_attachment_and_status_reaches_partner(paired
     assert mirrored.fields["Impact"] == "Blocker"
     assert [c.body for c in mirrored.comments] == ["bob wrote:\nSeen on prod"]
     assert [(a.filename, a.size) for a in mirrored.attachments] == [("trace.txt", 11)]
-    sub = issue_by_summary(paired.globex, "GLOBEX", "Write test")
+    sub = issue_by_summary(pair.globex, "GLOBEX", "Write test")
     assert sub is not None and sub.parent_id == mirrored.id
 
 
-def test_changes_flow_back_from_the_secondary(paired: Demo) -> None:
-    acme_id = paired.acme.tracker.create_issue("ACME", "Task", {"summary": "Shared"}, as_user="alice")
-    sync_all(paired)
-    mirrored = issue_by_summary(paired.globex, "GLOBEX", "Shared")
+def test_changes_flow_back_from_the_secondary(pair: Demo) -> None:
+    acme_id = pair.acme.tracker.create_issue("ACME", "Task", {"summary": "Shared"}, as_user="alice")
+    sync_all(pair)
+    mirrored = issue_by_summary(pair.globex, "GLOBEX", "Shared")
     assert mirrored is not None
-    paired.globex.tracker.update_issue(
+    pair.globex.tracker.update_issue(
         mirrored.id, {"summary": "Shared, renamed", "priority": "Low"}, as_user="carol"
     )
-    paired.globex.tracker.add_comment(mirrored.id, "from globex", as_user="carol")
-    sync_all(paired)
-    back = paired.acme.tracker.read_issue(acme_id)
+    pair.globex.tracker.add_comment(mirrored.id, "from globex", as_user="carol")
+    sync_all(pair)
+    back = pair.acme.tracker.read_issue(acme_id)
     assert back is not None
     assert back.fields["summary"] == "Shared, renamed"
     assert back.fields["priority"] == "Low"
     assert [c.body for c in back.comments] == ["carol wrote:\nfrom globex"]
 
 
-def test_one_way_field_is_not_sent_back(paired: Demo) -> None:
-    acme_id = paired.acme.tracker.create_issue(
+def test_one_way_field_is_not_sent_back(pair: Demo) -> None:
+    acme_id = pair.acme.tracker.create_issue(
         "ACME", "Task", {"summary": "One way", "Customer": "A"}, as_user="alice"
     )
-    sync_all(paired)
-    mirrored = issue_by_summary(paired.globex, "GLOBEX", "One way")
+    sync_all(pair)
+    mirrored = issue_by_summary(pair.globex, "GLOBEX", "One way")
     assert mirrored is not None and mirrored.fields["Requested by"] == "A"
-    paired.globex.tracker.update_issue(mirrored.id, {"Requested by": "B"}, as_user="carol")
-    sync_all(paired)
-    assert paired.acme.tracker.read_issue(acme_id).fields["Customer"] == "A"  # type: ignore[union-attr]
+    pair.globex.tracker.update_issue(mirrored.id, {"Requested by": "B"}, as_user="carol")
+    sync_all(pair)
+    assert pair.acme.tracker.read_issue(acme_id).fields["Customer"] == "A"  # type: ignore[union-attr]
 
 
-def test_applying_partner_messages_sends_nothing_back(paired: Demo) -> None:
+def test_applying_partner_messages_sends_nothing_back(pair: Demo) -> None:
     """G12: no echo, while a genuine edit in the same window still syncs."""
     for n in range(5):
-        paired.acme.tracker.create_issue("ACME", "Task", {"summary": f"echo {n}"}, as_user="alice")
-    sync_all(paired)
-    out = [m for m in paired.globex.messages(paired.key) if m.direction == "out" and m.type == "ISSUE"]
+        pair.acme.tracker.create_issue("ACME", "Task", {"summary": f"echo {n}"}, as_user="alice")
+    sync_all(pair)
+    out = [m for m in pair.globex.messages(pair.key) if m.direction == "out" and m.type == "ISSUE"]
     assert out == []
-    mirrored = issue_by_summary(paired.globex, "GLOBEX", "echo 3")
+    mirrored = issue_by_summary(pair.globex, "GLOBEX", "echo 3")
     assert mirrored is not None
-    paired.globex.tracker.update_issue(mirrored.id, {"description": "genuine"}, as_user="carol")
-    sync_all(paired)
-    out = [m for m in paired.globex.messages(paired.key) if m.direction == "out" and m.type == "ISSUE"]
+    pair.globex.tracker.update_issue(mirrored.id, {"description": "genuine"}, as_user="carol")
+    sync_all(pair)
+    out = [m for m in pair.globex.messages(pair.key) if m.direction == "out" and m.type == "ISSUE"]
     assert len(out) == 1
-    assert issue_by_summary(paired.acme, "ACME", "echo 3").fields["description"] == "genuine"  # type: ignore[union-attr]
+    assert issue_by_summary(pair.acme, "ACME", "echo 3").fields["description"] == "genuine"  # type: ignore[union-attr]
 
 
-def test_link_between_synced_issues(paired: Demo) -> None:
-    t = paired.acme.tracker
+def test_link_between_synced_issues(pair: Demo) -> None:
+    t = pair.acme.tracker
     a = t.create_issue("ACME", "Task", {"summary": "link a"}, as_user="alice")
     b = t.create_issue("ACME", "Task", {"summary": "link b"}, as_user="alice")
     t.add_link(a, b, "blocks", as_user="alice")
-    sync_all(paired)
-    mirrored_a = issue_by_summary(paired.globex, "GLOBEX", "link a")
-    mirrored_b = issue_by_summary(paired.globex, "GLOBEX", "link b")
+    sync_all(pair)
+    mirrored_a = issue_by_summary(pair.globex, "GLOBEX", "link a")
+    mirrored_b = issue_by_summary(pair.globex, "GLOBEX", "link b")
     assert mirrored_a is not None and mirrored_b is not None
     assert mirrored_a.links == [("blocks", mirrored_b.id)]
 
 
-def test_stopped_synchronization_holds_issue_messages_until_started(paired: Demo) -> None:
-    paired.globex.stop([paired.key])
-    paired.acme.tracker.create_issue("ACME", "Task", {"summary": "while stopped"}, as_user="alice")
-    sync_all(paired)
-    assert issue_by_summary(paired.globex, "GLOBEX", "while stopped") is None
-    assert paired.globex.sync_info(paired.key).folder_counts.get(F.RECEIVE) == 1
-    paired.globex.start([paired.key])
-    sync_all(paired)
-    assert issue_by_summary(paired.globex, "GLOBEX", "while stopped") is not None
+def test_stopped_synchronization_holds_issue_messages_until_started(pair: Demo) -> None:
+    pair.globex.stop([pair.key])
+    pair.acme.tracker.create_issue("ACME", "Task", {"summary": "while stopped"}, as_user="alice")
+    sync_all(pair)
+    assert issue_by_summary(pair.globex, "GLOBEX", "while stopped") is None
+    assert pair.globex.sync_info(pair.key).folder_counts.get(F.RECEIVE) == 1
+    pair.globex.start([pair.key])
+    sync_all(pair)
+    assert issue_by_summary(pair.globex, "GLOBEX", "while stopped") is not None
 
 
 def test_local_synchronization_between_two_projects(home) -> None:  # type: ignore[no-untyped-def]
