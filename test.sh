@@ -6,6 +6,7 @@ cd "$(dirname "$0")"
 packages=()
 command -v gpg >/dev/null 2>&1 || packages+=(gnupg)
 command -v tmux >/dev/null 2>&1 || packages+=(tmux)
+command -v dovecot >/dev/null 2>&1 || packages+=(dovecot-imapd dovecot-lmtpd)
 if [ ${#packages[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

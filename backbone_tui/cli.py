@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fingerprint", help="secondary: the primary's key fingerprint, confirmed with the partner"
     )
     p.add_argument("--no-encryption", action="store_true", help="primary: plain messages (not advised)")
+    _mail_options(p)
     p.add_argument("--review", action="store_true")
     for name in ("accept", "decline"):
         p = sync.add_parser(name)
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sync.add_parser(name)
         p.add_argument("keys", nargs="*")
         p.add_argument("--status", help="all synchronizations in this state instead of keys")
+    p = sync.add_parser("test", help="check the channel again (mail log-in, exchange folder)")
+    p.add_argument("key")
     p = sync.add_parser("edit")
     p.add_argument("key")
     p.add_argument("--name")
@@ -150,6 +153,89 @@ def build_parser() -> argparse.ArgumentParser:
     p = tracker.add_parser("maintenance")
     p.add_argument("state", choices=("on", "off"))
     return parser
+
+
+def _mail_options(p: argparse.ArgumentParser) -> None:
+    mail = p.add_argument_group(
+        "email protocol",
+        "passwords come from $BACKBONE_IMAP_PASSWORD / $BACKBONE_SMTP_PASSWORD, else a prompt; "
+        "they are stored only in the home's database",
+    )
+    mail.add_argument("--imap-host")
+    mail.add_argument("--imap-port", type=int)
+    mail.add_argument("--imap-tls", choices=("none", "starttls", "tls"), default="tls")
+    mail.add_argument("--imap-user")
+    mail.add_argument("--imap-folder", default="INBOX")
+    mail.add_argument("--smtp-host")
+    mail.add_argument("--smtp-port", type=int)
+    mail.add_argument("--smtp-tls", choices=("none", "starttls", "tls"), default="starttls")
+    mail.add_argument("--smtp-user")
+    mail.add_argument("--same-credentials", action="store_true", help="send with the IMAP user and password")
+    mail.add_argument("--from", dest="from_addr", help="our sending address")
+    mail.add_argument(
+        "--to", dest="to_addr", help="the partner's receive address (secondary: from the handshake)"
+    )
+    mail.add_argument("--address", help="our receive address, told to the partner (default: --from)")
+    mail.add_argument("--ca-file", default="", help="PEM file of CAs to trust for the mail servers")
+
+
+def _mail_settings(args: argparse.Namespace) -> Any:
+    """MailSettings from the command line, or None when no mail option was given."""
+    import getpass
+    import os
+
+    from engine.mail import ImapSettings, MailSettings, SmtpSettings
+
+    if not any((args.imap_host, args.smtp_host, args.imap_user)):
+        return None
+    missing = [
+        flag
+        for flag, value in (
+            ("--imap-host", args.imap_host),
+            ("--imap-user", args.imap_user),
+            ("--smtp-host", args.smtp_host),
+            ("--from", args.from_addr),
+        )
+        if not value
+    ]
+    if missing:
+        raise BackboneError(f"--protocol email needs {', '.join(missing)}")
+
+    def password(kind: str, user: str) -> str:
+        value = os.environ.get(f"BACKBONE_{kind}_PASSWORD")
+        if value is not None:
+            return value
+        if not sys.stdin.isatty():
+            raise BackboneError(f"set BACKBONE_{kind}_PASSWORD (no terminal to ask for the {kind} password)")
+        return getpass.getpass(f"{kind} password for {user}: ")
+
+    imap_password = password("IMAP", args.imap_user)
+    default_ports = {"none": (143, 25), "starttls": (143, 587), "tls": (993, 465)}
+    receive = ImapSettings(
+        args.imap_host,
+        args.imap_port or default_ports[args.imap_tls][0],
+        args.imap_tls,
+        args.imap_user,
+        imap_password,
+        args.imap_folder,
+        args.ca_file,
+    )
+    if args.same_credentials:
+        smtp_user, smtp_password = args.imap_user, imap_password
+    else:
+        smtp_user = args.smtp_user or args.imap_user
+        smtp_password = password("SMTP", smtp_user)
+    send = SmtpSettings(
+        args.smtp_host,
+        args.smtp_port or default_ports[args.smtp_tls][1],
+        args.smtp_tls,
+        smtp_user,
+        smtp_password,
+        args.from_addr,
+        args.to_addr or "",
+        args.ca_file,
+    )
+    return MailSettings(receive, send)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -296,6 +382,10 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
         return EXIT_OK
     if action == "create":
         return _sync_create(inst, args)
+    if action == "test":
+        for line in inst.test_channel(args.key):
+            print(line)
+        return EXIT_OK
     if action == "accept":
         info = inst.accept(args.key)
         print(f"{info.key}: {info.status} ({info.status_detail})")
@@ -355,6 +445,8 @@ def _sync_create(inst: Any, args: argparse.Namespace) -> int:
             review=args.review,
             partner_project=args.partner_project,
             encryption=not args.no_encryption,
+            mail=_mail_settings(args),
+            address=args.address or "",
         )
         print(f"{info.key}: {info.status}; handshake file written to {path}")
         if info.own_fingerprint:
@@ -391,6 +483,8 @@ def _sync_create(inst: Any, args: argparse.Namespace) -> int:
             user=args.user,
             exchange=args.exchange,
             expected_fingerprint=args.fingerprint,
+            mail=_mail_settings(args),
+            address=args.address or "",
         )
         print(f"{info.key}: {info.status}; run 'backbone sync accept {info.key}' or 'sync decline'")
         return EXIT_OK

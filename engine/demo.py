@@ -13,6 +13,7 @@ from .engine import Engine
 from .errors import BackboneError
 from .folders import PROCESSED, SENT
 from .installation import Installation
+from .mail import MailSettings
 from .models import Message
 
 PRIMARY_PROJECT = "ACME"
@@ -53,7 +54,13 @@ def build_demo(root: Path, *, encryption: bool = True) -> Demo:
     return demo
 
 
-def pair_installations(root: Path, *, start: bool = True, encryption: bool = True) -> Demo:
+def pair_installations(
+    root: Path,
+    *,
+    start: bool = True,
+    encryption: bool = True,
+    mail: tuple[MailSettings, MailSettings] | None = None,
+) -> Demo:
     """Two installations under `root` paired over `root/exchange`, configured (and running)."""
     acme = Installation(root / "acme")
     globex = Installation(root / "globex")
@@ -76,16 +83,21 @@ def pair_installations(root: Path, *, start: bool = True, encryption: bool = Tru
     info, handshake = acme.create_primary(
         project=PRIMARY_PROJECT,
         user=SYNC_USER,
-        protocol="file",
+        protocol="email" if mail else "file",
         name="ACME <-> Globex",
         description="Customer defects shared with Globex support",
-        exchange=exchange / "acme",
+        exchange=None if mail else exchange / "acme",
+        mail=mail[0] if mail else None,
         partner_project=SECONDARY_PROJECT,
         handshake_out=root / "handshake.json",
         encryption=encryption,
     )
     globex.create_secondary(
-        handshake=handshake, project=SECONDARY_PROJECT, user=SYNC_USER, exchange=exchange / "globex"
+        handshake=handshake,
+        project=SECONDARY_PROJECT,
+        user=SYNC_USER,
+        exchange=None if mail else exchange / "globex",
+        mail=mail[1] if mail else None,
     )
     globex.accept(info.key)
     engines = (Engine(acme), Engine(globex))
@@ -164,6 +176,7 @@ def settle(engines: tuple[Engine, ...], until: object = None, timeout: float = 6
                 time.sleep(0.05)
     finally:
         for engine in engines:
+            engine.close_channels()
             engine.inst.lock.release()
     return time.monotonic() - started
 

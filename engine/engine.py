@@ -15,6 +15,7 @@ from watchdog.observers import Observer
 from . import folders as F
 from .events import EngineFailed
 from .installation import Installation
+from .mail import MailReceiver
 from .pipeline import SideCtx
 
 log = logging.getLogger("backbone.engine")
@@ -23,6 +24,7 @@ DETECT_INTERVAL = 0.25
 SEND_INTERVAL = 1.0
 SCAN_INTERVAL = 2.0
 APPLY_INTERVAL = 1.0
+MAIL_IDLE_SECONDS = 30.0
 
 
 class _Wake(FileSystemEventHandler):
@@ -47,6 +49,9 @@ class Engine:
         self._locks_guard = threading.Lock()
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._watched: set[Path] = set()
+        self._receivers: dict[int, MailReceiver] = {}
+        self._mail_threads: dict[int, threading.Thread] = {}
+        self._threaded = False
         self.failure: str | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -60,6 +65,7 @@ class Engine:
         self.inst.lock.require()
         self.reconcile()
         self._stop.clear()
+        self._threaded = True
         self._observer = Observer()
         self._observer.start()
         for name, step, interval in (
@@ -82,6 +88,13 @@ class Engine:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        for thread in self._mail_threads.values():
+            thread.join(timeout)
+        self._mail_threads.clear()
+        for receiver in self._receivers.values():
+            receiver.close()
+        self._receivers.clear()
+        self._threaded = False
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
@@ -102,8 +115,15 @@ class Engine:
             self.reconcile()
             return self.step(max_passes)
         finally:
+            self.close_channels()
             if owned:
                 self.inst.lock.release()
+
+    def close_channels(self) -> None:
+        """Log out of mail servers opened by passes outside the worker threads."""
+        for receiver in self._receivers.values():
+            receiver.close()
+        self._receivers.clear()
 
     def step(self, max_passes: int = 10_000) -> int:
         """Passes over every side until one does nothing (the lock must be held)."""
@@ -169,7 +189,46 @@ class Engine:
     def _receive_all(self) -> int:
         sides = self.pipeline.sides()
         self._watch(sides)
-        return sum(self.pipeline.ingest(side) for side in sides)
+        work = 0
+        for side in sides:
+            if side.protocol == "email":
+                if not self._threaded and self._ready_for_mail(side):
+                    work += self.inst.poll_mail(side, self._receiver(side))
+            else:
+                work += self.pipeline.ingest(side)
+        return work
+
+    @staticmethod
+    def _ready_for_mail(side: SideCtx) -> bool:
+        return side.status not in ("DECLINED",)
+
+    def _receiver(self, side: SideCtx) -> MailReceiver:
+        receiver = self._receivers.get(side.id)
+        if receiver is None:
+            settings = self.inst.mail_settings(side)
+            receiver = MailReceiver(settings.receive, timeout=settings.timeout, stop=self._stop)
+            self._receivers[side.id] = receiver
+        return receiver
+
+    def _mail_loop(self, side_id: int) -> None:
+        """One email side: fetch, then wait in IMAP IDLE until the server announces mail."""
+        while not self._stop.is_set():
+            try:
+                side = self.pipeline.side(side_id)
+            except AssertionError:
+                return  # the synchronization was deleted
+            try:
+                receiver = self._receiver(side)
+                if self.inst.poll_mail(side, receiver):
+                    self._wakes["apply"].set()
+                    continue
+                receiver.idle_wait(MAIL_IDLE_SECONDS)
+            except SADatabaseError as exc:
+                self._fail(f"database error in mail receive: {exc.orig or exc}; the engine stopped")
+                return
+            except Exception:  # noqa: BLE001
+                log.exception("mail receive for %s failed; retrying", side.sync_key)
+                self._stop.wait(5)
 
     def _apply_all(self) -> int:
         work = 0
@@ -185,6 +244,12 @@ class Engine:
         if self._observer is None:
             return
         for side in sides:
+            if side.protocol == "email" and side.id not in self._mail_threads:
+                thread = threading.Thread(
+                    target=self._mail_loop, args=(side.id,), name=f"backbone-mail-{side.id}", daemon=True
+                )
+                self._mail_threads[side.id] = thread
+                thread.start()
             if side.protocol != "file" or side.exchange is None:
                 continue
             folder = F.exchange_paths(side.exchange)[1]

@@ -6,6 +6,8 @@ import hashlib
 import json
 import logging
 import logging.handlers
+import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -26,6 +28,7 @@ from .db import Database
 from .envelope import Codec, Envelope, PlainCodec
 from .errors import BackboneError, RejectedError
 from .events import EventBus, SyncChanged
+from .mail import MailError, MailReceiver, MailSettings, check_settings, send_message
 from .models import (
     FieldState,
     History,
@@ -42,7 +45,7 @@ from .paths import EngineLock, HomePaths, resolve_home
 from .pipeline import Outgoing, Pipeline, SideCtx
 from .tracker import EmbeddedTracker, utcnow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA_SETTING = "schema.version"
 HANDSHAKE_FORMAT = 1
 HANDSHAKE_KIND = "backbone-handshake"
@@ -75,6 +78,8 @@ class SyncInfo:
     partner_fingerprint: str = ""
     own_key_expires: datetime | None = None
     partner_key_expires: datetime | None = None
+    channel_error: str = ""
+    mail: dict[str, Any] = field(default_factory=dict)  # settings without passwords
 
     def key_warning(self, now: datetime | None = None) -> str:
         """A warning when a key of this synchronization expires within 30 days (or has)."""
@@ -126,6 +131,8 @@ class SyncInfo:
             "own_key_expires": _iso(self.own_key_expires),
             "partner_key_expires": _iso(self.partner_key_expires),
             "key_warning": self.key_warning(),
+            "channel_error": self.channel_error,
+            "mail": self.mail,
         }
 
 
@@ -152,6 +159,19 @@ class MessageInfo:
         return data
 
 
+class _MailChannel:
+    """Sends each sealed message file as a mail attachment."""
+
+    def __init__(self, settings: MailSettings, subject: str) -> None:
+        self.settings = settings
+        self.subject = subject
+
+    def deliver(self, name: str, data: bytes) -> None:
+        if not self.settings.send.to_addr:
+            raise MailError(self.settings.send.server, "address", "the partner's address is not known yet")
+        send_message(self.settings, self.subject, name, data)
+
+
 class Installation:
     """An opened home: database, embedded tracker, pipeline and the operations on them."""
 
@@ -160,11 +180,13 @@ class Installation:
         self.paths.create()
         self.db = Database.for_file(self.paths.database)
         self.db.create_all()
+        os.chmod(self.paths.database, 0o600)  # it holds mail passwords
         self._check_schema()
         self.tracker = EmbeddedTracker(self.db, self.paths.attachments)
         self.events = EventBus()
         self.pipeline = Pipeline(self.db, self.tracker, self.paths.data, self.events, self._codec_for)
         self.pipeline.control_handler = self._handle_control
+        self.pipeline.channel_for = self._channel_for
         self.lock = EngineLock(self.paths.lock_file)
         self.id = self._installation_id()
         self._keyring: Keyring | None = None
@@ -211,6 +233,17 @@ class Installation:
     def _handle_control(self, s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoing]:
         answer = C.handle_control(s, side, envelope)
         row = s.get(SyncSide, side.id)
+        address = envelope.body.get("address")
+        if (
+            envelope.type == "HANDSHAKE"
+            and row is not None
+            and row.mail_settings
+            and isinstance(address, str)
+        ):
+            stored = json.loads(row.mail_settings)
+            stored["send"]["to_addr"] = address[:320]
+            row.mail_settings = json.dumps(stored)
+            s.add(row)
         if row is not None and row.partner_fingerprint and row.partner_key_expires is None:
             row.partner_key_expires = self.keyring.key_expiry(row.partner_fingerprint)
             s.add(row)
@@ -244,6 +277,87 @@ class Installation:
                 row = InstallationRow(id=str(uuid.uuid4()), name=self.paths.root.name, created=utcnow())
                 s.add(row)
             return row.id
+
+    # -- email ----------------------------------------------------------------------------
+
+    def mail_settings(self, side: SideCtx) -> MailSettings:
+        """A side's mail settings; `BACKBONE_<KEY>_IMAP_PASSWORD` / `_SMTP_PASSWORD` override."""
+        settings = MailSettings.from_dict(json.loads(side.mail_settings or "{}"))
+        imap = os.environ.get(_env_name(side.sync_key, "IMAP"))
+        smtp = os.environ.get(_env_name(side.sync_key, "SMTP"))
+        if imap is not None:
+            settings.receive.password = imap
+        if smtp is not None:
+            settings.send.password = smtp
+        return settings
+
+    def _channel_for(self, side: SideCtx) -> _MailChannel:
+        return _MailChannel(self.mail_settings(side), f"[Backbone] {side.sync_key}")
+
+    def poll_mail(self, side: SideCtx, receiver: MailReceiver) -> int:
+        """Fetch the partner's mails: their `.bac` files into RECEIVE, then the mail out of the inbox."""
+        try:
+            mails = receiver.fetch_new()
+        except MailError as exc:
+            self._channel_error(side, str(exc))
+            return 0
+        self._channel_error(side, "")
+        done = []
+        for mail in mails:
+            messages = [(name, data) for name, data in mail.attachments if name.lower().endswith(".bac")]
+            if not messages or side.sync_key not in mail.subject:
+                receiver.set_aside(mail)  # not ours: kept, never deleted
+                continue
+            for name, data in messages:
+                self.pipeline.ingest_bytes(side, name, data)
+            done.append(mail)
+        if done:
+            self.db.checkpoint_full()  # durable before the mail leaves the inbox
+            for mail in done:
+                receiver.mark_processed(mail)
+        return len(mails)
+
+    def _channel_error(self, side: SideCtx, text: str) -> None:
+        with self.db.session() as s:
+            row = s.get(SyncSide, side.id)
+            current = row.channel_error if row else text
+        if current != text:
+            with self.db.write() as s:
+                row = s.get(SyncSide, side.id)
+                if row is not None:
+                    row.channel_error = text[:500]
+                    s.add(row)
+            self._changed(side.sync_key)
+
+    def test_channel(self, key: str) -> list[str]:
+        """Check each side's channel again (log in to the mail servers, or try the folders)."""
+        results = []
+        for side in self._sides(key):
+            if side.protocol == "email":
+                check_settings(self._checkable(self.mail_settings(side)))
+                results.append(f"{side.folder}: IMAP and SMTP log-in work")
+            elif side.protocol == "file" and side.exchange is not None:
+                send_dir, receive_dir = F.exchange_paths(side.exchange)
+                for folder in (send_dir, receive_dir):
+                    if not folder.is_dir():
+                        raise BackboneError(f"{folder}: not a folder")
+                probe = send_dir / f".probe-{secrets.token_hex(4)}.part"
+                try:
+                    probe.write_bytes(b"")
+                    probe.unlink()
+                except OSError as exc:
+                    raise BackboneError(f"{send_dir}: cannot write ({exc.strerror})") from None
+                results.append(f"{side.folder}: exchange folder {side.exchange} is usable")
+            else:
+                results.append(f"{side.folder}: local, nothing to test")
+        return results
+
+    @staticmethod
+    def _checkable(settings: MailSettings) -> MailSettings:
+        """Before the partner's address is known, check sending to our own address."""
+        if not settings.send.to_addr:
+            settings.send.to_addr = settings.send.from_addr
+        return settings
 
     # -- queries --------------------------------------------------------------------------
 
@@ -361,6 +475,26 @@ class Installation:
             field_kinds=self.tracker.field_names(project),
         ).to_toml()
 
+    def _prepare_channel(
+        self, protocol: str, key: str, exchange: str | Path | None, mail: MailSettings | None, address: str
+    ) -> dict[str, Any]:
+        """The side's channel fields: an exchange folder, or checked and stored mail settings."""
+        if protocol == "file":
+            if mail is not None:
+                raise BackboneError("mail settings are for --protocol email")
+            return {"exchange": str(self._prepare_exchange(exchange, key))}
+        if mail is None:
+            raise BackboneError("--protocol email needs receive (IMAP) and send (SMTP) settings")
+        if exchange is not None:
+            raise BackboneError("--exchange is for --protocol file")
+        problems = [p for p in self._checkable(mail).problems()]
+        if problems:
+            raise BackboneError("mail settings: " + "; ".join(problems))
+        check_settings(self._checkable(MailSettings.from_dict(mail.to_dict())))
+        stored = mail.to_dict()
+        stored["address"] = address or mail.send.from_addr
+        return {"mail_settings": json.dumps(stored)}
+
     def _prepare_exchange(self, exchange: str | Path | None, key: str) -> Path:
         folder = Path(exchange).absolute() if exchange else self.paths.root / "exchange" / key
         for name in (F.SEND, F.RECEIVE):
@@ -404,16 +538,18 @@ class Installation:
         review: bool = False,
         partner_project: str | None = None,
         encryption: bool = True,
+        mail: MailSettings | None = None,
+        address: str = "",
     ) -> tuple[SyncInfo, Path]:
         """This side of a new synchronization (REQUEST SENT) and the handshake file for the partner."""
         self._check_project(project)
-        _check_protocol(protocol, allowed=("file",))
+        _check_protocol(protocol, allowed=("file", "email"))
         _check_user(user)
         out = Path(handshake_out)
         if out.exists():
             raise BackboneError(f"{out} exists already; choose another --handshake-out")
         key = self._new_key(project, partner_project)
-        exchange_dir = self._prepare_exchange(exchange, key)
+        channel = self._prepare_channel(protocol, key, exchange, mail, address)
         now = utcnow()
         sync = Synchronization(
             key=key,
@@ -435,7 +571,7 @@ class Installation:
             project,
             "primary",
             self.id,
-            exchange=str(exchange_dir),
+            **channel,
             pairing_secret=secret,
             partner_project=partner_project or "",
             own_fingerprint=fingerprint,
@@ -449,7 +585,7 @@ class Installation:
             "description": description,
             "protocol": protocol,
             "review": review,
-            "primary": {"installation": self.id, "project": project},
+            "primary": {"installation": self.id, "project": project, "address": _address(channel)},
             "encryption": encryption,
             "secret": secret,
             "created": now.isoformat(),
@@ -545,6 +681,8 @@ class Installation:
         user: str,
         exchange: str | Path | None = None,
         expected_fingerprint: str | None = None,
+        mail: MailSettings | None = None,
+        address: str = "",
     ) -> SyncInfo:
         """This side of a partner's request (INCOMING REQUEST), from its handshake file."""
         data = self.read_handshake(handshake, expected_fingerprint)
@@ -554,8 +692,10 @@ class Installation:
         with self.db.session() as s:
             if s.get(Synchronization, key) is not None:
                 raise BackboneError(f"synchronization {key} exists here already")
-        _check_protocol(data["protocol"], allowed=("file",))
-        exchange_dir = self._prepare_exchange(exchange, key)
+        _check_protocol(data["protocol"], allowed=("file", "email"))
+        if mail is not None and not mail.send.to_addr:
+            mail.send.to_addr = str(data["primary"].get("address") or "")
+        channel = self._prepare_channel(data["protocol"], key, exchange, mail, address)
         encryption = bool(data["encryption"])
         keys: dict[str, Any] = {}
         if encryption:
@@ -585,7 +725,7 @@ class Installation:
             project,
             "secondary",
             self.id,
-            exchange=str(exchange_dir),
+            **channel,
             partner_endpoint=data["primary"]["installation"],
             partner_project=data["primary"]["project"],
             pairing_secret=data["secret"],
@@ -664,6 +804,8 @@ class Installation:
                 verb = "accepted" if message_type == "HANDSHAKE" else "declined"
                 raise BackboneError(f"{key} is {sync.status}: only an INCOMING REQUEST can be {verb}")
             body: dict[str, Any] = {"secret": row.pairing_secret, "project": side.project}
+            if row.mail_settings:
+                body["address"] = json.loads(row.mail_settings).get("address", "")
             if sync.encryption:
                 body["key"] = {
                     "fingerprint": row.own_fingerprint,
@@ -876,7 +1018,27 @@ def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) 
         partner_fingerprint=first.partner_fingerprint if first else "",
         own_key_expires=first.own_key_expires if first else None,
         partner_key_expires=first.partner_key_expires if first else None,
+        channel_error=first.channel_error if first else "",
+        mail=_public_mail(first.mail_settings) if first else {},
     )
+
+
+def _address(channel: dict[str, Any]) -> str:
+    return str(json.loads(channel["mail_settings"])["address"]) if "mail_settings" in channel else ""
+
+
+def _public_mail(stored: str) -> dict[str, Any]:
+    """Mail settings fit to show: everything but the passwords."""
+    if not stored:
+        return {}
+    data = json.loads(stored)
+    for part in ("receive", "send"):
+        data.get(part, {}).pop("password", None)
+    return dict(data)
+
+
+def _env_name(key: str, part: str) -> str:
+    return "BACKBONE_" + re.sub(r"[^A-Z0-9]", "_", key.upper()) + f"_{part}_PASSWORD"
 
 
 def _canonical(data: dict[str, Any]) -> str:

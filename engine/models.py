@@ -131,6 +131,8 @@ class SyncSide(SQLModel, table=True):
     partner_fingerprint: str = ""  # pinned at pairing; every later message must be signed by it
     own_key_expires: datetime | None = None
     partner_key_expires: datetime | None = None
+    mail_settings: str = ""  # email protocol: JSON with the passwords (the database is 0600)
+    channel_error: str = ""  # the last receive failure, cleared by the next success
 
 
 class IssuePair(SQLModel, table=True):

@@ -84,6 +84,7 @@ class SideCtx:
     encryption: bool = False
     own_fingerprint: str = ""
     partner_fingerprint: str = ""
+    mail_settings: str = ""
 
     @property
     def running(self) -> bool:
@@ -184,6 +185,7 @@ class Pipeline:
             encryption=sync.encryption,
             own_fingerprint=row.own_fingerprint,
             partner_fingerprint=row.partner_fingerprint,
+            mail_settings=row.mail_settings,
         )
 
     def config(self, side: SideCtx) -> MappingConfig:

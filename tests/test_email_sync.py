@@ -1,0 +1,247 @@
+"""Two installations syncing through a real private Dovecot and SMTP relay (no mocked mail library)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from backbone_tui.cli import main
+from engine import folders as F
+from engine.demo import Demo, pair_installations
+from engine.engine import Engine, wait_until
+from engine.errors import BackboneError
+from engine.installation import Installation
+from tests import mailserver
+from tests.mailserver import MailServer
+
+from .conftest import issue_by_summary, sync_all
+
+mail_server = mailserver.mail_server
+
+
+def _pair(tmp_path: Path, server: MailServer, *, encryption: bool) -> Demo:
+    acme, _ = server.new_account("acme")
+    globex, _ = server.new_account("globex")
+    acme_settings = server.settings(acme, globex)
+    acme_settings.send.to_addr = ""  # the primary learns the partner's address from the HANDSHAKE
+    globex_settings = server.settings(globex, acme)
+    globex_settings.send.to_addr = ""  # the secondary takes it from the handshake file
+    return pair_installations(tmp_path / "demo", encryption=encryption, mail=(acme_settings, globex_settings))
+
+
+@pytest.fixture
+def mail_pair_gpg(tmp_path: Path, mail_server: MailServer) -> Iterator[Demo]:
+    demo = _pair(tmp_path, mail_server, encryption=True)
+    yield demo
+    demo.close()
+
+
+@pytest.fixture
+def mail_pair_plain(tmp_path: Path, mail_server: MailServer) -> Iterator[Demo]:
+    demo = _pair(tmp_path, mail_server, encryption=False)
+    yield demo
+    demo.close()
+
+
+def address(demo: Installation, key: str) -> str:
+    return str(demo.sync_info(key).mail["address"])
+
+
+def test_encrypted_sync_both_ways_over_email(mail_pair_gpg: Demo, mail_server: MailServer) -> None:
+    demo = mail_pair_gpg
+    acme_info = demo.acme.sync_info(demo.key)
+    assert acme_info.status == "RUNNING" and acme_info.protocol == "email"
+    assert acme_info.mail["send"]["to_addr"] == address(demo.globex, demo.key)
+    t = demo.acme.tracker
+    bug = t.create_issue("ACME", "Bug", {"summary": "Mailed bug", "priority": "High"}, as_user="alice")
+    t.add_comment(bug, "over email", as_user="alice")
+    t.add_attachment(bug, "log.txt", b"x" * 5000, as_user="alice")
+    sync_all(demo)
+    mirrored = issue_by_summary(demo.globex, "GLOBEX", "Mailed bug")
+    assert mirrored is not None and [a.size for a in mirrored.attachments] == [5000]
+    demo.globex.tracker.update_issue(mirrored.id, {"summary": "Mailed bug, answered"}, as_user="carol")
+    sync_all(demo)
+    assert demo.acme.tracker.read_issue(bug).fields["summary"] == "Mailed bug, answered"  # type: ignore[union-attr]
+    for inst in (demo.acme, demo.globex):
+        inbox = address(inst, demo.key)
+        assert mail_server.maildir_count(inbox, "INBOX") == 0, "processed mails leave the inbox"
+        assert mail_server.maildir_count(inbox, "Backbone.Processed") > 0
+
+
+def test_smtp_outage_sends_later_in_order(mail_pair_plain: Demo, mail_server: MailServer) -> None:
+    demo = mail_pair_plain
+    mail_server.stop_smtp()
+    try:
+        issue = demo.acme.tracker.create_issue("ACME", "Task", {"summary": "during outage"}, as_user="alice")
+        demo.acme.tracker.add_comment(issue, "second", as_user="alice")
+        Engine(demo.acme).run_once()
+        errors = demo.acme.messages(demo.key, F.SEND_ERROR)
+        assert [m.reason_code for m in errors] == ["MAIL_SEND_FAILED"]
+        assert "SMTP" in errors[0].reason_text
+        assert len(demo.acme.messages(demo.key, F.SEND)) == 1
+    finally:
+        mail_server.start_smtp()
+    demo.acme.retry(demo.key)
+    sync_all(demo)
+    mirrored = issue_by_summary(demo.globex, "GLOBEX", "during outage")
+    assert mirrored is not None and [c.body for c in mirrored.comments] == ["alice wrote:\nsecond"]
+
+
+def test_wrong_password_shows_in_status_and_loses_nothing(mail_pair_plain: Demo) -> None:
+    demo = mail_pair_plain
+    variable = "BACKBONE_" + demo.key.replace("-", "_") + "_IMAP_PASSWORD"
+    demo.acme.tracker.create_issue("ACME", "Task", {"summary": "waits for login"}, as_user="alice")
+    os.environ[variable] = "wrong-password"
+    try:
+        Engine(demo.acme).run_once()
+        Engine(demo.globex).run_once()
+        info = demo.globex.sync_info(demo.key)
+        assert "login failed" in info.channel_error and "IMAP" in info.channel_error
+        assert "wrong-password" not in json.dumps(info.to_json())
+        assert issue_by_summary(demo.globex, "GLOBEX", "waits for login") is None
+    finally:
+        del os.environ[variable]
+    sync_all(demo)
+    assert issue_by_summary(demo.globex, "GLOBEX", "waits for login") is not None
+    assert demo.globex.sync_info(demo.key).channel_error == ""
+
+
+def test_foreign_and_odd_mails(mail_pair_plain: Demo, mail_server: MailServer) -> None:
+    demo = mail_pair_plain
+    inbox = address(demo.globex, demo.key)
+    plain = EmailMessage()
+    plain["From"], plain["To"], plain["Subject"] = "someone@example.test", inbox, "lunch?"
+    plain.set_content("not a sync message")
+    mail_server.lmtp_deliver("someone@example.test", inbox, plain.as_bytes())
+    # one mail with two messages, one of them under a name with a path
+    demo.acme.tracker.create_issue("ACME", "Task", {"summary": "first of two"}, as_user="alice")
+    demo.acme.tracker.create_issue("ACME", "Task", {"summary": "second of two"}, as_user="alice")
+    sync_all(demo)  # the normal path first, so the two creates exist
+    acme = demo.acme
+    bodies = [m for m in acme.messages(demo.key) if m.direction == "out" and m.type == "ISSUE"]
+    data = [(acme.paths.data / demo.key / "ACME-1" / m.folder / m.file).read_bytes() for m in bodies]
+    double = EmailMessage()
+    double["From"], double["To"], double["Subject"] = "x@example.test", inbox, f"[Backbone] {demo.key}"
+    double.set_content("two attachments")
+    double.add_attachment(data[0], maintype="application", subtype="octet-stream", filename="../../a.bac")
+    double.add_attachment(data[1], maintype="application", subtype="octet-stream", filename="b.bac")
+    mail_server.lmtp_deliver("x@example.test", inbox, double.as_bytes())
+    Engine(demo.globex).run_once()
+    assert mail_server.maildir_count(inbox, "Backbone.Ignored") == 1, (
+        "a foreign mail is set aside, not deleted"
+    )
+    seen = [m for m in demo.globex.messages(demo.key) if m.original_name in ("../../a.bac", "b.bac")]
+    assert sorted((m.folder, m.reason_code) for m in seen) == [(F.OUTDATED, "DUPLICATE")] * 2
+    assert not (demo.globex.paths.root.parent / "a.bac").exists()
+
+
+def test_threaded_engines_use_idle(mail_pair_gpg: Demo, mail_server: MailServer) -> None:
+    demo = mail_pair_gpg
+    engines = [Engine(demo.acme), Engine(demo.globex)]
+    for engine in engines:
+        engine.start()
+    try:
+        demo.acme.tracker.create_issue("ACME", "Task", {"summary": "idle 1"}, as_user="alice")
+        assert wait_until(lambda: issue_by_summary(demo.globex, "GLOBEX", "idle 1") is not None, 30)
+        mail_server.stop_imap()
+        demo.acme.tracker.create_issue("ACME", "Task", {"summary": "idle 2"}, as_user="alice")
+        mail_server.start_imap()
+        assert wait_until(lambda: issue_by_summary(demo.globex, "GLOBEX", "idle 2") is not None, 60)
+    finally:
+        for engine in engines:
+            engine.stop()
+
+
+def test_settings_are_checked_on_creation(tmp_path: Path, mail_server: MailServer) -> None:
+    inst = Installation(tmp_path / "h")
+    try:
+        inst.tracker.create_project("ACME", "Acme")
+        user, _ = mail_server.new_account("checked")
+        settings = mail_server.settings(user, user)
+        bad = replace(settings, receive=replace(settings.receive, password="nope"))
+        with pytest.raises(BackboneError) as caught:
+            inst.create_primary(
+                project="ACME",
+                user="bot",
+                protocol="email",
+                name="x",
+                handshake_out=tmp_path / "hs.json",
+                mail=bad,
+            )
+        text = str(caught.value)
+        assert f"IMAP {mail_server.host}:{mail_server.imap_port}" in text and "login" in text
+        assert "nope" not in text
+        assert inst.list_syncs() == [] and not (tmp_path / "hs.json").exists()
+        info, _ = inst.create_primary(
+            project="ACME",
+            user="bot",
+            protocol="email",
+            name="x",
+            handshake_out=tmp_path / "hs.json",
+            mail=settings,
+        )
+        assert "password" not in json.dumps(info.to_json())
+        assert inst.test_channel(info.key) == ["ACME-1: IMAP and SMTP log-in work"]
+    finally:
+        inst.close()
+
+
+def test_cli_creates_an_email_primary(
+    tmp_path: Path, mail_server: MailServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user, password = mail_server.new_account("cli")
+    home = str(tmp_path / "h")
+    main(["--home", home, "project", "create", "ACME", "--name", "Acme"])
+    os.environ["BACKBONE_IMAP_PASSWORD"] = password
+    try:
+        code = main(
+            [
+                "--home",
+                home,
+                "sync",
+                "create",
+                "--role",
+                "primary",
+                "--project",
+                "ACME",
+                "--user",
+                "bot",
+                "--protocol",
+                "email",
+                "--name",
+                "mail",
+                "--handshake-out",
+                str(tmp_path / "hs.json"),
+                "--imap-host",
+                mail_server.host,
+                "--imap-port",
+                str(mail_server.imap_port),
+                "--imap-tls",
+                "none",
+                "--imap-user",
+                user,
+                "--smtp-host",
+                mail_server.host,
+                "--smtp-port",
+                str(mail_server.smtp_port),
+                "--smtp-tls",
+                "none",
+                "--same-credentials",
+                "--from",
+                user,
+            ]
+        )
+    finally:
+        del os.environ["BACKBONE_IMAP_PASSWORD"]
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert password not in out + err
+    handshake = json.loads((tmp_path / "hs.json").read_text())
+    assert handshake["primary"]["address"] == user
+    assert password not in json.dumps(handshake)
