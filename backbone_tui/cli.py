@@ -29,6 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("dir", type=Path)
     demo.add_argument("--no-encryption", action="store_true", help="plain messages instead of OpenPGP")
     demo.add_argument("--no-tui", action="store_true", help="sync, print a summary and exit")
+    demo.add_argument("--protocol", choices=("file", "email"), default="file")
+    demo.add_argument(
+        "--mail-server",
+        metavar="HOST:IMAP_PORT:SMTP_PORT",
+        help="email demo: a mail server without TLS on which the accounts below exist",
+    )
+    demo.add_argument("--acme-mail", metavar="ADDRESS", help="email demo: Acme's account (also its login)")
+    demo.add_argument("--globex-mail", metavar="ADDRESS", help="email demo: Globex's account")
 
     run = sub.add_parser("run", help="the headless engine")
     run.add_argument("--once", action="store_true", help="do all pending work, then exit")
@@ -285,7 +293,8 @@ def _demo(args: argparse.Namespace) -> int:
     from engine.engine import Engine
 
     started = time.monotonic()
-    demo = build_demo(args.dir, encryption=not args.no_encryption)
+    mail = _demo_mail(args) if args.protocol == "email" else None
+    demo = build_demo(args.dir, encryption=not args.no_encryption, mail=mail)
     for inst in (demo.acme, demo.globex):
         inst.setup_logging()
     if args.no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -303,6 +312,38 @@ def _demo(args: argparse.Namespace) -> int:
     finally:
         partner.stop()
         demo.close()
+
+
+DEMO_MAIL_HELP = """the email demo needs a mail server it can reach, with two accounts:
+  backbone demo DIR --protocol email --mail-server 127.0.0.1:143:25 \\
+      --acme-mail acme@example.test --globex-mail globex@example.test
+with the passwords in $BACKBONE_DEMO_ACME_PASSWORD and $BACKBONE_DEMO_GLOBEX_PASSWORD
+(IMAP and SMTP without TLS, as on a private test server; Debian's dovecot-imapd serves IMAP)"""
+
+
+def _demo_mail(args: argparse.Namespace) -> Any:
+    import os
+
+    from engine.mail import ImapSettings, MailSettings, SmtpSettings
+
+    passwords = [os.environ.get(f"BACKBONE_DEMO_{who}_PASSWORD") for who in ("ACME", "GLOBEX")]
+    if not (args.mail_server and args.acme_mail and args.globex_mail) or None in passwords:
+        raise BackboneError(DEMO_MAIL_HELP)
+    try:
+        host, imap_port, smtp_port = args.mail_server.rsplit(":", 2)
+        ports = int(imap_port), int(smtp_port)
+    except ValueError:
+        raise BackboneError(
+            f"--mail-server {args.mail_server!r}: expected HOST:IMAP_PORT:SMTP_PORT"
+        ) from None
+
+    def account(address: str, password: str) -> Any:
+        return MailSettings(
+            ImapSettings(host, ports[0], "none", address, password),
+            SmtpSettings(host, ports[1], "none", address, password, address, ""),
+        )
+
+    return account(args.acme_mail, passwords[0] or ""), account(args.globex_mail, passwords[1] or "")
 
 
 def _run(inst: Any, args: argparse.Namespace) -> int:

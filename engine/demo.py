@@ -37,7 +37,9 @@ def default_config(name: str) -> str:
     return resources.files("engine").joinpath(f"defaults/demo-{name}.toml").read_text()
 
 
-def build_demo(root: Path, *, encryption: bool = True) -> Demo:
+def build_demo(
+    root: Path, *, encryption: bool = True, mail: tuple[MailSettings, MailSettings] | None = None
+) -> Demo:
     """Create (or reopen) the demo under `root`: paired, configured, running, with issues."""
     root = root.absolute()
     fresh = not (root / "acme" / "backbone.db").exists()
@@ -49,7 +51,7 @@ def build_demo(root: Path, *, encryption: bool = True) -> Demo:
         if not syncs:
             raise BackboneError(f"{root} holds an unfinished demo; delete it and run again")
         return Demo(root, acme, globex, syncs[0].key)
-    demo = pair_installations(root, encryption=encryption)
+    demo = pair_installations(root, encryption=encryption, mail=mail)
     add_sample_issues(demo.acme, demo.globex, root)
     return demo
 

@@ -245,3 +245,31 @@ def test_cli_creates_an_email_primary(
     handshake = json.loads((tmp_path / "hs.json").read_text())
     assert handshake["primary"]["address"] == user
     assert password not in json.dumps(handshake)
+
+
+def test_email_demo(tmp_path: Path, mail_server: MailServer, capsys: pytest.CaptureFixture[str]) -> None:
+    acme, acme_password = mail_server.new_account("demoacme")
+    globex, globex_password = mail_server.new_account("demoglobex")
+    os.environ["BACKBONE_DEMO_ACME_PASSWORD"] = acme_password
+    os.environ["BACKBONE_DEMO_GLOBEX_PASSWORD"] = globex_password
+    try:
+        code = main(
+            [
+                "demo",
+                str(tmp_path / "d"),
+                "--protocol",
+                "email",
+                "--no-tui",
+                "--mail-server",
+                f"{mail_server.host}:{mail_server.imap_port}:{mail_server.smtp_port}",
+                "--acme-mail",
+                acme,
+                "--globex-mail",
+                globex,
+            ]
+        )
+    finally:
+        del os.environ["BACKBONE_DEMO_ACME_PASSWORD"], os.environ["BACKBONE_DEMO_GLOBEX_PASSWORD"]
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "issues synced: 4" in out
