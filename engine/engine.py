@@ -130,6 +130,7 @@ class Engine:
         total = 0
         for _ in range(max_passes):
             work = self._detect_all() + self._send_all() + self._receive_all() + self._apply_all()
+            self.pipeline.flush_activity()
             total += work
             if not work or self._stop.is_set():
                 break
@@ -153,6 +154,7 @@ class Engine:
                 self._fail(f"{name} worker failed: {exc}; the engine stopped")
                 return
             if work:
+                self.pipeline.flush_activity()
                 self._after(name)
                 continue
             wake.wait(interval)

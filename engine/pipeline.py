@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_
+from sqlalchemy import and_, insert, or_, update
 from sqlmodel import Session, col, select
 
 from . import folders as F
@@ -132,6 +132,7 @@ class Pipeline:
         self._configs: dict[tuple[int, int], MappingConfig] = {}
         self.control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None
         self.should_stop: Callable[[], bool] = lambda: False
+        self._active: set[str] = set()
         self.channel_for: Callable[[SideCtx], Channel] | None = None
 
     # -- sides --------------------------------------------------------------------------------
@@ -611,6 +612,12 @@ class Pipeline:
             pair = s.exec(
                 select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == env.issue)
             ).first()
+            states = {
+                state.mapping_id: state
+                for state in s.exec(
+                    select(FieldState).where(FieldState.side_id == side.id, FieldState.pair_id == env.issue)
+                )
+            }
         if pair is None:
             pair = IssuePair(side_id=side.id, pair_id=env.issue)
         if env.epoch < pair.in_epoch:
@@ -654,7 +661,7 @@ class Pipeline:
             )
             return []
         config = self.config(side)
-        applier = _Applier(self, side, config, pair, env)
+        applier = _Applier(self, side, config, pair, env, states)
         try:
             applier.apply()
         except TrackerOffline as exc:
@@ -679,15 +686,16 @@ class Pipeline:
             return []
         created = applier.created_issue
         with self._tx(side) as (s, moves):
-            stored = s.exec(
-                select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == env.issue)
-            ).first()
-            if stored is None:
-                stored = pair
-            stored.in_epoch, stored.in_seq = env.epoch, env.seq
+            values: dict[str, Any] = {"in_epoch": env.epoch, "in_seq": env.seq}
             if applier.issue_id is not None:
-                stored.issue_id = applier.issue_id
-            s.add(stored)
+                values["issue_id"] = applier.issue_id
+            changed = s.execute(
+                update(IssuePair)
+                .where(col(IssuePair.side_id) == side.id, col(IssuePair.pair_id) == env.issue)
+                .values(**values)
+            )
+            if not changed.rowcount:  # type: ignore[attr-defined]
+                s.execute(insert(IssuePair).values(side_id=side.id, pair_id=env.issue, **values))
             applier.write_state(s)
             self._move_in_tx(s, moves, side, row, F.PROCESSED, None, "", "")
             released = self._released(s, moves, side, env, created)
@@ -837,12 +845,7 @@ class Pipeline:
     ) -> None:
         with self._tx(side) as (s, pending):
             for row, folder, hold, code, text in moves:
-                merged = s.get(Message, row.id)
-                assert merged is not None
-                if keep_attempts:
-                    merged.attempts, merged.next_attempt = row.attempts, row.next_attempt
-                self._move_in_tx(s, pending, side, merged, folder, hold, code, text)
-                row.folder, row.hold = folder, hold
+                self._move_in_tx(s, pending, side, row, folder, hold, code, text)
 
     def _move_in_tx(
         self,
@@ -859,8 +862,19 @@ class Pipeline:
         moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
         row.folder, row.hold = folder, hold
         row.reason_code, row.reason_text = code, text[:500]
-        row.updated = utcnow()
-        s.add(row)
+        s.execute(
+            update(Message)
+            .where(col(Message.id) == row.id)
+            .values(
+                folder=folder,
+                hold=hold,
+                reason_code=code,
+                reason_text=text[:500],
+                attempts=row.attempts,
+                next_attempt=row.next_attempt,
+                updated=utcnow(),
+            )
+        )
         if folder in (F.SENT, F.PROCESSED):
             self._touch(s, side.sync_key)
 
@@ -881,10 +895,22 @@ class Pipeline:
             self.events.publish(MessageMoved(side.sync_key, move.message_id, move.folder, move.code))
 
     def _touch(self, s: Session, sync_key: str) -> None:
-        sync = s.get(Synchronization, sync_key)
-        if sync is not None:
-            sync.last_activity = utcnow()
-            s.add(sync)
+        """Note activity; written once per pass by `flush_activity`, not once per message."""
+        self._active.add(sync_key)
+
+    def flush_activity(self) -> None:
+        """Record the last-activity time of every synchronization that moved messages."""
+        if not self._active:
+            return
+        keys, self._active = self._active, set()
+        with self.db.write() as s:
+            s.exec(  # type: ignore[call-overload]
+                update(Synchronization)
+                .where(col(Synchronization.key).in_(sorted(keys)))
+                .values(last_activity=utcnow())
+            )
+        for key in keys:
+            self.events.publish(SyncChanged(key, ""))
 
     def _status(self, sync_key: str) -> str:
         with self.db.session() as s:
@@ -1190,9 +1216,16 @@ class _Applier:
     """Applies one issue message to the tracker; idempotent (compare first, markers)."""
 
     def __init__(
-        self, pipeline: Pipeline, side: SideCtx, config: MappingConfig, pair: IssuePair, env: Envelope
+        self,
+        pipeline: Pipeline,
+        side: SideCtx,
+        config: MappingConfig,
+        pair: IssuePair,
+        env: Envelope,
+        known: dict[str, FieldState],
     ) -> None:
         self.p = pipeline
+        self.known = known
         self.tracker = pipeline.tracker
         self.side = side
         self.config = config
@@ -1295,14 +1328,7 @@ class _Applier:
 
     def _wins(self, mapping_id: str, at: str, base: str, value: Any) -> bool:
         """Newest wins when both sides changed the field since they last agreed; ties: primary."""
-        with self.p.db.session() as s:
-            state = s.exec(
-                select(FieldState).where(
-                    FieldState.side_id == self.side.id,
-                    FieldState.pair_id == self.pair.pair_id,
-                    FieldState.mapping_id == mapping_id,
-                )
-            ).first()
+        state = self.known.get(mapping_id)
         if state is None or state.origin != "local" or base >= state.at:
             return True
         partner_wins = at > state.at or (at == state.at and self.side.role == "secondary")
@@ -1385,24 +1411,26 @@ class _Applier:
 
     def write_state(self, s: Session) -> None:
         for mapping_id, value, at in self.states:
-            state = s.exec(
-                select(FieldState).where(
-                    FieldState.side_id == self.side.id,
-                    FieldState.pair_id == self.pair.pair_id,
-                    FieldState.mapping_id == mapping_id,
+            values = {"value": json.dumps(value), "at": at, "origin": "partner"}
+            known = self.known.get(mapping_id)
+            if known is not None and known.id is not None:
+                s.execute(update(FieldState).where(col(FieldState.id) == known.id).values(**values))
+                continue
+            changed = s.execute(
+                update(FieldState)
+                .where(
+                    col(FieldState.side_id) == self.side.id,
+                    col(FieldState.pair_id) == self.pair.pair_id,
+                    col(FieldState.mapping_id) == mapping_id,
                 )
-            ).first()
-            if state is None:
-                state = FieldState(
-                    side_id=self.side.id,
-                    pair_id=self.pair.pair_id,
-                    mapping_id=mapping_id,
-                    value="null",
-                    at=at,
-                    origin="partner",
+                .values(**values)
+            )
+            if not changed.rowcount:  # type: ignore[attr-defined]
+                s.execute(
+                    insert(FieldState).values(
+                        side_id=self.side.id, pair_id=self.pair.pair_id, mapping_id=mapping_id, **values
+                    )
                 )
-            state.value, state.at, state.origin = json.dumps(value), at, "partner"
-            s.add(state)
         for text in self.conflicts:
             s.add(
                 History(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import mimetypes
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
 STANDARD_FIELDS = ("summary", "description", "priority", "labels", "assignee", "reporter", "due_date")
 CUSTOM_KINDS = ("text", "number", "select")
 MAINTENANCE_SETTING = "tracker.maintenance"
+KINDS_CACHE_SECONDS = 5.0
 
 
 def utcnow() -> datetime:
@@ -154,6 +156,7 @@ class EmbeddedTracker:
     def __init__(self, db: Database, attachment_dir: Path) -> None:
         self.db = db
         self.attachment_dir = attachment_dir
+        self._kinds_cache: dict[str, tuple[float, dict[str, str]]] = {}
 
     # -- administration -------------------------------------------------------------------
 
@@ -175,6 +178,7 @@ class EmbeddedTracker:
         with self.db.write() as s:
             self._project(s, project)
             s.add(CustomField(project=project, name=name, kind=kind, options=json.dumps(options)))
+        self._kinds_cache.pop(project, None)
 
     def projects(self) -> list[tuple[str, str]]:
         with self.db.session() as s:
@@ -505,8 +509,15 @@ class EmbeddedTracker:
         return issue
 
     def _custom_kinds(self, s: Session, project: str | None) -> dict[str, str]:
+        """Custom field name -> kind, cached briefly (fields are added rarely)."""
+        now = time.monotonic()
+        cached = self._kinds_cache.get(project or "")
+        if cached is not None and now - cached[0] < KINDS_CACHE_SECONDS:
+            return cached[1]
         rows = s.exec(select(CustomField).where(CustomField.project == project)).all()
-        return {row.name: row.kind for row in rows}
+        kinds = {row.name: row.kind for row in rows}
+        self._kinds_cache[project or ""] = (now, kinds)
+        return kinds
 
     def _check_custom(self, s: Session, project: str, name: str, kind: str, value: Any) -> Any:
         if value is None:
