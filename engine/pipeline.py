@@ -373,10 +373,15 @@ class Pipeline:
         except FileNotFoundError:
             return 0
         work = 0
-        for name in names[:BATCH]:
-            if self.should_stop():
-                break
-            work += self._ingest_path(side, receive_dir / name, name)
+        deferred: list[tuple[str, _Classified, str, int]] = []
+        try:
+            for name in names[:BATCH]:
+                if self.should_stop():
+                    break
+                work += self._ingest_path(side, receive_dir / name, name, deferred)
+        finally:
+            if deferred:  # renamed files get their rows in one commit (an orphan is refiled at start)
+                self._insert_rows(side, deferred)
         if work:
             fsutil.fsync_dir(side.folders.folder(F.RECEIVE))
             fsutil.fsync_dir(receive_dir)
@@ -394,7 +399,13 @@ class Pipeline:
                 raise OSError("the message could not be opened now (gpg unavailable); try again")
         return self._store(side, outcomes, original, data, source=None)
 
-    def _ingest_path(self, side: SideCtx, source: Path, original: str) -> int:
+    def _ingest_path(
+        self,
+        side: SideCtx,
+        source: Path,
+        original: str,
+        deferred: list[tuple[str, _Classified, str, int]] | None = None,
+    ) -> int:
         """Classify one arriving file and file it under a generated name; 0 if it must wait."""
         try:
             info = source.lstat()
@@ -414,19 +425,26 @@ class Pipeline:
             reason = (F.REJECTED, "EMPTY_FILE", "zero bytes")
         if reason is not None:
             folder, code, text = reason
-            return self._store(side, [_Classified(folder, None, code, text)], original, b"", source=source)
+            return self._store(
+                side, [_Classified(folder, None, code, text)], original, b"", source=source, deferred=deferred
+            )
         try:
             data = fsutil.read_limited(source, MAX_MESSAGE_BYTES)
         except (OSError, ValueError) as exc:
             if not settled:
                 return 0
             return self._store(
-                side, [_Classified(F.REJECTED, None, "UNREADABLE", str(exc))], original, b"", source=source
+                side,
+                [_Classified(F.REJECTED, None, "UNREADABLE", str(exc))],
+                original,
+                b"",
+                source=source,
+                deferred=deferred,
             )
         outcomes = self._open(side, data, settled)
         if outcomes is None:
             return 0  # incomplete and still recent, or gpg unavailable: look again later
-        return self._store(side, outcomes, original, data, source=source)
+        return self._store(side, outcomes, original, data, source=source, deferred=deferred)
 
     def _open(self, side: SideCtx, data: bytes, settled: bool) -> list[_Classified] | None:
         """Open (decrypt, verify) and check each envelope; None when it must be tried later."""
@@ -463,7 +481,13 @@ class Pipeline:
         return _Classified(F.RECEIVE, envelope, "", "", text, content=text.encode())
 
     def _store(
-        self, side: SideCtx, outcomes: list[_Classified], original: str, data: bytes, source: Path | None
+        self,
+        side: SideCtx,
+        outcomes: list[_Classified],
+        original: str,
+        data: bytes,
+        source: Path | None,
+        deferred: list[tuple[str, _Classified, str, int]] | None = None,
     ) -> int:
         """File the outcomes: rename the arriving file when it is the message itself; else rows
         first (the payload is the truth), then their files, then drop the original."""
@@ -472,10 +496,16 @@ class Pipeline:
             name = _generated_name(".bac" if original.endswith(".bac") else ".dat")
             size = source.lstat().st_size
             fsutil.move(source, side.folders.path(outcome.folder, name))
-            self._insert_incoming(side, [(name, outcome)], original, size)
+            if deferred is not None:
+                deferred.append((name, outcome, original, size))
+            else:
+                self._insert_rows(side, [(name, outcome, original, size)])
             return 1
         named = [(_generated_name(".bac"), outcome) for outcome in outcomes]
-        self._insert_incoming(side, named, original, len(data))
+        if deferred:
+            self._insert_rows(side, deferred)
+            deferred.clear()
+        self._insert_rows(side, [(name, outcome, original, len(data)) for name, outcome in named])
         folders: set[Path] = set()
         for name, outcome in named:
             target = side.folders.path(outcome.folder, name)
@@ -489,13 +519,12 @@ class Pipeline:
             source.unlink(missing_ok=True)
         return len(named)
 
-    def _insert_incoming(
-        self, side: SideCtx, named: list[tuple[str, _Classified]], original: str, size: int
-    ) -> None:
+    def _insert_rows(self, side: SideCtx, items: list[tuple[str, _Classified, str, int]]) -> None:
+        """One commit for the rows of arrived files: (file name, outcome, original name, size)."""
         now = utcnow()
         rows: list[Message] = []
         with self.db.write() as s:
-            for name, outcome in named:
+            for name, outcome, original, size in items:
                 env = outcome.envelope
                 row = Message(
                     side_id=side.id,
@@ -904,7 +933,7 @@ class Pipeline:
             return
         keys, self._active = self._active, set()
         with self.db.write() as s:
-            s.exec(  # type: ignore[call-overload]
+            s.execute(
                 update(Synchronization)
                 .where(col(Synchronization.key).in_(sorted(keys)))
                 .values(last_activity=utcnow())
