@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,7 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         self.engine: Engine = create_engine(url, **kwargs)
         self._write_engine: Engine = self.engine
+        self._writer = threading.RLock()
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
             self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
@@ -43,8 +45,15 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction that takes the lock at BEGIN, committed on success."""
-        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+        """A write transaction that takes the lock at BEGIN, committed on success.
+
+        Threads of this process queue on a lock first: SQLite's busy handler would make them
+        sleep in steps of up to 100 ms instead."""
+        with (
+            self._writer,
+            Session(self._write_engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
             yield session
 
     def checkpoint_full(self) -> None:

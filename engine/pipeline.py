@@ -133,6 +133,7 @@ class Pipeline:
         self.control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None
         self.should_stop: Callable[[], bool] = lambda: False
         self._active: set[str] = set()
+        self._held_somewhere: dict[int, bool] = {}  # side -> may have WAITING or MISSING messages
         self.channel_for: Callable[[SideCtx], Channel] | None = None
 
     # -- sides --------------------------------------------------------------------------------
@@ -272,6 +273,7 @@ class Pipeline:
                 if row is None or row.cursor != side.cursor:
                     return 0
                 detector = _Detector(self, s, side, config)
+                detector.preload({change.issue_id for change in changes})
                 for change in changes:
                     if change.author == side.sync_user:
                         continue  # echo: written by the synchronization
@@ -554,19 +556,26 @@ class Pipeline:
 
     def apply(self, side: SideCtx) -> int:
         """Apply what is ready, in order per issue; returns how many messages moved."""
-        now = time.time()
-        query = select(Message).where(
-            Message.side_id == side.id,
-            Message.direction == "in",
-            or_(
-                col(Message.folder) == F.RECEIVE,
-                and_(col(Message.folder) == F.OFFLINE, col(Message.next_attempt) <= now),
-            ),
-        )
+        received = select(Message).where(Message.side_id == side.id, Message.folder == F.RECEIVE)
         if not side.running:
-            query = query.where(col(Message.type).not_in(ISSUE_TYPES))  # they wait in RECEIVE
+            received = received.where(col(Message.type).not_in(ISSUE_TYPES))  # they wait in RECEIVE
+        offline = select(Message).where(
+            Message.side_id == side.id,
+            Message.folder == F.OFFLINE,
+            col(Message.next_attempt) <= time.time(),
+        )
         with self.db.session() as s:
-            rows = s.exec(query.order_by(col(Message.id)).limit(BATCH)).all()
+            rows = list(s.exec(received.order_by(col(Message.id)).limit(BATCH)).all())
+            rows += s.exec(offline.order_by(col(Message.id)).limit(BATCH)).all()
+            self._held_somewhere[side.id] = (
+                s.exec(
+                    select(Message.id)
+                    .where(Message.side_id == side.id, col(Message.folder).in_([F.WAITING, F.MISSING]))
+                    .limit(1)
+                ).first()
+                is not None
+            )
+        rows.sort(key=lambda row: row.id or 0)
         moved = 0
         for row in rows:
             if self.should_stop():
@@ -589,13 +598,12 @@ class Pipeline:
             )
             return 1
         moved = 0
-        queue = [row]
+        queue = [(row, envelope)]
         while queue:
-            current = queue.pop(0)
-            env = Envelope.from_json(current.payload or "")
+            current, env = queue.pop(0)
             released = self._process_issue(side, current, env)
             moved += 1
-            queue.extend(released)
+            queue.extend((message, Envelope.from_json(message.payload or "")) for message in released)
         return moved
 
     def _process_control(self, side: SideCtx, row: Message, envelope: Envelope) -> int:
@@ -735,6 +743,8 @@ class Pipeline:
     ) -> list[Message]:
         """Messages that can go now: the next seq of this issue, and what needed this issue."""
         released: list[Message] = []
+        if not self._held_somewhere.get(side.id, True):
+            return released
         waiting = s.exec(
             select(Message)
             .where(
@@ -889,6 +899,8 @@ class Pipeline:
     ) -> None:
         """Update the row (the truth); its file follows once the transaction commits."""
         moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
+        if folder in (F.WAITING, F.MISSING):
+            self._held_somewhere[side.id] = True
         row.folder, row.hold = folder, hold
         row.reason_code, row.reason_text = code, text[:500]
         s.execute(
@@ -1050,6 +1062,28 @@ class _Detector:
         self.config = config
         self.pairs: dict[str, IssuePair | None] = {}
         self.states: dict[tuple[str, str], FieldState] = {}
+        self.looked_up: set[str] = set()  # issue ids whose pair (or its absence) is known
+        self.complete: set[str] = set()  # pair ids whose field states are all loaded
+
+    def preload(self, issue_ids: set[str]) -> None:
+        """Load the pairs and field states of a batch's issues with two queries."""
+        with self.s.no_autoflush:
+            pairs = self.s.exec(
+                select(IssuePair).where(
+                    IssuePair.side_id == self.side.id, col(IssuePair.issue_id).in_(sorted(issue_ids))
+                )
+            ).all()
+            pair_ids = [pair.pair_id for pair in pairs]
+            for state in self.s.exec(
+                select(FieldState).where(
+                    FieldState.side_id == self.side.id, col(FieldState.pair_id).in_(pair_ids)
+                )
+            ):
+                self.states[(state.pair_id, state.mapping_id)] = state
+        for pair in pairs:
+            self.pairs[pair.issue_id or ""] = pair
+        self.looked_up |= issue_ids
+        self.complete |= set(pair_ids)
 
     def messages_for(self, change: Change) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -1080,6 +1114,10 @@ class _Detector:
         """The issue's pair; an unpaired issue of a mapped type is paired with a create message."""
         if issue_id in self.pairs:
             return self.pairs[issue_id]
+        if issue_id in self.looked_up:
+            pair = self._create_pair(issue_id, out)
+            self.pairs[issue_id] = pair
+            return pair
         pair = self.s.exec(
             select(IssuePair).where(IssuePair.side_id == self.side.id, IssuePair.issue_id == issue_id)
         ).first()
@@ -1116,6 +1154,7 @@ class _Detector:
         self.s.add(pair)
         if marker:
             return pair  # the partner created it: nothing to announce
+        self.complete.add(pair_id)
         at = iso(issue.updated)
         fields: dict[str, Any] = {}
         for mapping in self.config.fields:
@@ -1209,7 +1248,7 @@ class _Detector:
 
     def _state(self, pair: IssuePair, mapping_id: str) -> FieldState | None:
         key = (pair.pair_id, mapping_id)
-        if key not in self.states:
+        if key not in self.states and pair.pair_id not in self.complete:
             found = self.s.exec(
                 select(FieldState).where(
                     FieldState.side_id == self.side.id,
@@ -1220,7 +1259,7 @@ class _Detector:
             if found is None:
                 return None
             self.states[key] = found
-        return self.states[key]
+        return self.states.get(key)
 
     def _set_state(self, pair: IssuePair, mapping_id: str, value: Any, at: str, origin: str) -> None:
         state = self._state(pair, mapping_id)

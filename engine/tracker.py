@@ -34,6 +34,7 @@ STANDARD_FIELDS = ("summary", "description", "priority", "labels", "assignee", "
 CUSTOM_KINDS = ("text", "number", "select")
 MAINTENANCE_SETTING = "tracker.maintenance"
 KINDS_CACHE_SECONDS = 5.0
+ONLINE_CACHE_SECONDS = 1.0
 
 
 def utcnow() -> datetime:
@@ -157,6 +158,8 @@ class EmbeddedTracker:
         self.db = db
         self.attachment_dir = attachment_dir
         self._kinds_cache: dict[str, tuple[float, dict[str, str]]] = {}
+        self._online_checked = -ONLINE_CACHE_SECONDS
+        self._maintenance = False
 
     # -- administration -------------------------------------------------------------------
 
@@ -188,6 +191,7 @@ class EmbeddedTracker:
         """While on, every call raises `TrackerOffline` (an admin's maintenance window)."""
         with self.db.write() as s:
             s.merge(Setting(name=MAINTENANCE_SETTING, value="1" if on else "0"))
+        self._online_checked = -ONLINE_CACHE_SECONDS
 
     def issue_key_to_id(self, key: str) -> str:
         with self.db.session() as s:
@@ -212,8 +216,12 @@ class EmbeddedTracker:
             return setting is None or setting.value != "1"
 
     def _check_online(self, s: Session) -> None:
-        setting = s.get(Setting, MAINTENANCE_SETTING)
-        if setting is not None and setting.value == "1":
+        now = time.monotonic()
+        if now - self._online_checked > ONLINE_CACHE_SECONDS:
+            setting = s.get(Setting, MAINTENANCE_SETTING)
+            self._maintenance = setting is not None and setting.value == "1"
+            self._online_checked = now
+        if self._maintenance:
             raise TrackerOffline("the embedded tracker is in maintenance mode")
 
     def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]:
