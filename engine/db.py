@@ -28,6 +28,7 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         self._write_engine: Engine = self.engine
         self._writer = threading.RLock()
+        self._local = threading.local()
         if self.is_sqlite:
             _install_sqlite_hooks(self.engine)
             self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
@@ -39,22 +40,40 @@ class Database:
     def create_all(self) -> None:
         SQLModel.metadata.create_all(self.engine)
 
-    def session(self) -> Session:
-        """A session for reading (and short writes where ordering does not matter)."""
-        return Session(self.engine, expire_on_commit=False)
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for reading; inside this thread's open write transaction, that one (so a
+        batch reads its own writes)."""
+        active = getattr(self._local, "session", None)
+        if active is not None:
+            yield active
+            return
+        with Session(self.engine, expire_on_commit=False) as session:
+            yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A write transaction that takes the lock at BEGIN, committed on success.
 
+        Inside this thread's open write transaction it is a savepoint of that one instead, so a
+        caller can batch many steps into one commit and a failed step still undoes only itself.
         Threads of this process queue on a lock first: SQLite's busy handler would make them
         sleep in steps of up to 100 ms instead."""
+        active: Session | None = getattr(self._local, "session", None)
+        if active is not None:
+            with active.begin_nested():
+                yield active
+            return
         with (
             self._writer,
             Session(self._write_engine, expire_on_commit=False) as session,
             session.begin(),
         ):
-            yield session
+            self._local.session = session
+            try:
+                yield session
+            finally:
+                self._local.session = None
 
     def checkpoint_full(self) -> None:
         """Make every commit so far durable on power loss (before irreversible outside effects)."""

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ BATCH = 200
 SETTLE_SECONDS = 2.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 BUNDLE_MAX = 100
+APPLY_CHUNK = 50
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 RUNNING = "RUNNING"
@@ -134,6 +136,7 @@ class Pipeline:
         self.should_stop: Callable[[], bool] = lambda: False
         self._active: set[str] = set()
         self._held_somewhere: dict[int, bool] = {}  # side -> may have WAITING or MISSING messages
+        self._batch = threading.local()
         self.channel_for: Callable[[SideCtx], Channel] | None = None
 
     # -- sides --------------------------------------------------------------------------------
@@ -204,7 +207,11 @@ class Pipeline:
         moves: list[_Move] = []
         with self.db.write() as s:
             yield s, moves
-        self._apply_moves(side, moves)
+        batch: list[_Move] | None = getattr(self._batch, "moves", None)
+        if batch is not None:
+            batch.extend(moves)  # the batch's commit is still to come
+        else:
+            self._apply_moves(side, moves)
 
     # -- queueing -----------------------------------------------------------------------------
 
@@ -577,13 +584,25 @@ class Pipeline:
             )
         rows.sort(key=lambda row: row.id or 0)
         moved = 0
-        for row in rows:
-            if self.should_stop():
+        offline = False
+        for start in range(0, len(rows), APPLY_CHUNK):
+            if offline or self.should_stop():
                 break
+            moves: list[_Move] = []
+            self._batch.moves = moves
             try:
-                moved += self._process(side, row)
-            except TrackerOffline:
-                break
+                with self.db.write():  # one commit for the chunk; each message is a savepoint
+                    for row in rows[start : start + APPLY_CHUNK]:
+                        if self.should_stop():
+                            break
+                        try:
+                            moved += self._process(side, row)
+                        except TrackerOffline:
+                            offline = True
+                            break
+            finally:
+                self._batch.moves = None
+            self._apply_moves(side, moves)
         return moved
 
     def _process(self, side: SideCtx, row: Message) -> int:
