@@ -566,14 +566,14 @@ class Pipeline:
         received = select(Message).where(Message.side_id == side.id, Message.folder == F.RECEIVE)
         if not side.running:
             received = received.where(col(Message.type).not_in(ISSUE_TYPES))  # they wait in RECEIVE
-        offline = select(Message).where(
+        due_offline = select(Message).where(
             Message.side_id == side.id,
             Message.folder == F.OFFLINE,
             col(Message.next_attempt) <= time.time(),
         )
         with self.db.session() as s:
             rows = list(s.exec(received.order_by(col(Message.id)).limit(BATCH)).all())
-            rows += s.exec(offline.order_by(col(Message.id)).limit(BATCH)).all()
+            rows += s.exec(due_offline.order_by(col(Message.id)).limit(BATCH)).all()
             self._held_somewhere[side.id] = (
                 s.exec(
                     select(Message.id)
