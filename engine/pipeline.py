@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -776,10 +777,9 @@ class Pipeline:
                     and_(col(Message.epoch) > env.epoch, col(Message.seq) == 1),
                 ),
             )
-            .order_by(col(Message.epoch).desc())
-        ).first()
-        if waiting is not None:
-            released.append(waiting)
+            .order_by(col(Message.epoch).desc(), col(Message.id))
+        ).all()
+        released.extend(waiting)  # copies too: after the first applies, they end as duplicates
         if env.type == "RESYNC":
             for stale in s.exec(
                 select(Message).where(
@@ -991,6 +991,12 @@ class Pipeline:
                 stale_parts.append(path)
             else:
                 on_disk[path.name] = path
+        if side.protocol == "file" and side.exchange is not None:
+            send_dir = F.exchange_paths(side.exchange)[0]
+            with contextlib.suppress(FileNotFoundError):
+                stale_parts += [
+                    p for p in send_dir.iterdir() if p.name.startswith(".") and p.name.endswith(".part")
+                ]
         for path in stale_parts:
             log.info("removing our own unfinished write %s", path)
             path.unlink(missing_ok=True)
