@@ -993,7 +993,7 @@ class Pipeline:
                 on_disk[path.name] = path
         if side.protocol == "file" and side.exchange is not None:
             send_dir = F.exchange_paths(side.exchange)[0]
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # missing or not a folder: sending will say so
                 stale_parts += [
                     p for p in send_dir.iterdir() if p.name.startswith(".") and p.name.endswith(".part")
                 ]
