@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sync.add_parser(name)
         p.add_argument("keys", nargs="*")
         p.add_argument("--status", help="all synchronizations in this state instead of keys")
+    p = sync.add_parser(
+        "support-zip", help="a ZIP for the support team (no passwords, keys or issue contents)"
+    )
+    p.add_argument("key")
+    p.add_argument("-o", "--output", help="file or folder (default: HOME/support/)")
     p = sync.add_parser("test", help="check the channel again (mail log-in, exchange folder)")
     p.add_argument("key")
     p = sync.add_parser("edit")
@@ -423,6 +428,12 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
         return EXIT_OK
     if action == "create":
         return _sync_create(inst, args)
+    if action == "support-zip":
+        from engine.support import create_support_zip
+
+        path = create_support_zip(inst, args.key, Path(args.output) if args.output else None)
+        print(f"{args.key}: support ZIP written to {path}")
+        return EXIT_OK
     if action == "test":
         for line in inst.test_channel(args.key):
             print(line)

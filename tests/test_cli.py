@@ -271,3 +271,23 @@ def test_engine_has_no_ui_imports() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_support_zip_keeps_secrets_out(paired_gpg, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    import zipfile
+
+    from .conftest import sync_all
+
+    paired_gpg.acme.tracker.create_issue("ACME", "Task", {"summary": "Top secret summary"}, as_user="alice")
+    sync_all(paired_gpg)
+    home = str(paired_gpg.acme.paths.root)
+    secret = json.loads((paired_gpg.root / "handshake.json").read_text())["secret"]
+    paired_gpg.acme.close()
+    out = tmp_path / "support.zip"
+    assert main(["--home", home, "sync", "support-zip", paired_gpg.key, "-o", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    with zipfile.ZipFile(out) as archive:
+        blob = b"".join(archive.read(name) for name in archive.namelist())
+    assert paired_gpg.key.encode() in blob
+    for leaked in (b"Top secret summary", b"PRIVATE KEY", secret.encode()):
+        assert leaked not in blob

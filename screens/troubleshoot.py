@@ -1,0 +1,189 @@
+"""Troubleshooting one synchronization: its messages folder by folder, with their reasons."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, OptionList, Static
+from textual.widgets.option_list import Option
+
+from engine import folders as F
+from engine.installation import MessageInfo, SyncInfo
+
+from .driver import Driver
+from .model import as_utc
+from .widgets import literal
+
+FOLDER_ORDER = (
+    F.ERROR,
+    F.REJECTED,
+    F.SEND_ERROR,
+    F.MISSING,
+    F.WAITING,
+    F.OFFLINE,
+    F.RECEIVE,
+    F.SEND,
+    F.UNKNOWN,
+    F.OUTDATED,
+    F.SENT,
+    F.PROCESSED,
+)
+MAX_ROWS = 500
+MESSAGE_COLUMNS = ("Id", "Dir", "Type", "Issue", "Seq", "Reason", "Detail", "Updated")
+
+
+class TroubleshootScreen(Screen[None]):
+    """Folders with counts on the left, the chosen folder's messages on the right."""
+
+    BINDINGS = [
+        Binding("escape,q", "back", "Back", id="troubleshoot.back"),
+        Binding("r", "reload", "Refresh", id="troubleshoot.refresh"),
+    ]
+
+    def __init__(self, driver: Driver, info: SyncInfo) -> None:
+        super().__init__()
+        self.driver = driver
+        self.info = info
+        self.messages: dict[str, list[MessageInfo]] = {}
+        self.folder: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            literal(f"Troubleshoot {self.info.name} ({self.info.key})"), id="ts-title", classes="titlebar"
+        )
+        yield Static(Text(f"{self.info.status}: {self.info.status_detail}"), id="ts-status")
+        with Horizontal(id="ts-body"):
+            yield OptionList(id="ts-folders")
+            with Vertical(id="ts-right"):
+                yield Static("", id="ts-folder")
+                yield DataTable(id="ts-messages", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="ts-detail")
+        yield Static(
+            Text(
+                f"Retry and skip: backbone messages retry {self.info.key} [--issue PAIR], "
+                f"backbone messages skip {self.info.key} --issue PAIR"
+            ),
+            id="ts-hint",
+        )
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#ts-messages", DataTable)
+        for column in MESSAGE_COLUMNS:
+            table.add_column(column, key=column)
+        self.query_one("#ts-folders", OptionList).focus()
+        self.action_reload()
+
+    def action_reload(self) -> None:
+        key, installation = self.info.key, self.driver.installation
+        self.driver.submit(f"Load the messages of {key}", lambda: installation.messages(key), self._loaded)
+
+    def _loaded(self, messages: list[MessageInfo]) -> None:
+        if not self.is_attached:
+            return
+        grouped: dict[str, list[MessageInfo]] = {name: [] for name in FOLDER_ORDER}
+        for message in messages:
+            grouped.setdefault(message.folder, []).append(message)
+        self.messages = grouped
+        options = self.query_one("#ts-folders", OptionList)
+        highlighted = self.folder
+        options.clear_options()
+        options.add_options(
+            [
+                Option(
+                    Text.assemble(
+                        f"{name:<11}",
+                        (
+                            f"{len(grouped[name]):>6}",
+                            "bold" if grouped[name] and name in F.ERROR_FOLDERS else "",
+                        ),
+                    ),
+                    id=name,
+                )
+                for name in grouped
+            ]
+        )
+        if highlighted is None:
+            highlighted = next(
+                (name for name in grouped if grouped[name] and name in F.ERROR_FOLDERS),
+                next((name for name in grouped if grouped[name]), FOLDER_ORDER[0]),
+            )
+        options.highlighted = list(grouped).index(highlighted)
+        self.show_folder(highlighted)
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id:
+            self.show_folder(event.option.id)
+
+    def show_folder(self, folder: str) -> None:
+        self.folder = folder
+        table = self.query_one("#ts-messages", DataTable)
+        table.clear()
+        rows = self.messages.get(folder, [])
+        for message in rows[-MAX_ROWS:]:
+            table.add_row(
+                Text(str(message.id)),
+                Text(message.direction),
+                literal(message.type),
+                literal((message.issue or "-")[:12]),
+                Text(f"{message.epoch}.{message.seq}"),
+                literal(message.reason_code or "-"),
+                literal(_one_line(message.reason_text, 60)),
+                Text(f"{as_utc(message.updated):%Y-%m-%d %H:%M}"),
+                key=str(message.id),
+            )
+        shown = f", the last {MAX_ROWS} shown" if len(rows) > MAX_ROWS else ""
+        self.query_one("#ts-folder", Static).update(
+            Text.assemble(
+                (folder, "bold"), f" - {len(rows)} message(s){shown}: {_FOLDER_HELP.get(folder, '')}"
+            )
+        )
+        self.query_one("#ts-detail", Static).update(
+            Text("Move to a message for its reason and file." if rows else "")
+        )
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if self.folder is None or event.row_key.value is None:
+            return
+        wanted = event.row_key.value
+        message = next((m for m in self.messages.get(self.folder, []) if str(m.id) == wanted), None)
+        if message is None:
+            return
+        hold = f" held under {message.hold}" if message.hold else ""
+        issue = f" issue pair {message.issue}" if message.issue else ""
+        self.query_one("#ts-detail", Static).update(
+            Text.assemble(
+                (f"#{message.id} {message.direction} {message.type}{issue}{hold}: ", "bold"),
+                literal(message.reason_code or "no reason"),
+                " - ",
+                literal(message.reason_text or "-"),
+                f"\nfile {message.file} ({message.size} bytes)",
+            )
+        )
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+
+def _one_line(text: str, width: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+_FOLDER_HELP = {
+    F.ERROR: "Could not be applied; later messages of the same issue are held behind it.",
+    F.REJECTED: "Failed to decrypt, not signed by the partner, or not a valid envelope.",
+    F.SEND_ERROR: "Sending failed; retried with back-off.",
+    F.MISSING: "Needs an issue that is not synced yet (parent, link target).",
+    F.WAITING: "Earlier sequence ids have not arrived; applied when the gap closes.",
+    F.OFFLINE: "The tracker was unreachable; retried with back-off.",
+    F.RECEIVE: "Received from the partner, not yet processed.",
+    F.SEND: "Waiting to be sent to the partner.",
+    F.UNKNOWN: "Files in RECEIVE that are not .bac messages.",
+    F.OUTDATED: "Older sequence ids or an old epoch (duplicates, replays).",
+    F.SENT: "Handed to the channel.",
+    F.PROCESSED: "Applied successfully.",
+}
