@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from backbone_tui.cli import main
+from engine.demo import Demo
+
+from .conftest import sync_all
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -273,10 +276,10 @@ def test_engine_has_no_ui_imports() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_support_zip_keeps_secrets_out(paired_gpg, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_support_zip_keeps_secrets_out(
+    paired_gpg: Demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import zipfile
-
-    from .conftest import sync_all
 
     paired_gpg.acme.tracker.create_issue("ACME", "Task", {"summary": "Top secret summary"}, as_user="alice")
     sync_all(paired_gpg)
