@@ -13,10 +13,10 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from . import folders as F
-from .events import EngineFailed
+from .events import EngineFailed, SyncChanged
 from .installation import Installation
 from .mail import MailReceiver
-from .pipeline import SideCtx
+from .pipeline import BATCH, SideCtx
 
 log = logging.getLogger("backbone.engine")
 
@@ -24,6 +24,7 @@ DETECT_INTERVAL = 0.25
 SEND_INTERVAL = 1.0
 SCAN_INTERVAL = 2.0
 APPLY_INTERVAL = 1.0
+SIDES_TTL = 1.0
 MAIL_IDLE_SECONDS = 30.0
 
 
@@ -53,6 +54,12 @@ class Engine:
         self._mail_threads: dict[int, threading.Thread] = {}
         self._threaded = False
         self.failure: str | None = None
+        self._sides_cache: tuple[float, list[SideCtx]] | None = None
+        self._sides_guard = threading.Lock()
+        self._change_mark = 0
+        self._detect_seen: set[int] = set()
+        self._detect_more: set[int] = set()
+        self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -63,6 +70,7 @@ class Engine:
     def start(self) -> None:
         """Take the home's lock, reconcile folders with the database, start the workers."""
         self.inst.lock.require()
+        self._unsubscribe = self.inst.events.subscribe(self._on_event)
         self.reconcile()
         self._stop.clear()
         self._threaded = True
@@ -100,6 +108,9 @@ class Engine:
             self._observer.join(timeout)
             self._observer = None
             self._watched.clear()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self.inst.lock.release()
 
     def wake(self) -> None:
@@ -111,10 +122,12 @@ class Engine:
         owned = not self.inst.lock.held
         if owned:
             self.inst.lock.require()
+        unsubscribe = self.inst.events.subscribe(self._on_event)
         try:
             self.reconcile()
             return self.step(max_passes)
         finally:
+            unsubscribe()
             self.close_channels()
             if owned:
                 self.inst.lock.release()
@@ -141,6 +154,10 @@ class Engine:
 
     # -- workers --------------------------------------------------------------------------
 
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, SyncChanged) and event.status:
+            self._forget_sides()
+
     def _loop(self, name: str, step: Callable[[], int], interval: float) -> None:
         wake = self._wakes[name]
         while not self._stop.is_set():
@@ -151,7 +168,7 @@ class Engine:
                 return
             except Exception as exc:  # noqa: BLE001
                 log.exception("worker %s failed", name)
-                self._fail(f"{name} worker failed: {exc}; the engine stopped")
+                self._fail(f"{name} worker failed: {exc!r}; the engine stopped")
                 return
             if work:
                 self.pipeline.flush_activity()
@@ -177,19 +194,55 @@ class Engine:
         with self._locks_guard:
             return self._side_locks.setdefault(side.id, threading.Lock())
 
+    def _sides(self) -> list[SideCtx]:
+        """The sides, re-read at most every `SIDES_TTL` seconds (changes from another process
+        show within that time; this process's own changes show at once)."""
+        now = time.monotonic()
+        with self._sides_guard:
+            if self._sides_cache is None or now - self._sides_cache[0] > SIDES_TTL:
+                self._sides_cache = (now, self.pipeline.sides())
+            return self._sides_cache[1]
+
+    def _forget_sides(self, _event: object = None) -> None:
+        with self._sides_guard:
+            self._sides_cache = None
+
     def _detect_all(self) -> int:
+        running = [side for side in self._sides() if side.running]
+        self._detect_seen &= {side.id for side in running}  # a restarted side is checked again
+        due = running
+        changed_since = getattr(self.inst.tracker, "projects_changed_since", None)
+        if changed_since is not None:
+            projects, self._change_mark = changed_since(self._change_mark)
+            due = [
+                side
+                for side in running
+                if side.project in projects
+                or side.id not in self._detect_seen
+                or side.id in self._detect_more
+            ]
         work = 0
-        for side in self.pipeline.sides():
-            if side.running:
-                with self._side_lock(side):
-                    work += self.pipeline.detect(side)
+        for side in due:
+            with self._side_lock(side):
+                found = self.pipeline.detect(side)
+            work += found
+            self._detect_seen.add(side.id)
+            if found >= BATCH:
+                self._detect_more.add(side.id)
+            else:
+                self._detect_more.discard(side.id)
         return work
 
     def _send_all(self) -> int:
-        return sum(self.pipeline.send(side) for side in self.pipeline.sides())
+        pending = self.pipeline.pending()
+        return sum(
+            self.pipeline.send(side)
+            for side in self._sides()
+            if pending.get(side.id, set()) & {F.SEND, F.SEND_ERROR}
+        )
 
     def _receive_all(self) -> int:
-        sides = self.pipeline.sides()
+        sides = self._sides()
         self._watch(sides)
         work = 0
         for side in sides:
@@ -233,8 +286,11 @@ class Engine:
                 self._stop.wait(5)
 
     def _apply_all(self) -> int:
+        pending = self.pipeline.pending()
         work = 0
-        for side in self.pipeline.sides():
+        for side in self._sides():
+            if not pending.get(side.id, set()) & {F.RECEIVE, F.OFFLINE}:
+                continue
             with self._side_lock(side):
                 if side.running:
                     # local edits are registered before partner values are written over them

@@ -354,10 +354,11 @@ class Installation:
 
     @staticmethod
     def _checkable(settings: MailSettings) -> MailSettings:
-        """Before the partner's address is known, check sending to our own address."""
-        if not settings.send.to_addr:
-            settings.send.to_addr = settings.send.from_addr
-        return settings
+        """A copy that, before the partner's address is known, sends to our own address."""
+        copy = MailSettings.from_dict(settings.to_dict())
+        if not copy.send.to_addr:
+            copy.send.to_addr = copy.send.from_addr
+        return copy
 
     # -- queries --------------------------------------------------------------------------
 
@@ -490,7 +491,7 @@ class Installation:
         problems = [p for p in self._checkable(mail).problems()]
         if problems:
             raise BackboneError("mail settings: " + "; ".join(problems))
-        check_settings(self._checkable(MailSettings.from_dict(mail.to_dict())))
+        check_settings(self._checkable(mail))
         stored = mail.to_dict()
         stored["address"] = address or mail.send.from_addr
         return {"mail_settings": json.dumps(stored)}

@@ -169,6 +169,7 @@ class Message(SQLModel, table=True):
 
     __table_args__ = (
         Index("ix_message_side_folder", "side_id", "folder", "id"),
+        Index("ix_message_folder_side", "folder", "side_id"),
         Index("ix_message_order", "side_id", "direction", "pair_id", "epoch", "seq"),
         Index("ix_message_uuid", "side_id", "uuid"),
     )

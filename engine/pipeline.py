@@ -158,6 +158,19 @@ class Pipeline:
             result.append(self._ctx(sync, row, partner))
         return result
 
+    def pending(self) -> dict[int, set[str]]:
+        """Side id -> the work folders (SEND, SEND_ERROR, RECEIVE, OFFLINE) that hold messages."""
+        with self.db.session() as s:
+            rows = s.exec(
+                select(Message.side_id, Message.folder)
+                .where(col(Message.folder).in_([F.SEND, F.SEND_ERROR, F.RECEIVE, F.OFFLINE]))
+                .distinct()
+            ).all()
+        result: dict[int, set[str]] = {}
+        for side_id, folder in rows:
+            result.setdefault(side_id, set()).add(folder)
+        return result
+
     def side(self, side_id: int) -> SideCtx:
         with self.db.session() as s:
             row = s.get(SyncSide, side_id)
@@ -660,6 +673,8 @@ class Pipeline:
         assert row is not None
         side.partner_endpoint = row.partner_endpoint
         side.partner_fingerprint = row.partner_fingerprint
+        side.pairing_secret = row.pairing_secret
+        side.mail_settings = row.mail_settings
         side.config_version = row.config_version
         return side
 
@@ -1014,7 +1029,7 @@ class Pipeline:
             if found != expected:
                 fsutil.move(found, expected)
                 fixed += 1
-        for name, path in on_disk.items():
+        for name, path in sorted(on_disk.items()):  # generated names sort in arrival order
             # a file moved in before a crash kept its row from committing: file it again
             fixed += 1
             if path.suffix == ".bac":

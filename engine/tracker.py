@@ -245,6 +245,15 @@ class EmbeddedTracker:
                 for row in rows
             ]
 
+    def projects_changed_since(self, after_id: int) -> tuple[set[str], int]:
+        """Projects with change-log entries after `after_id`, and the newest entry's id."""
+        with self.db.session() as s:
+            newest = int(s.exec(select(func.max(ChangeLog.id))).one() or 0)
+            if newest <= after_id:
+                return set(), newest
+            projects = s.exec(select(ChangeLog.project).where(col(ChangeLog.id) > after_id).distinct()).all()
+            return set(projects), newest
+
     def latest_change_id(self, project: str) -> int:
         with self.db.session() as s:
             value = s.exec(select(func.max(ChangeLog.id)).where(ChangeLog.project == project)).one()
