@@ -150,7 +150,11 @@ class Engine:
         return total
 
     def reconcile(self) -> int:
-        return sum(self.pipeline.reconcile(side) for side in self.pipeline.sides())
+        """Folders to match the database, for every side (messages read in one query)."""
+        placements = self.pipeline.placements()
+        return sum(
+            self.pipeline.reconcile(side, placements.get(side.id, [])) for side in self.pipeline.sides()
+        )
 
     # -- workers --------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import and_, insert, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from . import folders as F
@@ -994,18 +995,34 @@ class Pipeline:
 
     # -- reconcile ----------------------------------------------------------------------------
 
-    def reconcile(self, side: SideCtx) -> int:
+    def placements(self) -> dict[int, list[tuple[int, str, str | None, str]]]:
+        """Side id -> (message id, folder, hold, file name) of every message, in one query."""
+        result: dict[int, list[tuple[int, str, str | None, str]]] = {}
+        with self.db.session() as s:
+            for message_id, side_id, folder, hold, file_name in s.execute(
+                sa_select(
+                    col(Message.id),
+                    col(Message.side_id),
+                    col(Message.folder),
+                    col(Message.hold),
+                    col(Message.file_name),
+                )
+            ):
+                result.setdefault(side_id, []).append((message_id or 0, folder, hold, file_name))
+        return result
+
+    def reconcile(self, side: SideCtx, rows: list[tuple[int, str, str | None, str]] | None = None) -> int:
         """Make the folders match the database (run at every start); returns files fixed."""
         side.folders.ensure()
         on_disk: dict[str, Path] = {}
         stale_parts: list[Path] = []
-        for path in side.folders.root.rglob("*"):
-            if path.is_dir():
-                continue
-            if path.name.startswith(".") and path.name.endswith(".part"):
-                stale_parts.append(path)
-            else:
-                on_disk[path.name] = path
+        for folder, _dirs, names in os.walk(side.folders.root):
+            for name in names:
+                path = Path(folder, name)
+                if name.startswith(".") and name.endswith(".part"):
+                    stale_parts.append(path)
+                else:
+                    on_disk[name] = path
         if side.protocol == "file" and side.exchange is not None:
             send_dir = F.exchange_paths(side.exchange)[0]
             with contextlib.suppress(OSError):  # missing or not a folder: sending will say so
@@ -1016,14 +1033,16 @@ class Pipeline:
             log.info("removing our own unfinished write %s", path)
             path.unlink(missing_ok=True)
         fixed = 0
-        with self.db.session() as s:
-            rows = s.exec(select(Message).where(Message.side_id == side.id)).all()
-        for row in rows:
-            expected = side.folders.path(row.folder, row.file_name, row.hold)
-            found = on_disk.pop(row.file_name, None)
+        if rows is None:
+            rows = self.placements().get(side.id, [])
+        for message_id, folder, hold, file_name in rows:
+            expected = side.folders.path(folder, file_name, hold)
+            found = on_disk.pop(file_name, None)
             if found is None:
-                if row.payload is not None:  # the row is the truth: write its file again
-                    fsutil.write_atomic(expected, row.payload.encode(), durable=False)
+                with self.db.session() as s:
+                    payload = s.exec(select(Message.payload).where(Message.id == message_id)).first()
+                if payload is not None:  # the row is the truth: write its file again
+                    fsutil.write_atomic(expected, payload.encode(), durable=False)
                     fixed += 1
                 continue
             if found != expected:
