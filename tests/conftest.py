@@ -43,6 +43,15 @@ def home(tmp_path: Path) -> Iterator[Installation]:
     inst.close()
 
 
+def cross_link(primary: Path, secondary: Path) -> None:
+    """Make `secondary` an exchange folder whose SEND is `primary`'s RECEIVE and the other way round."""
+    for name in ("SEND", "RECEIVE"):
+        (primary / name).mkdir(parents=True, exist_ok=True)
+    secondary.mkdir(parents=True, exist_ok=True)
+    (secondary / "SEND").symlink_to(primary / "RECEIVE")
+    (secondary / "RECEIVE").symlink_to(primary / "SEND")
+
+
 def sync_all(demo: Demo, timeout: float = 30.0) -> float:
     """Run both engines' passes until neither has work left."""
     return settle((Engine(demo.acme), Engine(demo.globex)), timeout=timeout)

@@ -12,7 +12,7 @@ import pytest
 from backbone_tui.cli import main
 from engine.demo import Demo
 
-from .conftest import sync_all
+from .conftest import cross_link, sync_all
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -122,12 +122,7 @@ def test_pairing_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     cli(capsys, "--home", a, "project", "create", "ACME", "--name", "Acme")
     cli(capsys, "--home", b, "project", "create", "GLOBEX", "--name", "Globex")
     exchange = tmp_path / "x"
-    (exchange / "a").mkdir(parents=True)
-    (exchange / "b").mkdir()
-    (exchange / "a" / "SEND").mkdir()
-    (exchange / "a" / "RECEIVE").mkdir()
-    (exchange / "b" / "SEND").symlink_to(exchange / "a" / "RECEIVE")
-    (exchange / "b" / "RECEIVE").symlink_to(exchange / "a" / "SEND")
+    cross_link(exchange / "a", exchange / "b")
     handshake = tmp_path / "hs.json"
     code, out, _ = cli(
         capsys,

@@ -24,7 +24,7 @@ from engine.envelope import Envelope
 from engine.installation import Installation
 from engine.tracker import utcnow
 
-from .conftest import issue_by_summary, sync_all
+from .conftest import cross_link, issue_by_summary, sync_all
 
 
 @pytest.fixture
@@ -264,9 +264,7 @@ def test_handshake_needs_the_secret_and_is_accepted_once(
 ) -> None:
     a, b, handshake, _fingerprint = _pair_via_cli(tmp_path, capsys)
     xa, xb = tmp_path / "xa", tmp_path / "xb"
-    xb.mkdir()
-    (xb / "SEND").symlink_to(xa / "RECEIVE")
-    (xb / "RECEIVE").symlink_to(xa / "SEND")
+    cross_link(xa, xb)
     assert (
         main(
             [
@@ -356,9 +354,7 @@ def test_handshake_needs_the_secret_and_is_accepted_once(
 def test_decline_reaches_the_primary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b, handshake, _fingerprint = _pair_via_cli(tmp_path, capsys)
     xa, xb = tmp_path / "xa", tmp_path / "xb"
-    xb.mkdir()
-    (xb / "SEND").symlink_to(xa / "RECEIVE")
-    (xb / "RECEIVE").symlink_to(xa / "SEND")
+    cross_link(xa, xb)
     main(
         [
             "--home",
