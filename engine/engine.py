@@ -16,7 +16,7 @@ from . import folders as F
 from .events import EngineFailed, SyncChanged
 from .installation import Installation
 from .mail import MailReceiver
-from .pipeline import BATCH, SideCtx
+from .pipeline import SideCtx
 
 log = logging.getLogger("backbone.engine")
 
@@ -58,7 +58,7 @@ class Engine:
         self._sides_guard = threading.Lock()
         self._change_mark = 0
         self._detect_seen: set[int] = set()
-        self._detect_more: set[int] = set()
+        self._dirty: set[int] = set()  # sides that may have changes left to detect
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -212,29 +212,27 @@ class Engine:
             self._sides_cache = None
 
     def _detect_all(self) -> int:
+        """Detect for running sides whose project changed since the last look, until each has
+        read to the end of the change log (a side just started or restarted is looked at too)."""
         running = [side for side in self._sides() if side.running]
-        self._detect_seen &= {side.id for side in running}  # a restarted side is checked again
-        due = running
+        running_ids = {side.id for side in running}
+        self._detect_seen &= running_ids  # a restarted side is looked at again
         changed_since = getattr(self.inst.tracker, "projects_changed_since", None)
-        if changed_since is not None:
+        if changed_since is None:
+            self._dirty = set(running_ids)
+        else:
             projects, self._change_mark = changed_since(self._change_mark)
-            due = [
-                side
-                for side in running
-                if side.project in projects
-                or side.id not in self._detect_seen
-                or side.id in self._detect_more
-            ]
+            self._dirty |= {s.id for s in running if s.project in projects or s.id not in self._detect_seen}
+        self._dirty &= running_ids
         work = 0
-        for side in due:
+        for side in running:
+            if side.id not in self._dirty:
+                continue
             with self._side_lock(side):
-                found = self.pipeline.detect(side)
-            work += found
+                work += self.pipeline.detect(side)
             self._detect_seen.add(side.id)
-            if found >= BATCH:
-                self._detect_more.add(side.id)
-            else:
-                self._detect_more.discard(side.id)
+            if side.id in self.pipeline.caught_up:
+                self._dirty.discard(side.id)
         return work
 
     def _send_all(self) -> int:

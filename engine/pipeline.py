@@ -137,6 +137,7 @@ class Pipeline:
         self.control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None
         self.should_stop: Callable[[], bool] = lambda: False
         self._active: set[str] = set()
+        self.caught_up: set[int] = set()
         self._held_somewhere: dict[int, bool] = {}  # side -> may have WAITING or MISSING messages
         self._batch = threading.local()
         self.channel_for: Callable[[SideCtx], Channel] | None = None
@@ -278,14 +279,23 @@ class Pipeline:
     # -- detect -------------------------------------------------------------------------------
 
     def detect(self, side: SideCtx) -> int:
-        """Turn new tracker changes into queued messages; cursor, seq and rows in one commit."""
+        """Turn new tracker changes into queued messages; cursor, seq and rows in one commit.
+
+        `caught_up` holds the sides whose last detect saw the end of the change log."""
+        self.caught_up.discard(side.id)
         if not side.running:
             return 0
+        with self.db.session() as s:
+            stored = s.get(SyncSide, side.id)
+            if stored is None:
+                return 0
+            side.cursor = stored.cursor  # another thread's detect may have moved it
         try:
             changes = self.tracker.changes_since(side.project, side.cursor, BATCH)
         except TrackerOffline:
             return 0  # nothing is lost: the cursor stays where it is
         if not changes:
+            self.caught_up.add(side.id)
             return 0
         config = self.config(side)
         queued: list[Message] = []
@@ -308,6 +318,8 @@ class Pipeline:
         except TrackerOffline:
             return 0  # rolled back: the same changes are read again later
         side.cursor = changes[-1].id
+        if len(changes) < BATCH:
+            self.caught_up.add(side.id)
         self.write_send_files(side, queued)
         for message in queued:
             self.events.publish(MessageMoved(side.sync_key, message.id or 0, F.SEND, ""))

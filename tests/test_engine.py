@@ -117,3 +117,47 @@ def test_corrupt_database_stops_the_engine_with_a_clear_message(paired: Demo) ->
         engine.stop()
     assert "database" in (engine.failure or "")
     assert any(isinstance(e, EngineFailed) for e in events)
+
+
+def test_threaded_engines_detect_every_change_of_a_burst(paired: Demo) -> None:
+    """More changes than one detect batch, while the apply worker also detects: none is left behind."""
+    ids = [
+        paired.acme.tracker.create_issue("ACME", "Task", {"summary": f"b{n}"}, as_user="alice")
+        for n in range(20)
+    ]
+    sync_all(paired)
+    engines = [Engine(paired.acme), Engine(paired.globex)]
+    for engine in engines:
+        engine.start()
+    try:
+        for n in range(450):
+            paired.acme.tracker.update_issue(ids[n % 20], {"description": f"d{n}"}, as_user="alice")
+            if n % 50 == 0:  # partner traffic, so the apply worker detects on Acme too
+                mirrored = issue_by_summary(paired.globex, "GLOBEX", "b0")
+                if mirrored is not None:
+                    paired.globex.tracker.add_comment(mirrored.id, f"c{n}", as_user="carol")
+
+        def done() -> bool:
+            return all(
+                (issue := issue_by_summary(paired.globex, "GLOBEX", f"b{i}")) is not None
+                and issue.fields["description"] == f"d{max(n for n in range(450) if n % 20 == i)}"
+                for i in range(20)
+            )
+
+        assert wait_until(done, 90), "some changes were never detected"
+    finally:
+        for engine in engines:
+            engine.stop()
+
+
+def test_detect_with_a_stale_side_reads_the_cursor_afresh(paired: Demo) -> None:
+    """A side object read before another thread's detect committed must not stall detection."""
+    issue = paired.acme.tracker.create_issue("ACME", "Task", {"summary": "stale"}, as_user="alice")
+    (stale,) = paired.acme.pipeline.sides()
+    (fresh,) = paired.acme.pipeline.sides()
+    assert paired.acme.pipeline.detect(fresh) == 1
+    for n in range(3):
+        paired.acme.tracker.update_issue(issue, {"description": f"v{n}"}, as_user="alice")
+    assert paired.acme.pipeline.detect(stale) == 3
+    assert stale.id in paired.acme.pipeline.caught_up
+    assert len([m for m in paired.acme.messages(paired.key) if m.type == "ISSUE"]) == 4
