@@ -361,16 +361,18 @@ def _run(inst: Any, args: argparse.Namespace) -> int:
         work = engine.run_once()
         print(f"done: {work} step(s) of work")
         return EXIT_OK
-    engine.start()
-    print(f"engine running for {inst.paths.root} (pid lock {inst.paths.lock_file}); Ctrl-C stops it")
     stopping = False
 
     def on_signal(signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # before start: a Ctrl-C during start-up stops cleanly too
     signal.signal(signal.SIGTERM, on_signal)
+    engine.start()
+    print(
+        f"engine running for {inst.paths.root} (pid lock {inst.paths.lock_file}); Ctrl-C stops it", flush=True
+    )
     while not stopping and engine.running:
         time.sleep(0.2)
     engine.stop()

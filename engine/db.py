@@ -52,7 +52,7 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, *, savepoint: bool = True) -> Iterator[Session]:
         """A write transaction that takes the lock at BEGIN, committed on success.
 
         Inside this thread's open write transaction it is a savepoint of that one instead, so a
@@ -61,6 +61,9 @@ class Database:
         sleep in steps of up to 100 ms instead."""
         active: Session | None = getattr(self._local, "session", None)
         if active is not None:
+            if not savepoint:  # the caller has nothing to undo on its own: join the transaction
+                yield active
+                return
             with active.begin_nested():
                 yield active
             return

@@ -218,10 +218,10 @@ class Pipeline:
         return cached
 
     @contextmanager
-    def _tx(self, side: SideCtx) -> Iterator[tuple[Session, list[_Move]]]:
+    def _tx(self, side: SideCtx, *, savepoint: bool = True) -> Iterator[tuple[Session, list[_Move]]]:
         """A write transaction whose file moves happen only once it has committed."""
         moves: list[_Move] = []
-        with self.db.write() as s:
+        with self.db.write(savepoint=savepoint) as s:
             yield s, moves
         batch: list[_Move] | None = getattr(self._batch, "moves", None)
         if batch is not None:
@@ -770,7 +770,7 @@ class Pipeline:
             self._hold(side, row, pair, code, text)
             return []
         created = applier.created_issue
-        with self._tx(side) as (s, moves):
+        with self._tx(side, savepoint=False) as (s, moves):
             values: dict[str, Any] = {"in_epoch": env.epoch, "in_seq": env.seq}
             if applier.issue_id is not None:
                 values["issue_id"] = applier.issue_id
@@ -953,6 +953,7 @@ class Pipeline:
         s.execute(
             update(Message)
             .where(col(Message.id) == row.id)
+            .execution_options(synchronize_session=False)  # the row object is updated above
             .values(
                 folder=folder,
                 hold=hold,

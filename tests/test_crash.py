@@ -397,8 +397,8 @@ class CrashPoints:
             write_atomic(target, data, **options)
 
         @contextmanager
-        def crashing_commit(db: Database) -> Iterator[Any]:
-            with db_write(db) as session:
+        def crashing_commit(db: Database, **options: Any) -> Iterator[Any]:
+            with db_write(db, **options) as session:
                 yield session
                 self.tick("before a commit")
             self.tick("after a commit")
