@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -316,7 +317,10 @@ class Engine:
             if folder in self._watched or not folder.is_dir():
                 continue
             try:
-                self._observer.schedule(_Wake(self._wakes["receive"].set), str(folder), recursive=False)
+                # watch where a symbolic link points: watchdog does not follow it
+                self._observer.schedule(
+                    _Wake(self._wakes["receive"].set), os.path.realpath(folder), recursive=False
+                )
                 self._watched.add(folder)
             except OSError as exc:
                 log.warning("cannot watch %s (%s); the periodic scan covers it", folder, exc)

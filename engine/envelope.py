@@ -109,6 +109,7 @@ class Codec(Protocol):
     """Turns an envelope into the bytes of a `.bac` file and back (where trust is checked)."""
 
     def seal(self, envelope_json: str) -> bytes: ...
+    def seal_many(self, envelope_jsons: Sequence[str]) -> bytes: ...
     def open(self, data: bytes) -> str: ...
 
 
@@ -117,6 +118,9 @@ class PlainCodec:
 
     def seal(self, envelope_json: str) -> bytes:
         return envelope_json.encode()
+
+    def seal_many(self, envelope_jsons: Sequence[str]) -> bytes:
+        return bundle_text(envelope_jsons).encode()
 
     def open(self, data: bytes) -> str:
         try:

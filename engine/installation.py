@@ -28,7 +28,7 @@ from .db import Database
 from .envelope import Codec, Envelope, PlainCodec
 from .errors import BackboneError, RejectedError
 from .events import EventBus, SyncChanged
-from .mail import MailError, MailReceiver, MailSettings, check_settings, send_message
+from .mail import MailError, MailReceiver, MailSender, MailSettings, check_settings
 from .models import (
     FieldState,
     History,
@@ -160,16 +160,20 @@ class MessageInfo:
 
 
 class _MailChannel:
-    """Sends each sealed message file as a mail attachment."""
+    """Sends each sealed message file as a mail attachment, over one SMTP connection per pass."""
 
     def __init__(self, settings: MailSettings, subject: str) -> None:
         self.settings = settings
         self.subject = subject
+        self._sender = MailSender(settings)
 
     def deliver(self, name: str, data: bytes) -> None:
         if not self.settings.send.to_addr:
             raise MailError(self.settings.send.server, "address", "the partner's address is not known yet")
-        send_message(self.settings, self.subject, name, data)
+        self._sender.send(self.subject, name, data)
+
+    def close(self) -> None:
+        self._sender.close()
 
 
 class Installation:

@@ -203,7 +203,9 @@ def _mail_error(
     return error
 
 
+@cache
 def _ssl_context(ca_file: str) -> ssl.SSLContext:
+    """One context per CA file: loading the system's CAs costs ~25 ms, so not per connection."""
     return ssl.create_default_context(cafile=ca_file or None)
 
 

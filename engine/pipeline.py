@@ -350,7 +350,9 @@ class Pipeline:
         if not ready:
             return 0
         codec = self.codec_for(side)
-        bundle = BUNDLE_MAX if hasattr(codec, "seal_many") and side.protocol != "local" else 1
+        # queued messages travel together where a file costs most: a gpg call, or a mail
+        bundle = BUNDLE_MAX if side.encryption or side.protocol == "email" else 1
+        channel = self.channel_for(side) if side.protocol == "email" and self.channel_for else None
         delivered: list[Message] = []
         failed: Message | None = None
         failure = ("", "")
@@ -360,12 +362,17 @@ class Pipeline:
             group = ready[start : start + bundle]
             try:
                 payloads = [row.payload or "" for row in group]
-                data = codec.seal(payloads[0]) if len(group) == 1 else codec.seal_many(payloads)  # type: ignore[attr-defined]
-                self._deliver(side, group[0].file_name, data)
+                data = codec.seal(payloads[0]) if len(group) == 1 else codec.seal_many(payloads)
+                if channel is not None:
+                    channel.deliver(group[0].file_name, data)
+                else:
+                    self._deliver(side, group[0].file_name, data)
             except (OSError, BackboneError) as exc:
                 failed, failure = group[0], _send_failure(side, exc)
                 break
             delivered.extend(group)
+        if channel is not None:
+            getattr(channel, "close", lambda: None)()
         if delivered:
             self._flush_channel(side)
             self._record(side, [(row, F.SENT, None, "", "") for row in delivered])
