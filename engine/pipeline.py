@@ -138,6 +138,7 @@ class Pipeline:
         self.should_stop: Callable[[], bool] = lambda: False
         self._active: set[str] = set()
         self.caught_up: set[int] = set()
+        self.max_message_bytes = MAX_MESSAGE_BYTES
         self._held_somewhere: dict[int, bool] = {}  # side -> may have WAITING or MISSING messages
         self._batch = threading.local()
         self.channel_for: Callable[[SideCtx], Channel] | None = None
@@ -432,8 +433,9 @@ class Pipeline:
 
     def ingest_bytes(self, side: SideCtx, original: str, data: bytes) -> int:
         """Take one message file that arrived in memory (local delivery, a mail attachment)."""
-        if len(data) > MAX_MESSAGE_BYTES:
-            outcomes = [_Classified(F.REJECTED, None, "TOO_LARGE", f"{len(data)} bytes", content=data)]
+        if len(data) > self.max_message_bytes:
+            text = f"{len(data)} bytes, more than {self.max_message_bytes}"
+            outcomes = [_Classified(F.REJECTED, None, "TOO_LARGE", text, content=data)]
         elif not data:
             outcomes = [_Classified(F.REJECTED, None, "EMPTY_FILE", "zero bytes", content=data)]
         else:
@@ -460,8 +462,8 @@ class Pipeline:
             reason = (F.UNKNOWN, "NOT_A_REGULAR_FILE", "not a regular file (a link, folder or device)")
         elif not original.endswith(".bac"):
             reason = (F.UNKNOWN, "NOT_A_MESSAGE_FILE", "file name does not end in .bac")
-        elif info.st_size > MAX_MESSAGE_BYTES:
-            reason = (F.REJECTED, "TOO_LARGE", f"{info.st_size} bytes, more than {MAX_MESSAGE_BYTES}")
+        elif info.st_size > self.max_message_bytes:
+            reason = (F.REJECTED, "TOO_LARGE", f"{info.st_size} bytes, more than {self.max_message_bytes}")
         elif info.st_size == 0:
             if not settled:
                 return 0
@@ -472,7 +474,7 @@ class Pipeline:
                 side, [_Classified(folder, None, code, text)], original, b"", source=source, deferred=deferred
             )
         try:
-            data = fsutil.read_limited(source, MAX_MESSAGE_BYTES)
+            data = fsutil.read_limited(source, self.max_message_bytes)
         except (OSError, ValueError) as exc:
             if not settled:
                 return 0

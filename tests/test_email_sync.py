@@ -273,3 +273,25 @@ def test_email_demo(tmp_path: Path, mail_server: MailServer, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert code == 0
     assert "issues synced: 4" in out
+
+
+def test_huge_mail_is_rejected_and_still_leaves_the_inbox(
+    mail_pair_plain: Demo, mail_server: MailServer
+) -> None:
+    demo = mail_pair_plain
+    demo.globex.pipeline.max_message_bytes = 100_000  # the default is 64 MiB; the rule is the same
+    inbox = address(demo.globex, demo.key)
+    huge = EmailMessage()
+    huge["From"], huge["To"], huge["Subject"] = "x@example.test", inbox, f"[Backbone] {demo.key}"
+    huge.set_content("one large attachment")
+    huge.add_attachment(
+        b"{" + b" " * 300_000 + b"}", maintype="application", subtype="octet-stream", filename="huge.bac"
+    )
+    mail_server.lmtp_deliver("x@example.test", inbox, huge.as_bytes())
+    Engine(demo.globex).run_once()
+    (message,) = [m for m in demo.globex.messages(demo.key) if m.original_name == "huge.bac"]
+    assert (message.folder, message.reason_code) == (F.REJECTED, "TOO_LARGE")
+    assert mail_server.maildir_count(inbox, "INBOX") == 0
+    demo.acme.tracker.create_issue("ACME", "Task", {"summary": "after the huge one"}, as_user="alice")
+    sync_all(demo)
+    assert issue_by_summary(demo.globex, "GLOBEX", "after the huge one") is not None
