@@ -554,13 +554,19 @@ class Pipeline:
         folders: set[Path] = set()
         for name, outcome in named:
             target = side.folders.path(outcome.folder, name)
+            evidence = outcome.payload is None  # else the row holds the message; the file is its copy
             fsutil.write_atomic(
-                target, outcome.content if outcome.content is not None else data, sync_dir=False
+                target,
+                outcome.content if outcome.content is not None else data,
+                durable=evidence,
+                sync_dir=False,
             )
-            folders.add(target.parent)
+            if evidence:
+                folders.add(target.parent)
         for folder in folders:
             fsutil.fsync_dir(folder)
         if source is not None:
+            self.db.checkpoint_full()  # the rows survive a power loss before the partner's file goes
             source.unlink(missing_ok=True)
         return len(named)
 
