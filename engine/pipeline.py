@@ -139,6 +139,7 @@ class Pipeline:
         self._active: set[str] = set()
         self.caught_up: set[int] = set()
         self.max_message_bytes = MAX_MESSAGE_BYTES
+        self.bundle_max = max(1, int(os.environ.get("BACKBONE_BUNDLE_MAX", BUNDLE_MAX)))
         self._held_somewhere: dict[int, bool] = {}  # side -> may have WAITING or MISSING messages
         self._batch = threading.local()
         self.channel_for: Callable[[SideCtx], Channel] | None = None
@@ -351,8 +352,8 @@ class Pipeline:
         if not ready:
             return 0
         codec = self.codec_for(side)
-        # queued messages travel together where a file costs most: a gpg call, or a mail
-        bundle = BUNDLE_MAX if side.encryption or side.protocol == "email" else 1
+        # queued messages travel together: one file, gpg call or mail for up to `bundle_max`
+        bundle = self.bundle_max if side.protocol != "local" else 1
         channel = self.channel_for(side) if side.protocol == "email" and self.channel_for else None
         delivered: list[Message] = []
         failed: Message | None = None

@@ -420,6 +420,14 @@ def _run_crashing(inst: Installation, at: int | None) -> tuple[bool, str]:
     return False, f"no crash: {points.count} steps"  # (the count is read by the callers)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_message_per_file() -> Iterator[None]:
+    """These tests reason about single message files: no bundles (engines in subprocesses too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BACKBONE_BUNDLE_MAX", "1")
+        yield
+
+
 @pytest.fixture(scope="module")
 def crash_stream(tmp_path_factory: pytest.TempPathFactory) -> Stream:
     return build_stream(tmp_path_factory.mktemp("crashpoints"))
