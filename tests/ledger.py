@@ -11,10 +11,12 @@ import json
 import os
 import shutil
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlmodel import col, select
 
 from engine import folders as F
@@ -318,3 +320,12 @@ def build_stream(base: Path) -> Stream:
     assert s.reference == acme_state
     assert len(messages) >= 20 and len({m.pair for m in messages}) == 5
     return s
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_message_per_file() -> Iterator[None]:
+    """Import into a test module that reasons about single message files: no bundles there
+    (the environment reaches engines in subprocesses too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BACKBONE_BUNDLE_MAX", "1")
+        yield

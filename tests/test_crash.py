@@ -43,7 +43,7 @@ from engine.tracker import EmbeddedTracker
 
 from . import ledger
 from .conftest import sync_all
-from .ledger import Stream, build_stream
+from .ledger import Stream, build_stream, one_message_per_file  # noqa: F401  (autouse)
 
 SEED = int(os.environ.get("BACKBONE_CRASH_SEED", "20261123"))
 KILLS = 12
@@ -418,14 +418,6 @@ def _run_crashing(inst: Installation, at: int | None) -> tuple[bool, str]:
         except Crash:
             return True, points.where
     return False, f"no crash: {points.count} steps"  # (the count is read by the callers)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_message_per_file() -> Iterator[None]:
-    """These tests reason about single message files: no bundles (engines in subprocesses too)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BACKBONE_BUNDLE_MAX", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

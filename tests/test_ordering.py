@@ -11,7 +11,6 @@ and every message file in the folder its row names.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,7 +21,7 @@ from engine.engine import Engine
 from engine.installation import Installation
 
 from . import ledger
-from .ledger import Stream, build_stream
+from .ledger import Stream, build_stream, one_message_per_file  # noqa: F401  (autouse)
 
 PROPERTY = settings(
     max_examples=30,
@@ -30,14 +29,6 @@ PROPERTY = settings(
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_message_per_file() -> Iterator[None]:
-    """These tests reason about single message files: no bundles (engines in subprocesses too)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("BACKBONE_BUNDLE_MAX", "1")
-        yield
 
 
 @pytest.fixture(scope="module")
