@@ -95,7 +95,6 @@ class Tracker(Protocol):
 
     def is_online(self) -> bool: ...
     def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]: ...
-    def latest_change_id(self, project: str) -> int: ...
     def read_issue(self, issue_id: str) -> IssueData | None: ...
     def read_attachment(self, attachment_id: str) -> tuple[AttachmentInfo, bytes]: ...
     def find_by_marker(self, project: str, marker: str) -> str | None: ...
@@ -253,11 +252,6 @@ class EmbeddedTracker:
                 return set(), newest
             projects = s.exec(select(ChangeLog.project).where(col(ChangeLog.id) > after_id).distinct()).all()
             return set(projects), newest
-
-    def latest_change_id(self, project: str) -> int:
-        with self.db.session() as s:
-            value = s.exec(select(func.max(ChangeLog.id)).where(ChangeLog.project == project)).one()
-            return int(value or 0)
 
     def read_issue(self, issue_id: str) -> IssueData | None:
         with self.db.session() as s:
