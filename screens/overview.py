@@ -148,12 +148,15 @@ class OverviewScreen(Screen[None]):
             detail.update("")
             return
         partner = f"{info.local_project} <-> {info.partner_project or '?'}"
+        warnings = [text for text in (info.key_warning(self.driver.now()), info.channel_error) if text]
         line = Text.assemble(
             (info.key, "bold"),
             ": ",
             (info.status, "bold"),
             " - ",
-            literal(info.status_detail or "-"),
+            Text.assemble(("WARNING: ", "bold"), literal("; ".join(warnings)))
+            if warnings
+            else literal(info.status_detail or "-"),
             f"\n{info.role}  {info.protocol}  {partner}  draft {info.draft_state}  errors {info.errors}"
             f"  pending {info.pending}  activity {format_age(info.last_activity, self.driver.now())}",
         )

@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from sqlmodel import select
 from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, Input, OptionList, Select, Static, TextArea
 
@@ -601,3 +602,34 @@ def test_small_terminal_keeps_the_essentials(mixed: Installation) -> None:
         assert "ACME <-> BETA" in detail and "synchronizing issues" in detail
 
     run(app, scenario, size=(80, 24))
+
+
+def test_detail_line_warns_of_a_key_about_to_expire_and_a_channel_error(mixed: Installation) -> None:
+    from datetime import timedelta
+
+    from engine.models import SyncSide
+
+    from .conftest import NOW
+
+    with mixed.db.write() as s:
+        side = s.exec(
+            select(SyncSide).where(SyncSide.sync_key == "ACME-BETA-1", SyncSide.project == "ACME")
+        ).one()
+        side.own_key_expires = NOW + timedelta(days=10)
+        s.add(side)
+        other = s.exec(select(SyncSide).where(SyncSide.sync_key == "ACME-GAMMA-1")).first()
+        assert other is not None
+        other.channel_error = "IMAP 127.0.0.1:143: login failed: [AUTHENTICATIONFAILED]"
+        s.add(other)
+    app = make_app(mixed)
+
+    async def scenario(pilot: Pilot[Any]) -> None:
+        detail = app.overview.query_one("#detail", Static)
+        await goto(pilot, "ACME-BETA-1")
+        assert "WARNING: this installation's key expires on 2026-11-30" in text_of(detail)
+        await goto(pilot, "ACME-GAMMA-1")
+        assert "WARNING: IMAP 127.0.0.1:143: login failed" in text_of(detail)
+        await goto(pilot, "BETA-GAMMA-1")
+        assert "WARNING" not in text_of(detail)
+
+    run(app, scenario)
