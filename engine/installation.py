@@ -1024,7 +1024,7 @@ def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) 
         own_key_expires=first.own_key_expires if first else None,
         partner_key_expires=first.partner_key_expires if first else None,
         channel_error=first.channel_error if first else "",
-        mail=_public_mail(first.mail_settings) if first else {},
+        mail=public_mail(first.mail_settings) if first else {},
     )
 
 
@@ -1032,7 +1032,7 @@ def _address(channel: dict[str, Any]) -> str:
     return str(json.loads(channel["mail_settings"])["address"]) if "mail_settings" in channel else ""
 
 
-def _public_mail(stored: str) -> dict[str, Any]:
+def public_mail(stored: str) -> dict[str, Any]:
     """Mail settings fit to show: everything but the passwords."""
     if not stored:
         return {}

@@ -23,7 +23,7 @@ from sqlmodel import col, select
 
 from . import folders as F
 from .errors import BackboneError
-from .installation import Installation
+from .installation import Installation, public_mail
 from .models import History, Message, SyncSide
 
 SUPPORT_FORMAT = 1
@@ -143,6 +143,8 @@ def _entries(inst: Installation, key: str, sync_json: dict[str, Any], moment: da
                 "change_log_cursor": side.cursor,
                 "config_version": side.config_version,
                 "pairing_pending": bool(side.pairing_secret),
+                "mail": public_mail(side.mail_settings),
+                "channel_error": redact(side.channel_error),
             }
         )
         entries[f"config/{side.folder}.toml"] = redact(side.config_text)

@@ -188,6 +188,13 @@ def test_settings_are_checked_on_creation(tmp_path: Path, mail_server: MailServe
         )
         assert "password" not in json.dumps(info.to_json())
         assert inst.test_channel(info.key) == ["ACME-1: IMAP and SMTP log-in work"]
+        import zipfile
+
+        from engine.support import create_support_zip
+
+        with zipfile.ZipFile(create_support_zip(inst, info.key, tmp_path / "support.zip")) as archive:
+            blob = b"".join(archive.read(name) for name in archive.namelist())
+        assert mail_server.host.encode() in blob and settings.receive.password.encode() not in blob
     finally:
         inst.close()
 
