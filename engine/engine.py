@@ -250,15 +250,11 @@ class Engine:
         work = 0
         for side in sides:
             if side.protocol == "email":
-                if not self._threaded and self._ready_for_mail(side):
+                if not self._threaded and side.status != "DECLINED":
                     work += self.inst.poll_mail(side, self._receiver(side))
             else:
                 work += self.pipeline.ingest(side)
         return work
-
-    @staticmethod
-    def _ready_for_mail(side: SideCtx) -> bool:
-        return side.status not in ("DECLINED",)
 
     def _receiver(self, side: SideCtx) -> MailReceiver:
         receiver = self._receivers.get(side.id)

@@ -385,7 +385,6 @@ class Pipeline:
             self._record(
                 side,
                 [(failed, F.SEND_ERROR, None, code, f"attempt {failed.attempts}: {text}")],
-                keep_attempts=True,
             )
         return len(delivered) + (1 if failed else 0)
 
@@ -397,10 +396,8 @@ class Pipeline:
             assert side.exchange is not None
             send_dir, _ = F.exchange_paths(side.exchange)
             fsutil.write_atomic(send_dir / name, data, sync_dir=False)
-        elif self.channel_for is not None:
-            self.channel_for(side).deliver(name, data)
-        else:
-            raise OSError(f"protocol {side.protocol!r} has no channel")
+        else:  # email goes through send()'s channel
+            raise OSError(f"protocol {side.protocol!r} has no built-in channel")
 
     def _flush_channel(self, side: SideCtx) -> None:
         if side.protocol == "file" and side.exchange is not None:
@@ -768,7 +765,7 @@ class Pipeline:
         except TrackerOffline as exc:
             row.attempts += 1
             row.next_attempt = time.time() + backoff(row.attempts)
-            self._record(side, [(row, F.OFFLINE, None, "TRACKER_OFFLINE", str(exc))], keep_attempts=True)
+            self._record(side, [(row, F.OFFLINE, None, "TRACKER_OFFLINE", str(exc))])
             raise
         except MissingIssueError as exc:
             self._record(side, [(row, F.MISSING, exc.pair_id, exc.code, exc.text)])
@@ -939,12 +936,7 @@ class Pipeline:
 
     # -- moves --------------------------------------------------------------------------------
 
-    def _record(
-        self,
-        side: SideCtx,
-        moves: list[tuple[Message, str, str | None, str, str]],
-        keep_attempts: bool = False,
-    ) -> None:
+    def _record(self, side: SideCtx, moves: list[tuple[Message, str, str | None, str, str]]) -> None:
         with self._tx(side) as (s, pending):
             for row, folder, hold, code, text in moves:
                 self._move_in_tx(s, pending, side, row, folder, hold, code, text)
