@@ -205,39 +205,12 @@ def test_handshake_file_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture
     home = str(tmp_path / "h")
     cli(capsys, "--home", home, "project", "create", "GLOBEX", "--name", "Globex")
     bad = tmp_path / "hs.json"
+    secondary = f"--home {home} sync create --role secondary --project GLOBEX --user bot --handshake".split()
     bad.write_text(json.dumps({"kind": "backbone-handshake", "format": 99}))
-    code, _, err = cli(
-        capsys,
-        "--home",
-        home,
-        "sync",
-        "create",
-        "--role",
-        "secondary",
-        "--handshake",
-        str(bad),
-        "--project",
-        "GLOBEX",
-        "--user",
-        "bot",
-    )
+    code, _, err = cli(capsys, *secondary, str(bad))
     assert code == 1 and "format 99" in err
     bad.write_text("{not json")
-    code, _, err = cli(
-        capsys,
-        "--home",
-        home,
-        "sync",
-        "create",
-        "--role",
-        "secondary",
-        "--handshake",
-        str(bad),
-        "--project",
-        "GLOBEX",
-        "--user",
-        "bot",
-    )
+    code, _, err = cli(capsys, *secondary, str(bad))
     assert code == 1 and "handshake" in err
     code, out, _ = cli(capsys, "--home", home, "sync", "list", "--json")
     assert json.loads(out) == []

@@ -259,33 +259,18 @@ def test_handshake_file_tampering_is_refused(
     assert "INCOMING REQUEST" in capsys.readouterr().out
 
 
+def _create_secondary(home: str, exchange: Path, handshake: Path) -> int:
+    args = f"--home {home} sync create --role secondary --project GLOBEX --user bot --exchange {exchange}"
+    return main([*args.split(), "--handshake", str(handshake)])
+
+
 def test_handshake_needs_the_secret_and_is_accepted_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a, b, handshake, _fingerprint = _pair_via_cli(tmp_path, capsys)
     xa, xb = tmp_path / "xa", tmp_path / "xb"
     cross_link(xa, xb)
-    assert (
-        main(
-            [
-                "--home",
-                b,
-                "sync",
-                "create",
-                "--role",
-                "secondary",
-                "--project",
-                "GLOBEX",
-                "--user",
-                "bot",
-                "--exchange",
-                str(xb),
-                "--handshake",
-                str(handshake),
-            ]
-        )
-        == 0
-    )
+    assert _create_secondary(b, xb, handshake) == 0
     secondary = Installation(b)
     primary = Installation(a)
     try:
@@ -355,24 +340,7 @@ def test_decline_reaches_the_primary(tmp_path: Path, capsys: pytest.CaptureFixtu
     a, b, handshake, _fingerprint = _pair_via_cli(tmp_path, capsys)
     xa, xb = tmp_path / "xa", tmp_path / "xb"
     cross_link(xa, xb)
-    main(
-        [
-            "--home",
-            b,
-            "sync",
-            "create",
-            "--role",
-            "secondary",
-            "--project",
-            "GLOBEX",
-            "--user",
-            "bot",
-            "--exchange",
-            str(xb),
-            "--handshake",
-            str(handshake),
-        ]
-    )
+    _create_secondary(b, xb, handshake)
     key = json.loads(handshake.read_text())["sync"]
     assert main(["--home", b, "sync", "decline", key]) == 0
     main(["--home", b, "run", "--once"])
