@@ -12,8 +12,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
+from sqlalchemy import Row, bindparam, func, insert, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, SQLModel, col, select
 
 from . import fsutil
 from .db import Database
@@ -35,6 +36,22 @@ CUSTOM_KINDS = ("text", "number", "select")
 MAINTENANCE_SETTING = "tracker.maintenance"
 KINDS_CACHE_SECONDS = 5.0
 ONLINE_CACHE_SECONDS = 1.0
+
+# Issues and the change log are read and written with statements built once here: the ORM would
+# build, compile and track each one again (about ten times the cost per call), and an issue is
+# never an ORM object in a session, so no session holds a stale copy of one.
+_ISSUES = SQLModel.metadata.tables["issue"]
+_SELECT_ISSUE = sa_select(_ISSUES).where(_ISSUES.c.id == bindparam("b_id"))
+_UPDATE_ISSUE = update(_ISSUES).where(_ISSUES.c.id == bindparam("b_id"))  # SET: the other params
+_INSERT_ISSUE = insert(_ISSUES)
+_CHANGES = SQLModel.metadata.tables["changelog"]
+_INSERT_CHANGE = insert(_CHANGES)
+_CHANGES_SINCE = (
+    sa_select(_CHANGES)
+    .where(_CHANGES.c.project == bindparam("b_project"), _CHANGES.c.id > bindparam("b_cursor"))
+    .order_by(_CHANGES.c.id)
+    .limit(bindparam("b_limit"))
+)
 
 
 def utcnow() -> datetime:
@@ -194,18 +211,18 @@ class EmbeddedTracker:
 
     def issue_key_to_id(self, key: str) -> str:
         with self.db.session() as s:
-            issue = s.exec(select(Issue).where(Issue.key == key)).first()
-            if issue is None:
+            issue_id = s.exec(select(Issue.id).where(Issue.key == key)).first()
+            if issue_id is None:
                 raise BackboneError(f"issue {key} does not exist")
-            return str(issue.id)
+            return str(issue_id)
 
     def list_issues(self, project: str | None = None) -> list[IssueData]:
         with self.db.session() as s:
-            query = select(Issue).order_by(col(Issue.id))
+            query = sa_select(_ISSUES).order_by(_ISSUES.c.id)
             if project:
-                query = query.where(Issue.project == project)
+                query = query.where(_ISSUES.c.project == project)
             customs = self._custom_kinds(s, project) if project else {}
-            return [self._snapshot(s, issue, customs, deep=False) for issue in s.exec(query)]
+            return [self._snapshot(s, issue, customs, deep=False) for issue in s.connection().execute(query)]
 
     # -- Tracker protocol -----------------------------------------------------------------
 
@@ -226,12 +243,9 @@ class EmbeddedTracker:
     def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]:
         with self.db.session() as s:
             self._check_online(s)
-            rows = s.exec(
-                select(ChangeLog)
-                .where(ChangeLog.project == project, ChangeLog.id > cursor)  # type: ignore[operator]
-                .order_by(col(ChangeLog.id))
-                .limit(limit)
-            ).all()
+            rows = s.connection().execute(
+                _CHANGES_SINCE, {"b_project": project, "b_cursor": cursor, "b_limit": limit}
+            )
             return [
                 Change(
                     id=row.id or 0,
@@ -256,7 +270,7 @@ class EmbeddedTracker:
     def read_issue(self, issue_id: str) -> IssueData | None:
         with self.db.session() as s:
             self._check_online(s)
-            issue = s.get(Issue, int(issue_id))
+            issue = self._row(s, issue_id)
             if issue is None:
                 return None
             return self._snapshot(s, issue, self._custom_kinds(s, issue.project), deep=True)
@@ -273,8 +287,10 @@ class EmbeddedTracker:
     def find_by_marker(self, project: str, marker: str) -> str | None:
         with self.db.session() as s:
             self._check_online(s)
-            issue = s.exec(select(Issue).where(Issue.project == project, Issue.sync_marker == marker)).first()
-            return None if issue is None else str(issue.id)
+            found = s.exec(
+                select(Issue.id).where(Issue.project == project, Issue.sync_marker == marker)
+            ).first()
+            return None if found is None else str(found)
 
     def create_issue(
         self,
@@ -315,36 +331,39 @@ class EmbeddedTracker:
             if not str(values["summary"]).strip():
                 raise TrackerRefused("summary must not be empty")
             if parent_id is not None:
-                parent = s.get(Issue, int(parent_id))
+                parent = self._row(s, parent_id)
                 if parent is None or parent.project != project:
                     raise TrackerRefused(f"parent issue {parent_id} does not exist in {project}")
             if status is not None and status not in STATUSES:
                 raise TrackerRefused(f"unknown status {status!r}")
             now = utcnow()
-            issue = Issue(
-                key=f"{project}-{proj.next_number}",
-                project=project,
-                issue_type=issue_type,
-                summary=values["summary"],
-                description=values["description"] or "",
-                priority=values["priority"],
-                labels=json.dumps(values["labels"]),
-                assignee=values["assignee"],
-                reporter=values["reporter"],
-                due_date=values["due_date"],
-                status=status or STATUSES[0],
-                parent_id=int(parent_id) if parent_id is not None else None,
-                custom=json.dumps(custom),
-                sync_marker=marker,
-                created=now,
-                updated=now,
+            key = f"{project}-{proj.next_number}"
+            inserted = s.connection().execute(
+                _INSERT_ISSUE,
+                {
+                    "key": key,
+                    "project": project,
+                    "issue_type": issue_type,
+                    "summary": values["summary"],
+                    "description": values["description"] or "",
+                    "priority": values["priority"],
+                    "labels": json.dumps(values["labels"]),
+                    "assignee": values["assignee"],
+                    "reporter": values["reporter"],
+                    "due_date": values["due_date"],
+                    "status": status or STATUSES[0],
+                    "parent_id": int(parent_id) if parent_id is not None else None,
+                    "custom": json.dumps(custom),
+                    "sync_marker": marker,
+                    "created": now,
+                    "updated": now,
+                },
             )
+            new_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
             proj.next_number += 1
             s.add(proj)
-            s.add(issue)
-            s.flush()
-            self._log(s, issue, as_user, "create", {"key": issue.key}, now)
-            return str(issue.id)
+            self._log(s, project, new_id, as_user, "create", {"key": key}, now)
+            return str(new_id)
 
     def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]:
         with self.db.write() as s:
@@ -353,6 +372,7 @@ class EmbeddedTracker:
             customs = self._custom_kinds(s, issue.project)
             custom = json.loads(issue.custom)
             changed: dict[str, list[Any]] = {}
+            columns: dict[str, Any] = {}
             for name, value in fields.items():
                 if name in customs:
                     value = self._check_custom(s, issue.project, name, customs[name], value)
@@ -360,6 +380,7 @@ class EmbeddedTracker:
                     if old != value:
                         custom[name] = value
                         changed[name] = [old, value]
+                        columns["custom"] = json.dumps(custom)
                     continue
                 value = self._check_standard(name, value)
                 old = json.loads(issue.labels) if name == "labels" else getattr(issue, name)
@@ -367,14 +388,12 @@ class EmbeddedTracker:
                     raise TrackerRefused("summary must not be empty")
                 if old != value:
                     changed[name] = [old, value]
-                    setattr(issue, name, json.dumps(value) if name == "labels" else value)
+                    columns[name] = json.dumps(value) if name == "labels" else value
             if not changed:
                 return []
-            issue.custom = json.dumps(custom)
             now = utcnow()
-            issue.updated = now
-            s.add(issue)
-            self._log(s, issue, as_user, "update", {"fields": changed}, now)
+            s.connection().execute(_UPDATE_ISSUE, {"b_id": issue.id, "updated": now, **columns})
+            self._log(s, issue.project, issue.id, as_user, "update", {"fields": changed}, now)
             return list(changed)
 
     def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str:
@@ -390,10 +409,10 @@ class EmbeddedTracker:
             if not body.strip():
                 raise TrackerRefused("a comment must not be empty")
             now = utcnow()
-            comment = Comment(issue_id=issue.id or 0, author=as_user, body=body, created=now, marker=marker)
+            comment = Comment(issue_id=issue.id, author=as_user, body=body, created=now, marker=marker)
             s.add(comment)
             s.flush()
-            self._log(s, issue, as_user, "comment", {"comment": comment.id}, now)
+            self._log(s, issue.project, issue.id, as_user, "comment", {"comment": comment.id}, now)
             return str(comment.id)
 
     def add_attachment(
@@ -427,7 +446,7 @@ class EmbeddedTracker:
             fsutil.write_atomic(self.attachment_dir / stored_name, content)
             now = utcnow()
             row = Attachment(
-                issue_id=issue.id or 0,
+                issue_id=issue.id,
                 filename=filename,
                 media_type=media_type or mimetypes.guess_type(filename)[0] or "application/octet-stream",
                 size=len(content),
@@ -438,7 +457,7 @@ class EmbeddedTracker:
             )
             s.add(row)
             s.flush()
-            self._log(s, issue, as_user, "attach", {"attachment": row.id}, now)
+            self._log(s, issue.project, issue.id, as_user, "attach", {"attachment": row.id}, now)
             return str(row.id)
 
     def transition(self, issue_id: str, status: str, *, as_user: str) -> bool:
@@ -452,12 +471,9 @@ class EmbeddedTracker:
             if not path:
                 return False
             now = utcnow()
-            old, issue.status = issue.status, status
-            self._log(
-                s, issue, as_user, "transition", {"fields": {"status": [old, status]}, "path": path}, now
-            )
-            issue.updated = now
-            s.add(issue)
+            s.connection().execute(_UPDATE_ISSUE, {"b_id": issue.id, "status": status, "updated": now})
+            data = {"fields": {"status": [issue.status, status]}, "path": path}
+            self._log(s, issue.project, issue.id, as_user, "transition", data, now)
             return True
 
     def add_link(
@@ -476,12 +492,11 @@ class EmbeddedTracker:
             ).first()
             if existing is not None:
                 return str(existing.id)
-            link = IssueLink(source_id=source.id or 0, target_id=target.id or 0, kind=kind, marker=marker)
+            link = IssueLink(source_id=source.id, target_id=target.id, kind=kind, marker=marker)
             s.add(link)
             s.flush()
-            self._log(
-                s, source, as_user, "link", {"link": link.id, "target": target.id, "kind": kind}, utcnow()
-            )
+            data = {"link": link.id, "target": target.id, "kind": kind}
+            self._log(s, source.project, source.id, as_user, "link", data, utcnow())
             return str(link.id)
 
     def issue_types(self, project: str) -> list[str]:
@@ -513,8 +528,16 @@ class EmbeddedTracker:
             raise BackboneError(f"project {key} does not exist")
         return project
 
-    def _issue(self, s: Session, issue_id: str) -> Issue:
-        issue = s.get(Issue, int(issue_id))
+    def _row(self, s: Session, issue_id: str) -> Row[Any] | None:
+        """The issue's row (columns as attributes), read through the session's connection."""
+        try:
+            key = int(issue_id)
+        except ValueError:
+            return None
+        return s.connection().execute(_SELECT_ISSUE, {"b_id": key}).first()
+
+    def _issue(self, s: Session, issue_id: str) -> Row[Any]:
+        issue = self._row(s, issue_id)
         if issue is None:
             raise TrackerRefused(f"issue {issue_id} does not exist")
         return issue
@@ -573,20 +596,28 @@ class EmbeddedTracker:
         return value if value is None else str(value)
 
     def _log(
-        self, s: Session, issue: Issue, author: str, op: str, data: dict[str, Any], at: datetime
+        self,
+        s: Session,
+        project: str,
+        issue_id: int,
+        author: str,
+        op: str,
+        data: dict[str, Any],
+        at: datetime,
     ) -> None:
-        s.add(
-            ChangeLog(
-                project=issue.project,
-                issue_id=issue.id or 0,
-                at=at,
-                author=author,
-                op=op,
-                data=json.dumps(data),
-            )
+        s.connection().execute(
+            _INSERT_CHANGE,
+            {
+                "project": project,
+                "issue_id": issue_id,
+                "at": at,
+                "author": author,
+                "op": op,
+                "data": json.dumps(data),
+            },
         )
 
-    def _snapshot(self, s: Session, issue: Issue, customs: dict[str, str], *, deep: bool) -> IssueData:
+    def _snapshot(self, s: Session, issue: Row[Any], customs: dict[str, str], *, deep: bool) -> IssueData:
         fields: dict[str, Any] = {
             "summary": issue.summary,
             "description": issue.description,
