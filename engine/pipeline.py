@@ -19,9 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import and_, insert, or_, update
+from sqlalchemy import Row, and_, bindparam, insert, or_, update
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from . import folders as F
 from . import fsutil
@@ -51,6 +51,23 @@ APPLY_CHUNK = 50
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 RUNNING = "RUNNING"
+
+# The per-message statements of the apply step, built once: through the ORM each one was built,
+# compiled and synchronised with the session again (about ten times the cost). They run on the
+# session's connection, inside the batch's transaction; no ORM object stands for these rows there.
+_MESSAGES = SQLModel.metadata.tables["message"]
+_PAIRS = SQLModel.metadata.tables["issuepair"]
+_STATES = SQLModel.metadata.tables["fieldstate"]
+_MOVE_MESSAGE = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("b_id"))
+_THIS_PAIR = and_(_PAIRS.c.side_id == bindparam("b_side"), _PAIRS.c.pair_id == bindparam("b_pair"))
+_SELECT_PAIR = sa_select(_PAIRS).where(_THIS_PAIR)
+_UPDATE_PAIR = update(_PAIRS).where(_THIS_PAIR)  # SET: the other params
+_INSERT_PAIR = insert(_PAIRS)
+_THIS_PAIRS_STATES = and_(_STATES.c.side_id == bindparam("b_side"), _STATES.c.pair_id == bindparam("b_pair"))
+_SELECT_STATES = sa_select(_STATES).where(_THIS_PAIRS_STATES)
+_UPDATE_STATE_BY_ID = update(_STATES).where(_STATES.c.id == bindparam("b_id"))
+_UPDATE_STATE = update(_STATES).where(_THIS_PAIRS_STATES, _STATES.c.mapping_id == bindparam("b_mapping"))
+_INSERT_STATE = insert(_STATES)
 
 
 def backoff(attempts: int) -> float:
@@ -706,18 +723,16 @@ class Pipeline:
 
     def _process_issue(self, side: SideCtx, row: Message, env: Envelope) -> list[Message]:
         assert env.issue is not None
+        key = {"b_side": side.id, "b_pair": env.issue}
         with self.db.session() as s:
-            pair = s.exec(
-                select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == env.issue)
-            ).first()
-            states = {
-                state.mapping_id: state
-                for state in s.exec(
-                    select(FieldState).where(FieldState.side_id == side.id, FieldState.pair_id == env.issue)
-                )
-            }
-        if pair is None:
-            pair = IssuePair(side_id=side.id, pair_id=env.issue)
+            conn = s.connection()
+            found = conn.execute(_SELECT_PAIR, key).first()
+            states = {state.mapping_id: state for state in conn.execute(_SELECT_STATES, key)}
+        pair = (
+            _InPair(env.issue, found.issue_id, found.in_epoch, found.in_seq, found.held)
+            if found is not None
+            else _InPair(env.issue)
+        )
         if env.epoch < pair.in_epoch:
             self._record(
                 side,
@@ -787,13 +802,7 @@ class Pipeline:
             values: dict[str, Any] = {"in_epoch": env.epoch, "in_seq": env.seq}
             if applier.issue_id is not None:
                 values["issue_id"] = applier.issue_id
-            changed = s.execute(
-                update(IssuePair)
-                .where(col(IssuePair.side_id) == side.id, col(IssuePair.pair_id) == env.issue)
-                .values(**values)
-            )
-            if not changed.rowcount:  # type: ignore[attr-defined]
-                s.execute(insert(IssuePair).values(side_id=side.id, pair_id=env.issue, **values))
+            _upsert_pair(s, side.id, env.issue, values)
             applier.write_state(s)
             self._move_in_tx(s, moves, side, row, F.PROCESSED, None, "", "")
             released = self._released(s, moves, side, env, created)
@@ -849,15 +858,9 @@ class Pipeline:
             )
         return released
 
-    def _hold(self, side: SideCtx, row: Message, pair: IssuePair, code: str, text: str) -> None:
-        with self._tx(side) as (s, moves):
-            stored = s.exec(
-                select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == pair.pair_id)
-            ).first()
-            if stored is None:
-                stored = IssuePair(side_id=side.id, pair_id=pair.pair_id)
-            stored.held = True
-            s.add(stored)
+    def _hold(self, side: SideCtx, row: Message, pair: _InPair, code: str, text: str) -> None:
+        with self._tx(side, savepoint=False) as (s, moves):
+            _upsert_pair(s, side.id, pair.pair_id, {"held": True})
             self._move_in_tx(s, moves, side, row, F.ERROR, pair.pair_id, code, text)
             # later messages of this issue that already wait join it, in order
             for later in s.exec(
@@ -937,7 +940,7 @@ class Pipeline:
     # -- moves --------------------------------------------------------------------------------
 
     def _record(self, side: SideCtx, moves: list[tuple[Message, str, str | None, str, str]]) -> None:
-        with self._tx(side) as (s, pending):
+        with self._tx(side, savepoint=False) as (s, pending):  # updates only: nothing to undo alone
             for row, folder, hold, code, text in moves:
                 self._move_in_tx(s, pending, side, row, folder, hold, code, text)
 
@@ -958,19 +961,18 @@ class Pipeline:
             self._held_somewhere[side.id] = True
         row.folder, row.hold = folder, hold
         row.reason_code, row.reason_text = code, text[:500]
-        s.execute(
-            update(Message)
-            .where(col(Message.id) == row.id)
-            .execution_options(synchronize_session=False)  # the row object is updated above
-            .values(
-                folder=folder,
-                hold=hold,
-                reason_code=code,
-                reason_text=text[:500],
-                attempts=row.attempts,
-                next_attempt=row.next_attempt,
-                updated=utcnow(),
-            )
+        s.connection().execute(
+            _MOVE_MESSAGE,
+            {
+                "b_id": row.id,
+                "folder": folder,
+                "hold": hold,
+                "reason_code": code,
+                "reason_text": row.reason_text,
+                "attempts": row.attempts,
+                "next_attempt": row.next_attempt,
+                "updated": utcnow(),
+            },
         )
         if folder in (F.SENT, F.PROCESSED):
             self._touch(s, side.sync_key)
@@ -1087,6 +1089,24 @@ class Pipeline:
                     source=path,
                 )
         return fixed
+
+
+@dataclass
+class _InPair:
+    """What the apply step needs of an issue pair's incoming state (a plain copy of its row)."""
+
+    pair_id: str
+    issue_id: str | None = None
+    in_epoch: int = 0
+    in_seq: int = 0
+    held: bool = False
+
+
+def _upsert_pair(s: Session, side_id: int, pair_id: str, values: dict[str, Any]) -> None:
+    """Set columns of an issue pair, creating its row when this is the first of it here."""
+    conn = s.connection()
+    if not conn.execute(_UPDATE_PAIR, {"b_side": side_id, "b_pair": pair_id, **values}).rowcount:
+        conn.execute(_INSERT_PAIR, {"side_id": side_id, "pair_id": pair_id, **values})
 
 
 @dataclass(frozen=True)
@@ -1368,9 +1388,9 @@ class _Applier:
         pipeline: Pipeline,
         side: SideCtx,
         config: MappingConfig,
-        pair: IssuePair,
+        pair: _InPair,
         env: Envelope,
-        known: dict[str, FieldState],
+        known: dict[str, Row[Any]],
     ) -> None:
         self.p = pipeline
         self.known = known
@@ -1558,26 +1578,23 @@ class _Applier:
         return pair.issue_id
 
     def write_state(self, s: Session) -> None:
+        conn = s.connection()
         for mapping_id, value, at in self.states:
             values = {"value": json.dumps(value), "at": at, "origin": "partner"}
             known = self.known.get(mapping_id)
-            if known is not None and known.id is not None:
-                s.execute(update(FieldState).where(col(FieldState.id) == known.id).values(**values))
+            if known is not None:
+                conn.execute(_UPDATE_STATE_BY_ID, {"b_id": known.id, **values})
                 continue
-            changed = s.execute(
-                update(FieldState)
-                .where(
-                    col(FieldState.side_id) == self.side.id,
-                    col(FieldState.pair_id) == self.pair.pair_id,
-                    col(FieldState.mapping_id) == mapping_id,
-                )
-                .values(**values)
-            )
-            if not changed.rowcount:  # type: ignore[attr-defined]
-                s.execute(
-                    insert(FieldState).values(
-                        side_id=self.side.id, pair_id=self.pair.pair_id, mapping_id=mapping_id, **values
-                    )
+            key = {"b_side": self.side.id, "b_pair": self.pair.pair_id, "b_mapping": mapping_id}
+            if not conn.execute(_UPDATE_STATE, {**key, **values}).rowcount:
+                conn.execute(
+                    _INSERT_STATE,
+                    {
+                        "side_id": self.side.id,
+                        "pair_id": self.pair.pair_id,
+                        "mapping_id": mapping_id,
+                        **values,
+                    },
                 )
         for text in self.conflicts:
             s.add(

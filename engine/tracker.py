@@ -168,7 +168,11 @@ def workflow_path(current: str, target: str) -> list[str]:
 
 
 class EmbeddedTracker:
-    """The small tracker stored in the home's database; attachments live in `attachments/`."""
+    """The small tracker stored in the home's database; attachments live in `attachments/`.
+
+    Issue writes check everything first and raise a refusal before their first statement, so
+    inside a caller's transaction (the engine's apply batch) they join it without a savepoint:
+    a refused write has written nothing."""
 
     def __init__(self, db: Database, attachment_dir: Path) -> None:
         self.db = db
@@ -309,7 +313,7 @@ class EmbeddedTracker:
             raise TrackerRefused(
                 "a sub-task needs a parent" if parent_id is None else "only a sub-task has a parent"
             )
-        with self.db.write() as s:
+        with self.db.write(savepoint=False) as s:
             self._check_online(s)
             proj = self._project(s, project)
             customs = self._custom_kinds(s, project)
@@ -366,7 +370,7 @@ class EmbeddedTracker:
             return str(new_id)
 
     def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]:
-        with self.db.write() as s:
+        with self.db.write(savepoint=False) as s:
             self._check_online(s)
             issue = self._issue(s, issue_id)
             customs = self._custom_kinds(s, issue.project)
@@ -397,7 +401,7 @@ class EmbeddedTracker:
             return list(changed)
 
     def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str:
-        with self.db.write() as s:
+        with self.db.write(savepoint=False) as s:
             self._check_online(s)
             issue = self._issue(s, issue_id)
             if marker:
@@ -433,7 +437,7 @@ class EmbeddedTracker:
             or filename in (".", "..")
         ):
             raise TrackerRefused(f"attachment name {filename!r} is not a plain file name")
-        with self.db.write() as s:
+        with self.db.write(savepoint=False) as s:
             self._check_online(s)
             issue = self._issue(s, issue_id)
             if marker:
@@ -464,7 +468,7 @@ class EmbeddedTracker:
         """Move the issue to `status` along allowed transitions; False when already there."""
         if status not in STATUSES:
             raise TrackerRefused(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
-        with self.db.write() as s:
+        with self.db.write(savepoint=False) as s:
             self._check_online(s)
             issue = self._issue(s, issue_id)
             path = workflow_path(issue.status, status)
@@ -479,7 +483,7 @@ class EmbeddedTracker:
     def add_link(
         self, source_id: str, target_id: str, kind: str, *, as_user: str, marker: str | None = None
     ) -> str:
-        with self.db.write() as s:
+        with self.db.write(savepoint=False) as s:
             self._check_online(s)
             source = self._issue(s, source_id)
             target = self._issue(s, target_id)
