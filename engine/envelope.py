@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import RejectedError
@@ -38,9 +38,20 @@ class Envelope:
     format: int = FORMAT
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data["from"] = data.pop("sender")
-        data["to"] = data.pop("recipient")
+        data = {  # not dataclasses.asdict: it deep-copies the body first
+            "sync": self.sync,
+            "from": self.sender,
+            "to": self.recipient,
+            "id": self.id,
+            "type": self.type,
+            "created": self.created,
+            "config": self.config,
+            "issue": self.issue,
+            "epoch": self.epoch,
+            "seq": self.seq,
+            "body": self.body,
+            "format": self.format,
+        }
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod

@@ -58,6 +58,8 @@ RUNNING = "RUNNING"
 _MESSAGES = SQLModel.metadata.tables["message"]
 _PAIRS = SQLModel.metadata.tables["issuepair"]
 _STATES = SQLModel.metadata.tables["fieldstate"]
+_INSERT_MESSAGE = insert(_MESSAGES)
+_INSERT_MESSAGES_RETURNING_ID = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
 _MOVE_MESSAGE = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("b_id"))
 _THIS_PAIR = and_(_PAIRS.c.side_id == bindparam("b_side"), _PAIRS.c.pair_id == bindparam("b_pair"))
 _SELECT_PAIR = sa_select(_PAIRS).where(_THIS_PAIR)
@@ -250,7 +252,7 @@ class Pipeline:
 
     # -- queueing -----------------------------------------------------------------------------
 
-    def queue(self, s: Session, side: SideCtx, out: Outgoing) -> Message:
+    def queue(self, s: Session, side: SideCtx, out: Outgoing) -> Queued:
         """Insert one outgoing message (sequence allocated here, in the caller's transaction)."""
         pair_id, epoch, seq = None, 0, 0
         if out.pair is not None:
@@ -272,27 +274,29 @@ class Pipeline:
             seq=seq,
             body=out.body,
         )
-        row = Message(
-            side_id=side.id,
-            direction="out",
-            uuid=message_id,
-            type=out.type,
-            pair_id=pair_id,
-            epoch=epoch,
-            seq=seq,
-            folder=F.SEND,
-            file_name=_generated_name(".bac"),
-            payload=envelope.to_json(),
-            created=now,
-            updated=now,
+        file_name, payload = _generated_name(".bac"), envelope.to_json()
+        inserted = s.connection().execute(
+            _INSERT_MESSAGE,
+            {
+                "side_id": side.id,
+                "direction": "out",
+                "uuid": message_id,
+                "type": out.type,
+                "pair_id": pair_id,
+                "epoch": epoch,
+                "seq": seq,
+                "folder": F.SEND,
+                "file_name": file_name,
+                "payload": payload,
+                "created": now,
+                "updated": now,
+            },
         )
-        s.add(row)
-        return row
+        return Queued(int(inserted.inserted_primary_key[0]), file_name, payload)  # type: ignore[index]
 
-    def write_send_files(self, side: SideCtx, rows: list[Message]) -> None:
+    def write_send_files(self, side: SideCtx, rows: list[Queued]) -> None:
         """Project freshly queued messages into `SEND` (the database already holds them)."""
         for row in rows:
-            assert row.payload is not None
             fsutil.write_atomic(side.folders.path(F.SEND, row.file_name), row.payload.encode(), durable=False)
 
     # -- detect -------------------------------------------------------------------------------
@@ -317,17 +321,17 @@ class Pipeline:
             self.caught_up.add(side.id)
             return 0
         config = self.config(side)
-        queued: list[Message] = []
+        queued: list[Queued] = []
+        ours = [change for change in changes if change.author != side.sync_user]  # else: echoes
         try:
             with self.db.write() as s:
                 row = s.get(SyncSide, side.id)
                 if row is None or row.cursor != side.cursor:
                     return 0
                 detector = _Detector(self, s, side, config)
-                detector.preload({change.issue_id for change in changes})
-                for change in changes:
-                    if change.author == side.sync_user:
-                        continue  # echo: written by the synchronization
+                if ours:
+                    detector.preload({change.issue_id for change in ours})
+                for change in ours:
                     for out in detector.messages_for(change):
                         queued.append(self.queue(s, side, out))
                 row.cursor = changes[-1].id
@@ -341,7 +345,7 @@ class Pipeline:
             self.caught_up.add(side.id)
         self.write_send_files(side, queued)
         for message in queued:
-            self.events.publish(MessageMoved(side.sync_key, message.id or 0, F.SEND, ""))
+            self.events.publish(MessageMoved(side.sync_key, message.id, F.SEND, ""))
         return len(changes)
 
     # -- send ---------------------------------------------------------------------------------
@@ -588,33 +592,37 @@ class Pipeline:
     def _insert_rows(self, side: SideCtx, items: list[tuple[str, _Classified, str, int]]) -> None:
         """One commit for the rows of arrived files: (file name, outcome, original name, size)."""
         now = utcnow()
-        rows: list[Message] = []
+        rows: list[dict[str, Any]] = []
+        for name, outcome, original, size in items:
+            env = outcome.envelope
+            rows.append(
+                {
+                    "side_id": side.id,
+                    "direction": "in",
+                    "uuid": env.id if env else "",
+                    "type": env.type if env else "",
+                    "pair_id": env.issue if env else None,
+                    "epoch": env.epoch if env else 0,
+                    "seq": env.seq if env else 0,
+                    "folder": outcome.folder,
+                    "file_name": name,
+                    "original_name": _escape(original),
+                    "size": size,
+                    "reason_code": outcome.code,
+                    "reason_text": outcome.text,
+                    "payload": outcome.payload,
+                    "created": now,
+                    "updated": now,
+                }
+            )
         with self.db.write() as s:
-            for name, outcome, original, size in items:
-                env = outcome.envelope
-                row = Message(
-                    side_id=side.id,
-                    direction="in",
-                    uuid=env.id if env else "",
-                    type=env.type if env else "",
-                    pair_id=env.issue if env else None,
-                    epoch=env.epoch if env else 0,
-                    seq=env.seq if env else 0,
-                    folder=outcome.folder,
-                    file_name=name,
-                    original_name=_escape(original),
-                    size=size,
-                    reason_code=outcome.code,
-                    reason_text=outcome.text,
-                    payload=outcome.payload,
-                    created=now,
-                    updated=now,
-                )
-                s.add(row)
-                rows.append(row)
+            ids = [
+                row_id
+                for (row_id,) in s.connection().execute(_INSERT_MESSAGES_RETURNING_ID, rows)  # one statement
+            ]
             self._touch(s, side.sync_key)
-        for row in rows:
-            self.events.publish(MessageMoved(side.sync_key, row.id or 0, row.folder, row.reason_code))
+        for row_id, row in zip(ids, rows, strict=True):
+            self.events.publish(MessageMoved(side.sync_key, row_id, row["folder"], row["reason_code"]))
 
     # -- apply --------------------------------------------------------------------------------
 
@@ -685,7 +693,7 @@ class Pipeline:
     def _process_control(self, side: SideCtx, row: Message, envelope: Envelope) -> int:
         if self.control_handler is None:
             raise RuntimeError("no control handler installed")
-        queued: list[Message] = []
+        queued: list[Queued] = []
         with self._tx(side) as (s, moves):
             duplicate = s.exec(
                 select(Message.id).where(
@@ -1089,6 +1097,15 @@ class Pipeline:
                     source=path,
                 )
         return fixed
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An outgoing message just inserted: what its `SEND` file and its event need."""
+
+    id: int
+    file_name: str
+    payload: str
 
 
 @dataclass
