@@ -38,7 +38,7 @@ from .errors import (
     TrackerRefused,
 )
 from .events import EventBus, MessageMoved, SyncChanged
-from .models import FieldState, History, IssuePair, Message, Synchronization, SyncSide
+from .models import History, IssuePair, Message, Synchronization, SyncSide
 from .tracker import Change, Tracker, utcnow
 
 log = logging.getLogger("backbone.pipeline")
@@ -70,6 +70,17 @@ _SELECT_STATES = sa_select(_STATES).where(_THIS_PAIRS_STATES)
 _UPDATE_STATE_BY_ID = update(_STATES).where(_STATES.c.id == bindparam("b_id"))
 _UPDATE_STATE = update(_STATES).where(_THIS_PAIRS_STATES, _STATES.c.mapping_id == bindparam("b_mapping"))
 _INSERT_STATE = insert(_STATES)
+_PAIRS_OF_ISSUES = sa_select(_PAIRS).where(
+    _PAIRS.c.side_id == bindparam("b_side"), _PAIRS.c.issue_id.in_(bindparam("b_issues", expanding=True))
+)
+_PAIR_OF_ISSUE = sa_select(_PAIRS).where(
+    _PAIRS.c.side_id == bindparam("b_side"), _PAIRS.c.issue_id == bindparam("b_issue")
+)
+_STATES_OF_PAIRS = sa_select(_STATES).where(
+    _STATES.c.side_id == bindparam("b_side"), _STATES.c.pair_id.in_(bindparam("b_pairs", expanding=True))
+)
+_STATE_OF_PAIR = sa_select(_STATES).where(_THIS_PAIRS_STATES, _STATES.c.mapping_id == bindparam("b_mapping"))
+_UPDATE_OUT_SEQ = update(_PAIRS).where(_PAIRS.c.id == bindparam("b_id"))
 
 
 def backoff(attempts: int) -> float:
@@ -133,7 +144,7 @@ class Outgoing:
 
     type: str
     body: dict[str, Any]
-    pair: IssuePair | None = None
+    pair: _OutPair | None = None
 
 
 class Pipeline:
@@ -257,7 +268,7 @@ class Pipeline:
         pair_id, epoch, seq = None, 0, 0
         if out.pair is not None:
             out.pair.out_seq += 1
-            s.add(out.pair)
+            out.pair.dirty = True  # written by the detector's save()
             pair_id, epoch, seq = out.pair.pair_id, out.pair.out_epoch, out.pair.out_seq
         message_id = str(uuid.uuid4())
         now = utcnow()
@@ -334,10 +345,11 @@ class Pipeline:
                 for change in ours:
                     for out in detector.messages_for(change):
                         queued.append(self.queue(s, side, out))
+                detector.save()
                 row.cursor = changes[-1].id
                 s.add(row)
                 if queued:
-                    self._touch(s, side.sync_key)
+                    self._touch(side.sync_key)
         except TrackerOffline:
             return 0  # rolled back: the same changes are read again later
         side.cursor = changes[-1].id
@@ -620,7 +632,7 @@ class Pipeline:
                 row_id
                 for (row_id,) in s.connection().execute(_INSERT_MESSAGES_RETURNING_ID, rows)  # one statement
             ]
-            self._touch(s, side.sync_key)
+            self._touch(side.sync_key)
         for row_id, row in zip(ids, rows, strict=True):
             self.events.publish(MessageMoved(side.sync_key, row_id, row["folder"], row["reason_code"]))
 
@@ -949,8 +961,9 @@ class Pipeline:
 
     def _record(self, side: SideCtx, moves: list[tuple[Message, str, str | None, str, str]]) -> None:
         with self._tx(side, savepoint=False) as (s, pending):  # updates only: nothing to undo alone
-            for row, folder, hold, code, text in moves:
-                self._move_in_tx(s, pending, side, row, folder, hold, code, text)
+            params = [self._move_params(pending, side, *move) for move in moves]
+            if params:
+                s.connection().execute(_MOVE_MESSAGE, params)  # one statement for all
 
     def _move_in_tx(
         self,
@@ -964,26 +977,36 @@ class Pipeline:
         text: str,
     ) -> None:
         """Update the row (the truth); its file follows once the transaction commits."""
+        s.connection().execute(_MOVE_MESSAGE, self._move_params(moves, side, row, folder, hold, code, text))
+
+    def _move_params(
+        self,
+        moves: list[_Move],
+        side: SideCtx,
+        row: Message,
+        folder: str,
+        hold: str | None,
+        code: str,
+        text: str,
+    ) -> dict[str, Any]:
+        """Note a move (the row object follows it) and return its update's parameters."""
         moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
         if folder in (F.WAITING, F.MISSING):
             self._held_somewhere[side.id] = True
+        if folder in (F.SENT, F.PROCESSED):
+            self._touch(side.sync_key)
         row.folder, row.hold = folder, hold
         row.reason_code, row.reason_text = code, text[:500]
-        s.connection().execute(
-            _MOVE_MESSAGE,
-            {
-                "b_id": row.id,
-                "folder": folder,
-                "hold": hold,
-                "reason_code": code,
-                "reason_text": row.reason_text,
-                "attempts": row.attempts,
-                "next_attempt": row.next_attempt,
-                "updated": utcnow(),
-            },
-        )
-        if folder in (F.SENT, F.PROCESSED):
-            self._touch(s, side.sync_key)
+        return {
+            "b_id": row.id,
+            "folder": folder,
+            "hold": hold,
+            "reason_code": code,
+            "reason_text": row.reason_text,
+            "attempts": row.attempts,
+            "next_attempt": row.next_attempt,
+            "updated": utcnow(),
+        }
 
     def _apply_moves(self, side: SideCtx, moves: list[_Move]) -> None:
         """Rename files to where the committed rows say they are."""
@@ -1001,7 +1024,7 @@ class Pipeline:
                     )
             self.events.publish(MessageMoved(side.sync_key, move.message_id, move.folder, move.code))
 
-    def _touch(self, s: Session, sync_key: str) -> None:
+    def _touch(self, sync_key: str) -> None:
         """Note activity; written once per pass by `flush_activity`, not once per message."""
         self._active.add(sync_key)
 
@@ -1169,38 +1192,104 @@ def _escape(name: str) -> str:
 # -- outbound ---------------------------------------------------------------------------------
 
 
+@dataclass
+class _OutPair:
+    """An issue pair as the detect step uses it: written back by `_Detector.save`."""
+
+    pair_id: str
+    issue_id: str | None
+    out_epoch: int = 1
+    out_seq: int = 0
+    id: int | None = None  # None: new, inserted by save()
+    dirty: bool = False
+
+
+@dataclass
+class _OutState:
+    """A field's last agreed value (JSON) as the detect step uses it."""
+
+    mapping_id: str
+    value: str
+    at: str
+    origin: str
+    id: int | None = None  # None: new, inserted by save()
+    dirty: bool = False
+
+
 class _Detector:
-    """Builds the messages for tracker changes within one detect transaction."""
+    """Builds the messages for tracker changes within one detect transaction.
+
+    Pairs and field states are read with a few prebuilt statements, changed in memory, and
+    written back by `save()` in one statement per kind of change."""
 
     def __init__(self, pipeline: Pipeline, s: Session, side: SideCtx, config: MappingConfig) -> None:
         self.p = pipeline
         self.s = s
+        self.conn = s.connection()
         self.side = side
         self.config = config
-        self.pairs: dict[str, IssuePair | None] = {}
-        self.states: dict[tuple[str, str], FieldState] = {}
+        self.pairs: dict[str, _OutPair | None] = {}
+        self.states: dict[tuple[str, str], _OutState] = {}
         self.looked_up: set[str] = set()  # issue ids whose pair (or its absence) is known
         self.complete: set[str] = set()  # pair ids whose field states are all loaded
 
     def preload(self, issue_ids: set[str]) -> None:
         """Load the pairs and field states of a batch's issues with two queries."""
-        with self.s.no_autoflush:
-            pairs = self.s.exec(
-                select(IssuePair).where(
-                    IssuePair.side_id == self.side.id, col(IssuePair.issue_id).in_(sorted(issue_ids))
-                )
-            ).all()
-            pair_ids = [pair.pair_id for pair in pairs]
-            for state in self.s.exec(
-                select(FieldState).where(
-                    FieldState.side_id == self.side.id, col(FieldState.pair_id).in_(pair_ids)
-                )
-            ):
-                self.states[(state.pair_id, state.mapping_id)] = state
+        side = self.side.id
+        pairs = [
+            _pair_of(row)
+            for row in self.conn.execute(_PAIRS_OF_ISSUES, {"b_side": side, "b_issues": sorted(issue_ids)})
+        ]
+        pair_ids = [pair.pair_id for pair in pairs]
+        if pair_ids:
+            for row in self.conn.execute(_STATES_OF_PAIRS, {"b_side": side, "b_pairs": pair_ids}):
+                self.states[(row.pair_id, row.mapping_id)] = _state_of(row)
         for pair in pairs:
             self.pairs[pair.issue_id or ""] = pair
         self.looked_up |= issue_ids
         self.complete |= set(pair_ids)
+
+    def save(self) -> None:
+        """Write the new and changed pairs and field states (before the transaction commits)."""
+        side = self.side.id
+        pairs = [pair for pair in self.pairs.values() if pair is not None]
+        new_pairs = [
+            {
+                "side_id": side,
+                "pair_id": p.pair_id,
+                "issue_id": p.issue_id,
+                "out_epoch": p.out_epoch,
+                "out_seq": p.out_seq,
+            }
+            for p in pairs
+            if p.id is None
+        ]
+        changed = [{"b_id": p.id, "out_seq": p.out_seq} for p in pairs if p.id is not None and p.dirty]
+        new_states = [
+            {
+                "side_id": side,
+                "pair_id": pair_id,
+                "mapping_id": st.mapping_id,
+                "value": st.value,
+                "at": st.at,
+                "origin": st.origin,
+            }
+            for (pair_id, _), st in self.states.items()
+            if st.id is None
+        ]
+        changed_states = [
+            {"b_id": st.id, "value": st.value, "at": st.at, "origin": st.origin}
+            for st in self.states.values()
+            if st.id is not None and st.dirty
+        ]
+        for statement, rows in (
+            (_INSERT_PAIR, new_pairs),
+            (_UPDATE_OUT_SEQ, changed),
+            (_INSERT_STATE, new_states),
+            (_UPDATE_STATE_BY_ID, changed_states),
+        ):
+            if rows:
+                self.conn.execute(statement, rows)
 
     def messages_for(self, change: Change) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -1227,7 +1316,7 @@ class _Detector:
                 )
         return out
 
-    def _pair(self, issue_id: str, out: list[Outgoing]) -> IssuePair | None:
+    def _pair(self, issue_id: str, out: list[Outgoing]) -> _OutPair | None:
         """The issue's pair; an unpaired issue of a mapped type is paired with a create message."""
         if issue_id in self.pairs:
             return self.pairs[issue_id]
@@ -1235,22 +1324,19 @@ class _Detector:
             pair = self._create_pair(issue_id, out)
             self.pairs[issue_id] = pair
             return pair
-        pair = self.s.exec(
-            select(IssuePair).where(IssuePair.side_id == self.side.id, IssuePair.issue_id == issue_id)
-        ).first()
-        if pair is None:
-            pair = self._create_pair(issue_id, out)
+        row = self.conn.execute(_PAIR_OF_ISSUE, {"b_side": self.side.id, "b_issue": issue_id}).first()
+        pair = _pair_of(row) if row is not None else self._create_pair(issue_id, out)
         self.pairs[issue_id] = pair
         return pair
 
-    def _create_pair(self, issue_id: str, out: list[Outgoing]) -> IssuePair | None:
+    def _create_pair(self, issue_id: str, out: list[Outgoing]) -> _OutPair | None:
         issue = self.p.tracker.read_issue(issue_id)
         if issue is None or issue.project != self.side.project:
             return None
         type_id = self.config.type_id(issue.issue_type)
         if type_id is None:
             return None
-        parent_pair: IssuePair | None = None
+        parent_pair: _OutPair | None = None
         if issue.parent_id is not None:
             if not self.config.subtasks:
                 return None
@@ -1267,8 +1353,7 @@ class _Detector:
                 return None
         marker = issue.marker if issue.marker and issue.marker.startswith(self.side.marker_prefix) else None
         pair_id = marker[len(self.side.marker_prefix) :] if marker else uuid.uuid4().hex
-        pair = IssuePair(side_id=self.side.id, pair_id=pair_id, issue_id=issue_id)
-        self.s.add(pair)
+        pair = _OutPair(pair_id, issue_id)  # inserted by save()
         if marker:
             return pair  # the partner created it: nothing to announce
         self.complete.add(pair_id)
@@ -1292,7 +1377,7 @@ class _Detector:
         out.append(Outgoing("ISSUE", body, pair))
         return pair
 
-    def _field_changes(self, pair: IssuePair, change: Change) -> dict[str, Any]:
+    def _field_changes(self, pair: _OutPair, change: Change) -> dict[str, Any]:
         at = iso(change.at)
         result: dict[str, Any] = {}
         for name, (_old, new) in change.data.get("fields", {}).items():
@@ -1312,7 +1397,7 @@ class _Detector:
             self._set_state(pair, mapping_id, shared, at, "local")
         return result
 
-    def _comment(self, pair: IssuePair, change: Change) -> list[Outgoing]:
+    def _comment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
         issue = self.p.tracker.read_issue(change.issue_id)
         comment_id = str(change.data.get("comment"))
         comment = next((c for c in issue.comments if c.id == comment_id), None) if issue else None
@@ -1333,7 +1418,7 @@ class _Detector:
             )
         ]
 
-    def _attachment(self, pair: IssuePair, change: Change) -> list[Outgoing]:
+    def _attachment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
         info, content = self.p.tracker.read_attachment(str(change.data.get("attachment")))
         if info.size > self.config.attachment_max_bytes:
             self.s.add(
@@ -1363,35 +1448,31 @@ class _Detector:
             )
         ]
 
-    def _state(self, pair: IssuePair, mapping_id: str) -> FieldState | None:
+    def _state(self, pair: _OutPair, mapping_id: str) -> _OutState | None:
         key = (pair.pair_id, mapping_id)
         if key not in self.states and pair.pair_id not in self.complete:
-            found = self.s.exec(
-                select(FieldState).where(
-                    FieldState.side_id == self.side.id,
-                    FieldState.pair_id == pair.pair_id,
-                    FieldState.mapping_id == mapping_id,
-                )
+            found = self.conn.execute(
+                _STATE_OF_PAIR, {"b_side": self.side.id, "b_pair": pair.pair_id, "b_mapping": mapping_id}
             ).first()
             if found is None:
                 return None
-            self.states[key] = found
+            self.states[key] = _state_of(found)
         return self.states.get(key)
 
-    def _set_state(self, pair: IssuePair, mapping_id: str, value: Any, at: str, origin: str) -> None:
+    def _set_state(self, pair: _OutPair, mapping_id: str, value: Any, at: str, origin: str) -> None:
         state = self._state(pair, mapping_id)
         if state is None:
-            state = FieldState(
-                side_id=self.side.id,
-                pair_id=pair.pair_id,
-                mapping_id=mapping_id,
-                value="null",
-                at=at,
-                origin=origin,
-            )
+            state = _OutState(mapping_id, "null", at, origin)
             self.states[(pair.pair_id, mapping_id)] = state
-        state.value, state.at, state.origin = json.dumps(value), at, origin
-        self.s.add(state)
+        state.value, state.at, state.origin, state.dirty = json.dumps(value), at, origin, True
+
+
+def _pair_of(row: Row[Any]) -> _OutPair:
+    return _OutPair(row.pair_id, row.issue_id, row.out_epoch, row.out_seq, row.id)
+
+
+def _state_of(row: Row[Any]) -> _OutState:
+    return _OutState(row.mapping_id, row.value, row.at, row.origin, row.id)
 
 
 # -- inbound ----------------------------------------------------------------------------------
