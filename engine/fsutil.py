@@ -43,10 +43,16 @@ def write_atomic(target: Path, data: bytes, *, durable: bool = True, sync_dir: b
 
 
 def move(source: Path, target: Path) -> None:
-    """Rename `source` to `target`; across filesystems copy durably, then unlink the source."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Rename `source` to `target`; across filesystems copy durably, then unlink the source.
+
+    The target's folder is created when missing (an issue folder under ERROR/, say)."""
     try:
         os.replace(source, target)
+    except FileNotFoundError:
+        if not source.exists() or target.parent.is_dir():
+            raise
+        target.parent.mkdir(parents=True, exist_ok=True)
+        move(source, target)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise

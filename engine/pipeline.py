@@ -66,7 +66,9 @@ _SELECT_PAIR = sa_select(_PAIRS).where(_THIS_PAIR)
 _UPDATE_PAIR = update(_PAIRS).where(_THIS_PAIR)  # SET: the other params
 _INSERT_PAIR = insert(_PAIRS)
 _THIS_PAIRS_STATES = and_(_STATES.c.side_id == bindparam("b_side"), _STATES.c.pair_id == bindparam("b_pair"))
-_SELECT_STATES = sa_select(_STATES).where(_THIS_PAIRS_STATES)
+_SELECT_STATES = sa_select(_STATES).where(
+    _THIS_PAIRS_STATES, _STATES.c.mapping_id.in_(bindparam("b_ids", expanding=True))
+)
 _UPDATE_STATE_BY_ID = update(_STATES).where(_STATES.c.id == bindparam("b_id"))
 _UPDATE_STATE = update(_STATES).where(_THIS_PAIRS_STATES, _STATES.c.mapping_id == bindparam("b_mapping"))
 _INSERT_STATE = insert(_STATES)
@@ -744,10 +746,18 @@ class Pipeline:
     def _process_issue(self, side: SideCtx, row: Message, env: Envelope) -> list[Message]:
         assert env.issue is not None
         key = {"b_side": side.id, "b_pair": env.issue}
+        config = self.config(side)
+        fields = env.body.get("fields")
+        mapping_ids: list[str] = []  # the agreed values it may change (ids bound here; others fail later)
+        if isinstance(fields, dict):
+            mapping_ids = [mapping.id for mapping in config.fields if mapping.id in fields] + ["status"]
         with self.db.session() as s:
             conn = s.connection()
             found = conn.execute(_SELECT_PAIR, key).first()
-            states = {state.mapping_id: state for state in conn.execute(_SELECT_STATES, key)}
+            states = {}
+            if mapping_ids:
+                for state in conn.execute(_SELECT_STATES, {**key, "b_ids": mapping_ids}):
+                    states[state.mapping_id] = state
         pair = (
             _InPair(env.issue, found.issue_id, found.in_epoch, found.in_seq, found.held)
             if found is not None
@@ -793,7 +803,6 @@ class Pipeline:
                 ],
             )
             return []
-        config = self.config(side)
         applier = _Applier(self, side, config, pair, env, states)
         try:
             applier.apply()
