@@ -130,6 +130,17 @@ def test_unknown_mapping_type_and_value_go_to_error_per_issue(paired: Demo) -> N
     still_syncs(paired, "after mapping errors")
 
 
+def test_a_message_naming_a_quarter_million_fields_is_an_error_not_a_crash(paired: Demo) -> None:
+    """More names than SQLite (as Debian builds it: 250,000) or PostgreSQL (65,535) take as query
+    parameters: only bound mapping ids reach a query."""
+    pair = uuid.uuid4().hex
+    many = {f"f{k}": "v" for k in range(260_000)}
+    drop(paired, "wide.bac", envelope(paired, create_body("wide", **many), pair=pair))
+    run_globex(paired)
+    assert reasons(paired)["wide.bac"] == (F.ERROR, "UNKNOWN_MAPPING")
+    still_syncs(paired, "after a wide message")
+
+
 def test_error_holds_later_messages_of_that_issue_until_retried_or_skipped(paired: Demo) -> None:
     pair = uuid.uuid4().hex
     drop(paired, "1.bac", envelope(paired, create_body("held", urgency="u9"), pair=pair, seq=1))
