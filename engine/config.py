@@ -43,7 +43,15 @@ class FieldMapping:
         return self.values.get(str(value), self.default and self.values.get(self.default))
 
     def to_local(self, value: Any) -> Any:
-        if not self.values or value is None:
+        if value is None:
+            return value
+        if not _plain(value) and not (isinstance(value, list) and all(_plain(v) for v in value)):
+            raise ApplyError(
+                "BODY_INVALID",
+                f"field mapping {self.id!r}: expected text, a number or a list of them, "
+                f"got {type(value).__name__}",
+            )
+        if not self.values:
             return value
         inverse = {shared: local for local, shared in reversed(list(self.values.items()))}
         if isinstance(value, list):
@@ -55,6 +63,10 @@ class FieldMapping:
         raise ApplyError(
             "VALUE_NOT_MAPPED", f"field mapping {self.id!r}: partner value {value!r} has no local value"
         )
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,21 @@ def test_a_message_naming_a_quarter_million_fields_is_an_error_not_a_crash(paire
     still_syncs(paired, "after a wide message")
 
 
+def test_values_of_the_wrong_shape_are_errors_of_their_issue(paired: Demo) -> None:
+    """An object or a list of objects where a mapped value belongs (unhashable in a lookup)."""
+    cases = {
+        "object.bac": create_body("object value", urgency={"u1": True}),
+        "objects.bac": create_body("list of objects", urgency=[{"u1": True}]),
+    }
+    for name, body in cases.items():
+        drop(paired, name, envelope(paired, body, pair=uuid.uuid4().hex))
+    run_globex(paired)
+    seen = reasons(paired)
+    for name in cases:
+        assert seen[name] == (F.ERROR, "BODY_INVALID")
+    still_syncs(paired, "after values of the wrong shape")
+
+
 def test_error_holds_later_messages_of_that_issue_until_retried_or_skipped(paired: Demo) -> None:
     pair = uuid.uuid4().hex
     drop(paired, "1.bac", envelope(paired, create_body("held", urgency="u9"), pair=pair, seq=1))
