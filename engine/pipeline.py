@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Row, and_, bindparam, insert, or_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlmodel import Session, SQLModel, col, select
 
 from . import folders as F
@@ -667,22 +668,81 @@ class Pipeline:
         for start in range(0, len(rows), APPLY_CHUNK):
             if offline or self.should_stop():
                 break
-            moves: list[_Move] = []
-            self._batch.moves = moves
+            chunk = rows[start : start + APPLY_CHUNK]
             try:
-                with self.db.write():  # one commit for the chunk; each message is a savepoint
-                    for row in rows[start : start + APPLY_CHUNK]:
-                        if self.should_stop():
-                            break
-                        try:
-                            moved += self._process(side, row)
-                        except TrackerOffline:
-                            offline = True
-                            break
-            finally:
-                self._batch.moves = None
-            self._apply_moves(side, moves)
+                done, offline = self._apply_chunk(side, chunk)
+            except SADatabaseError:
+                raise  # the database itself failed: the engine stops and says why
+            except Exception:  # noqa: BLE001 - a message hit a bug; the chunk was rolled back
+                log.exception(
+                    "applying a chunk of %s failed; applying its messages one by one", side.sync_key
+                )
+                done, offline = self._apply_isolated(side, [row.id or 0 for row in chunk])
+            moved += done
         return moved
+
+    def _apply_chunk(self, side: SideCtx, rows: list[Message]) -> tuple[int, bool]:
+        """Process messages in one transaction; (messages moved, tracker went offline).
+
+        File moves and other effects wait for the commit; if anything raises, nothing is done."""
+        moved, offline = 0, False
+        moves: list[_Move] = []
+        after: list[Callable[[], None]] = []
+        self._batch.moves, self._batch.after = moves, after
+        try:
+            with self.db.write():  # one commit for the chunk
+                for row in rows:
+                    if self.should_stop():
+                        break
+                    try:
+                        moved += self._process(side, row)
+                    except TrackerOffline:
+                        offline = True
+                        break
+        finally:
+            self._batch.moves = self._batch.after = None
+        self._apply_moves(side, moves)
+        for action in after:
+            action()
+        return moved, offline
+
+    def _apply_isolated(self, side: SideCtx, ids: list[int]) -> tuple[int, bool]:
+        """One transaction per message, so a message that fails unexpectedly (a bug its content
+        triggers) is set aside in ERROR, with the exception as its reason, and the others apply."""
+        moved = 0
+        for message_id in ids:
+            with self.db.session() as s:
+                row = s.get(Message, message_id)  # afresh: the rolled-back pass changed the objects
+            if row is None or row.folder not in (F.RECEIVE, F.OFFLINE):
+                continue  # an earlier message of this chunk released or moved it already
+            try:
+                done, offline = self._apply_chunk(side, [row])
+            except SADatabaseError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.exception("message %s of %s failed; set aside in ERROR", row.uuid, side.sync_key)
+                with self.db.session() as s:
+                    row = s.get(Message, message_id)
+                assert row is not None
+                text = f"internal error, please report: {type(exc).__name__}: {exc}"
+                if row.pair_id:
+                    self._hold(side, row, _InPair(row.pair_id), "INTERNAL_ERROR", text)
+                else:
+                    self._record(side, [(row, F.REJECTED, None, "INTERNAL_ERROR", text)])
+                done, offline = 1, False
+            moved += done
+            if offline:
+                return moved, True
+        return moved, False
+
+    def _after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once the current write is committed (at once outside an apply chunk;
+        never if the chunk is rolled back)."""
+        pending: list[Callable[[], None]] | None = getattr(self._batch, "after", None)
+        if pending is None:
+            action()
+        else:
+            pending.append(action)
 
     def _process(self, side: SideCtx, row: Message) -> int:
         """Decide one message's fate; after a success, release what waited for it."""
@@ -729,8 +789,8 @@ class Pipeline:
                     queued = [self.queue(s, self._fresh(s, side), out) for out in outgoing]
                     self._move_in_tx(s, moves, side, row, F.PROCESSED, None, "", "")
         if queued:
-            self.write_send_files(side, queued)
-        self.events.publish(SyncChanged(side.sync_key, self._status(side.sync_key)))
+            self._after_commit(lambda: self.write_send_files(side, queued))
+        self._after_commit(lambda: self._publish_status(side.sync_key))
         return 1
 
     def _fresh(self, s: Session, side: SideCtx) -> SideCtx:
@@ -1050,6 +1110,9 @@ class Pipeline:
             )
         for key in keys:
             self.events.publish(SyncChanged(key, ""))
+
+    def _publish_status(self, sync_key: str) -> None:
+        self.events.publish(SyncChanged(sync_key, self._status(sync_key)))
 
     def _status(self, sync_key: str) -> str:
         with self.db.session() as s:

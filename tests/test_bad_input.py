@@ -156,6 +156,42 @@ def test_values_of_the_wrong_shape_are_errors_of_their_issue(paired: Demo) -> No
     still_syncs(paired, "after values of the wrong shape")
 
 
+def test_a_message_that_hits_a_bug_is_set_aside_and_its_chunk_still_applies(
+    paired: Demo, monkeypatch: Any
+) -> None:
+    """Fault injection: the tracker fails in a way nothing expects (as a bug would) for one
+    message; the chunk it was in is rolled back and applied message by message."""
+    tracker = paired.globex.tracker
+    create = tracker.create_issue
+
+    def buggy(project: str, issue_type: str, fields: dict[str, Any], **kw: Any) -> str:
+        if fields.get("summary") == "boom":
+            raise RuntimeError("injected bug")
+        return create(project, issue_type, fields, **kw)
+
+    monkeypatch.setattr(tracker, "create_issue", buggy)
+    before, poisoned, after = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
+    drop(paired, "1.bac", envelope(paired, create_body("before the bug"), pair=before))
+    drop(paired, "2.bac", envelope(paired, create_body("boom"), pair=poisoned))
+    drop(paired, "3.bac", envelope(paired, create_body("after the bug"), pair=after))
+    update = {"op": "update", "fields": {"title": {"v": "boom 2", "at": "2026-11-23T11:00:00+00:00"}}}
+    drop(paired, "4.bac", envelope(paired, update, pair=poisoned, seq=2))
+    run_globex(paired)
+    seen = reasons(paired)
+    assert seen["2.bac"] == (F.ERROR, "INTERNAL_ERROR")
+    assert seen["4.bac"] == (F.ERROR, "HELD_BEHIND_ERROR")
+    assert seen["1.bac"] == seen["3.bac"] == (F.PROCESSED, "")
+    for summary in ("before the bug", "after the bug"):
+        assert issue_by_summary(paired.globex, "GLOBEX", summary) is not None  # once, not twice
+    text = next(m.reason_text for m in paired.globex.messages(paired.key) if m.original_name == "2.bac")
+    assert "RuntimeError: injected bug" in text
+    monkeypatch.setattr(tracker, "create_issue", create)  # the bug is fixed: retry applies both
+    assert paired.globex.retry(paired.key, poisoned) == 2
+    run_globex(paired)
+    assert issue_by_summary(paired.globex, "GLOBEX", "boom 2") is not None
+    still_syncs(paired, "after a bug")
+
+
 def test_error_holds_later_messages_of_that_issue_until_retried_or_skipped(paired: Demo) -> None:
     pair = uuid.uuid4().hex
     drop(paired, "1.bac", envelope(paired, create_body("held", urgency="u9"), pair=pair, seq=1))
