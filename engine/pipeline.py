@@ -44,6 +44,8 @@ from .tracker import Change, Tracker, utcnow
 
 log = logging.getLogger("backbone.pipeline")
 
+_Outcome = tuple[Message, str, str | None, str, str]  # row, folder, hold, reason code, reason text
+
 BATCH = 200
 SETTLE_SECONDS = 2.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -1035,9 +1037,9 @@ class Pipeline:
 
     # -- moves --------------------------------------------------------------------------------
 
-    def _record(self, side: SideCtx, moves: list[tuple[Message, str, str | None, str, str]]) -> None:
+    def _record(self, side: SideCtx, moves: list[_Outcome]) -> None:
         with self._tx(side, savepoint=False) as (s, pending):  # updates only: nothing to undo alone
-            params = [self._move_params(pending, side, *move) for move in moves]
+            params = [self._move_params(pending, side, move) for move in moves]
             if params:
                 s.connection().execute(_MOVE_MESSAGE, params)  # one statement for all
 
@@ -1053,19 +1055,11 @@ class Pipeline:
         text: str,
     ) -> None:
         """Update the row (the truth); its file follows once the transaction commits."""
-        s.connection().execute(_MOVE_MESSAGE, self._move_params(moves, side, row, folder, hold, code, text))
+        s.connection().execute(_MOVE_MESSAGE, self._move_params(moves, side, (row, folder, hold, code, text)))
 
-    def _move_params(
-        self,
-        moves: list[_Move],
-        side: SideCtx,
-        row: Message,
-        folder: str,
-        hold: str | None,
-        code: str,
-        text: str,
-    ) -> dict[str, Any]:
+    def _move_params(self, moves: list[_Move], side: SideCtx, outcome: _Outcome) -> dict[str, Any]:
         """Note a move (the row object follows it) and return its update's parameters."""
+        row, folder, hold, code, text = outcome
         moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
         if folder in (F.WAITING, F.MISSING):
             self._held_somewhere[side.id] = True
