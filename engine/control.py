@@ -10,14 +10,14 @@ from sqlmodel import Session
 from .envelope import Envelope
 from .errors import RejectedError
 from .models import Synchronization, SyncSide
+from .pipeline import RUNNING as RUNNING
+from .pipeline import STOPPED as STOPPED
 from .pipeline import Outgoing, SideCtx
 
 REQUEST_SENT = "REQUEST SENT"
 INCOMING_REQUEST = "INCOMING REQUEST"
 HANDSHAKE = "HANDSHAKE"
 DECLINED = "DECLINED"
-STOPPED = "STOPPED"
-RUNNING = "RUNNING"
 WAITING_FOR_PARTNER = "WAITING FOR PARTNER"
 UPDATE_REQUIRED = "UPDATE REQUIRED"
 ALL_STATUSES = (

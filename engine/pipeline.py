@@ -54,6 +54,7 @@ APPLY_CHUNK = 50
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 RUNNING = "RUNNING"
+STOPPED = "STOPPED"
 
 # The per-message statements of the apply step, built once: through the ORM each one was built,
 # compiled and synchronised with the session again (about ten times the cost). They run on the
@@ -337,6 +338,7 @@ class Pipeline:
         config = self.config(side)
         queued: list[Queued] = []
         ours = [change for change in changes if change.author != side.sync_user]  # else: echoes
+        current: Change | None = None
         try:
             with self.db.write() as s:
                 row = s.get(SyncSide, side.id)
@@ -346,6 +348,7 @@ class Pipeline:
                 if ours:
                     detector.preload({change.issue_id for change in ours})
                 for change in ours:
+                    current = change
                     for out in detector.messages_for(change):
                         queued.append(self.queue(s, side, out))
                 detector.save()
@@ -355,6 +358,11 @@ class Pipeline:
                     self._touch(side.sync_key)
         except TrackerOffline:
             return 0  # rolled back: the same changes are read again later
+        except SADatabaseError:
+            raise  # the database itself failed: the engine stops and says why
+        except Exception as exc:  # noqa: BLE001 - a change tripped a bug: stop this synchronization
+            self._stop_after_bug(side, current, exc)
+            return 0
         side.cursor = changes[-1].id
         if len(changes) < BATCH:
             self.caught_up.add(side.id)
@@ -362,6 +370,29 @@ class Pipeline:
         for message in queued:
             self.events.publish(MessageMoved(side.sync_key, message.id, F.SEND, ""))
         return len(changes)
+
+    def _stop_after_bug(self, side: SideCtx, change: Change | None, exc: Exception) -> None:
+        """Stop one synchronization whose tracker change cannot be turned into a message (the
+        batch was rolled back and its cursor kept: nothing is skipped); the others go on."""
+        log.error("detect for %s failed on %s", side.sync_key, change, exc_info=exc)
+        what = "a tracker change"
+        if change is not None:
+            try:
+                issue = self.tracker.read_issue(change.issue_id)
+            except Exception:  # noqa: BLE001 - only to name it
+                issue = None
+            what = f"change {change.id} ({change.op} of {issue.key if issue else 'issue ' + change.issue_id})"
+        with self.db.write() as s:
+            sync = s.get(Synchronization, side.sync_key)
+            if sync is not None:
+                sync.status = STOPPED
+                sync.status_detail = (
+                    f"stopped: {what} could not be sent, internal error, please report: "
+                    f"{type(exc).__name__}: {exc}"
+                )[:500]
+                s.add(sync)
+        side.status = STOPPED
+        self._publish_status(side.sync_key)
 
     # -- send ---------------------------------------------------------------------------------
 

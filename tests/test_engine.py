@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from engine import folders as F
 from engine.demo import Demo
@@ -161,3 +162,31 @@ def test_detect_with_a_stale_side_reads_the_cursor_afresh(paired: Demo) -> None:
     assert paired.acme.pipeline.detect(stale) == 3
     assert stale.id in paired.acme.pipeline.caught_up
     assert len([m for m in paired.acme.messages(paired.key) if m.type == "ISSUE"]) == 4
+
+
+def test_a_change_that_trips_a_bug_stops_its_synchronization_not_the_engine(
+    paired: Demo, monkeypatch: Any
+) -> None:
+    """Fault injection: reading one issue fails as a bug would. Its synchronization stops with
+    the change named, the engine does not raise, and nothing is skipped: once fixed and started
+    again, the change is sent."""
+    tracker = paired.acme.tracker
+    read = tracker.read_issue
+
+    def buggy(issue_id: str) -> Any:
+        data = read(issue_id)
+        if data is not None and data.fields["summary"] == "boom":
+            raise RuntimeError("injected bug")
+        return data
+
+    monkeypatch.setattr(tracker, "read_issue", buggy)
+    tracker.create_issue("ACME", "Task", {"summary": "boom"}, as_user="alice")
+    Engine(paired.acme).run_once()  # does not raise
+    info = paired.acme.sync_info(paired.key)
+    assert info.status == "STOPPED"
+    assert "RuntimeError: injected bug" in info.status_detail
+    assert "(create of issue " in info.status_detail  # the key needs read_issue: the broken call
+    monkeypatch.setattr(tracker, "read_issue", read)  # the bug is fixed
+    paired.acme.start([paired.key])
+    sync_all(paired)
+    assert issue_by_summary(paired.globex, "GLOBEX", "boom") is not None
