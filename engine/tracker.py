@@ -9,6 +9,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,14 +61,20 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class Change:
-    """One entry of the tracker's change log."""
+    """One entry of the tracker's change log; `data` is decoded from `raw` (JSON) when first
+    used (the engine skips its own writes, most of a busy log, without decoding them)."""
 
     id: int
     issue_id: str
     at: datetime
     author: str
     op: str
-    data: dict[str, Any]
+    raw: str = "{}"
+
+    @cached_property
+    def data(self) -> dict[str, Any]:
+        decoded = json.loads(self.raw)
+        return decoded if isinstance(decoded, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,7 @@ class EmbeddedTracker:
                     at=row.at,
                     author=row.author,
                     op=row.op,
-                    data=json.loads(row.data),
+                    raw=row.data,
                 )
                 for row in rows
             ]
