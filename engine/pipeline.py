@@ -56,9 +56,10 @@ BACKOFF_CAP = 300.0
 RUNNING = "RUNNING"
 STOPPED = "STOPPED"
 
-# The per-message statements of the apply step, built once: through the ORM each one was built,
-# compiled and synchronised with the session again (about ten times the cost). They run on the
-# session's connection, inside the batch's transaction; no ORM object stands for these rows there.
+# The per-message statements of the detect, receive and apply steps, built once: through the ORM
+# each one was built, compiled and synchronised with the session again (about ten times the cost).
+# They run on the session's connection, inside the batch's transaction; no ORM object stands for
+# these rows there (the operator actions, rare, still use the ORM in their own transactions).
 _MESSAGES = SQLModel.metadata.tables["message"]
 _PAIRS = SQLModel.metadata.tables["issuepair"]
 _STATES = SQLModel.metadata.tables["fieldstate"]
