@@ -945,31 +945,22 @@ class Pipeline:
         released: list[Message] = []
         if not self._held_somewhere.get(side.id, True):
             return released
+        waiting_here = select(Message).where(
+            Message.side_id == side.id,
+            Message.direction == "in",
+            Message.folder == F.WAITING,
+            Message.pair_id == env.issue,
+        )
+        next_ones = or_(
+            and_(col(Message.epoch) == env.epoch, col(Message.seq) == env.seq + 1),
+            and_(col(Message.epoch) > env.epoch, col(Message.seq) == 1),
+        )
         waiting = s.exec(
-            select(Message)
-            .where(
-                Message.side_id == side.id,
-                Message.direction == "in",
-                Message.folder == F.WAITING,
-                Message.pair_id == env.issue,
-                or_(
-                    and_(col(Message.epoch) == env.epoch, col(Message.seq) == env.seq + 1),
-                    and_(col(Message.epoch) > env.epoch, col(Message.seq) == 1),
-                ),
-            )
-            .order_by(col(Message.epoch).desc(), col(Message.id))
+            waiting_here.where(next_ones).order_by(col(Message.epoch).desc(), col(Message.id))
         ).all()
         released.extend(waiting)  # copies too: after the first applies, they end as duplicates
         if env.type == "RESYNC":
-            for stale in s.exec(
-                select(Message).where(
-                    Message.side_id == side.id,
-                    Message.direction == "in",
-                    Message.folder == F.WAITING,
-                    Message.pair_id == env.issue,
-                    Message.epoch < env.epoch,
-                )
-            ):
+            for stale in s.exec(waiting_here.where(col(Message.epoch) < env.epoch)):
                 self._move_in_tx(
                     s, moves, side, stale, F.OUTDATED, None, "OLD_EPOCH", "superseded by a resync"
                 )

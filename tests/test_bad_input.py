@@ -59,6 +59,11 @@ def create_body(summary: str, type_id: str = "task", **extra: Any) -> dict[str, 
     return {"op": "create", "type": type_id, "fields": fields, "parent": None}
 
 
+def update_body(**fields: Any) -> dict[str, Any]:
+    at = "2026-11-23T11:00:00.000000+00:00"
+    return {"op": "update", "fields": {k: {"v": v, "at": at, "base": ""} for k, v in fields.items()}}
+
+
 def run_globex(demo: Demo) -> None:
     Engine(demo.globex).run_once()
 
@@ -174,8 +179,7 @@ def test_a_message_that_hits_a_bug_is_set_aside_and_its_chunk_still_applies(
     drop(paired, "1.bac", envelope(paired, create_body("before the bug"), pair=before))
     drop(paired, "2.bac", envelope(paired, create_body("boom"), pair=poisoned))
     drop(paired, "3.bac", envelope(paired, create_body("after the bug"), pair=after))
-    update = {"op": "update", "fields": {"title": {"v": "boom 2", "at": "2026-11-23T11:00:00+00:00"}}}
-    drop(paired, "4.bac", envelope(paired, update, pair=poisoned, seq=2))
+    drop(paired, "4.bac", envelope(paired, update_body(title="boom 2"), pair=poisoned, seq=2))
     run_globex(paired)
     seen = reasons(paired)
     assert seen["2.bac"] == (F.ERROR, "INTERNAL_ERROR")
@@ -196,16 +200,7 @@ def test_error_holds_later_messages_of_that_issue_until_retried_or_skipped(paire
     pair = uuid.uuid4().hex
     drop(paired, "1.bac", envelope(paired, create_body("held", urgency="u9"), pair=pair, seq=1))
     at = "2026-11-23T11:00:00.000000+00:00"
-    drop(
-        paired,
-        "2.bac",
-        envelope(
-            paired,
-            {"op": "update", "fields": {"details": {"v": "second", "at": at, "base": ""}}},
-            pair=pair,
-            seq=2,
-        ),
-    )
+    drop(paired, "2.bac", envelope(paired, update_body(details="second"), pair=pair, seq=2))
     run_globex(paired)
     seen = reasons(paired)
     assert seen["1.bac"] == (F.ERROR, "VALUE_NOT_MAPPED")
@@ -313,22 +308,12 @@ def test_replayed_message_is_outdated_not_an_error(paired: Demo) -> None:
 
 def test_gap_waits_and_subtask_waits_for_its_parent(paired: Demo) -> None:
     parent, child = uuid.uuid4().hex, uuid.uuid4().hex
-    at = "2026-11-23T11:00:00.000000+00:00"
     drop(
         paired,
         "child.bac",
         envelope(paired, {**create_body("child", type_id="subtask"), "parent": parent}, pair=child, seq=1),
     )
-    drop(
-        paired,
-        "parent2.bac",
-        envelope(
-            paired,
-            {"op": "update", "fields": {"details": {"v": "two", "at": at, "base": ""}}},
-            pair=parent,
-            seq=2,
-        ),
-    )
+    drop(paired, "parent2.bac", envelope(paired, update_body(details="two"), pair=parent, seq=2))
     run_globex(paired)
     seen = {m.original_name: m for m in paired.globex.messages(paired.key)}
     assert (seen["child.bac"].folder, seen["child.bac"].reason_code) == (F.MISSING, "PARENT_MISSING")

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import gnupg  # type: ignore[import-untyped]
 import pytest
@@ -278,26 +279,23 @@ def test_handshake_needs_the_secret_and_is_accepted_once(
         info = secondary.sync_info(key)
         # a HANDSHAKE with a wrong secret, properly signed and encrypted by the secondary
         secondary_fpr, primary_fpr = info.own_fingerprint, info.partner_fingerprint
-        forged = Envelope(
-            sync=key,
-            sender=secondary.id,
-            recipient=primary.id,
-            id=str(uuid.uuid4()),
-            type="HANDSHAKE",
-            created="2026-11-23T10:00:00+00:00",
-            body={
-                "secret": "guess",
-                "project": "GLOBEX",
-                "key": {
-                    "fingerprint": secondary_fpr,
-                    "public": secondary.keyring.export_public(secondary_fpr),
-                },
-            },
-        )
-        settled_write(
-            xa / "RECEIVE" / "forged.bac",
-            secondary.keyring.encrypt_sign(forged.to_json().encode(), secondary_fpr, primary_fpr),
-        )
+
+        def send_handshake(name: str, body: dict[str, Any]) -> None:
+            """A HANDSHAKE signed and encrypted by the secondary, dropped in the primary's RECEIVE."""
+            envelope = Envelope(
+                sync=key,
+                sender=secondary.id,
+                recipient=primary.id,
+                id=str(uuid.uuid4()),
+                type="HANDSHAKE",
+                created="2026-11-23T10:00:00+00:00",
+                body=body,
+            )
+            data = secondary.keyring.encrypt_sign(envelope.to_json().encode(), secondary_fpr, primary_fpr)
+            settled_write(xa / "RECEIVE" / name, data)
+
+        public = {"fingerprint": secondary_fpr, "public": secondary.keyring.export_public(secondary_fpr)}
+        send_handshake("forged.bac", {"secret": "guess", "project": "GLOBEX", "key": public})
         Engine(primary).run_once()
         rejected = {m.original_name: m for m in primary.messages(key)}["forged.bac"]
         assert (rejected.folder, rejected.reason_code) == (F.REJECTED, "BAD_PAIRING_SECRET")
@@ -313,19 +311,8 @@ def test_handshake_needs_the_secret_and_is_accepted_once(
         assert secondary.sync_info(key).status == "STOPPED"
         # the same HANDSHAKE again, and a new one with the right secret: neither is accepted
         settled_write(xa / "RECEIVE" / "replay.bac", replay)
-        again = Envelope(
-            sync=key,
-            sender=secondary.id,
-            recipient=primary.id,
-            id=str(uuid.uuid4()),
-            type="HANDSHAKE",
-            created="2026-11-23T10:00:00+00:00",
-            body={"secret": json.loads(handshake.read_text())["secret"], "project": "GLOBEX"},
-        )
-        settled_write(
-            xa / "RECEIVE" / "again.bac",
-            secondary.keyring.encrypt_sign(again.to_json().encode(), secondary_fpr, primary_fpr),
-        )
+        secret = json.loads(handshake.read_text())["secret"]
+        send_handshake("again.bac", {"secret": secret, "project": "GLOBEX"})
         Engine(primary).run_once()
         seen = {m.original_name: m for m in primary.messages(key)}
         assert (seen["replay.bac"].folder, seen["replay.bac"].reason_code) == (F.OUTDATED, "DUPLICATE")
