@@ -185,6 +185,15 @@ class Setup:
     globex_db: Path
     engines: list[EngineProcess] = field(default_factory=list)
 
+    def start(self, logs: Path, prefix: str = "") -> tuple[EngineProcess, EngineProcess]:
+        """`backbone run` for both homes, logging to LOGS/PREFIXacme-run.log (and globex)."""
+        acme = EngineProcess(self.acme_home, logs / f"{prefix}acme-run.log")
+        globex = EngineProcess(self.globex_home, logs / f"{prefix}globex-run.log")
+        self.engines += [acme, globex]
+        acme.wait_ready()
+        globex.wait_ready()
+        return acme, globex
+
     def stop(self) -> None:
         for engine in self.engines:
             engine.stop()
@@ -550,11 +559,7 @@ def throughput(
     n, issues = int(args.changes), max(1, min(int(args.issues), int(args.changes)))
     demo, setup = make_pair(root / ("throughput-gpg" if encryption else "throughput"), encryption=encryption)
     try:
-        acme_engine = EngineProcess(setup.acme_home, root / "acme-run.log")
-        globex_engine = EngineProcess(setup.globex_home, root / "globex-run.log")
-        setup.engines += [acme_engine, globex_engine]
-        acme_engine.wait_ready()
-        globex_engine.wait_ready()
+        setup.start(root)
         ids = create_issues(demo.acme.tracker, issues)
         wait_applied(setup, issues, args.timeout)  # warm-up, not measured
 
@@ -685,11 +690,7 @@ def backlog(args: argparse.Namespace, root: Path) -> bool:
     chunk = min(args.chunk, max(1, n // 4))
     demo, setup = make_pair(root / "backlog", encryption=args.encryption)
     try:
-        acme_engine = EngineProcess(setup.acme_home, root / "acme-run.log")
-        globex_engine = EngineProcess(setup.globex_home, root / "globex-run-0.log")
-        setup.engines += [acme_engine, globex_engine]
-        acme_engine.wait_ready()
-        globex_engine.wait_ready()
+        _, globex_engine = setup.start(root, "warm-up-")
         ids = create_issues(demo.acme.tracker, issues)
         wait_applied(setup, issues, args.timeout)  # warm-up, not measured
         globex_engine.stop()
@@ -804,11 +805,7 @@ def email_mode(args: argparse.Namespace, root: Path) -> bool:
             root / "email", encryption=args.encryption, mail=(acme_settings, globex_settings)
         )
         try:
-            acme_engine = EngineProcess(setup.acme_home, root / "email-acme-run.log")
-            globex_engine = EngineProcess(setup.globex_home, root / "email-globex-run.log")
-            setup.engines += [acme_engine, globex_engine]
-            acme_engine.wait_ready()
-            globex_engine.wait_ready()
+            setup.start(root, "email-")
             print(
                 f"email ({mode}): private Dovecot (IMAP IDLE, LMTP) + SMTP relay (aiosmtpd, in this "
                 f"process) on loopback; both engines running (`backbone run`, one process each, IDLE in "
