@@ -269,7 +269,7 @@ class Engine:
         while not self._stop.is_set():
             try:
                 side = self.pipeline.side(side_id)
-            except AssertionError:
+            except LookupError:
                 return  # the synchronization was deleted
             try:
                 receiver = self._receiver(side)

@@ -211,11 +211,12 @@ class Pipeline:
         return result
 
     def side(self, side_id: int) -> SideCtx:
+        """The side as stored now; LookupError once its synchronization is deleted."""
         with self.db.session() as s:
             row = s.get(SyncSide, side_id)
-            assert row is not None
-            sync = s.get(Synchronization, row.sync_key)
-            assert sync is not None
+            sync = s.get(Synchronization, row.sync_key) if row is not None else None
+            if row is None or sync is None:
+                raise LookupError(f"synchronization side {side_id} no longer exists")
             others = s.exec(select(SyncSide).where(SyncSide.sync_key == row.sync_key)).all()
         partner = next((o.id for o in others if o.id != row.id), None)
         return self._ctx(sync, row, partner)

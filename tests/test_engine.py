@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine import folders as F
 from engine.demo import Demo
 from engine.engine import Engine, wait_until
@@ -190,3 +192,12 @@ def test_a_change_that_trips_a_bug_stops_its_synchronization_not_the_engine(
     paired.acme.start([paired.key])
     sync_all(paired)
     assert issue_by_summary(paired.globex, "GLOBEX", "boom") is not None
+
+
+def test_a_deleted_side_reads_as_a_lookup_error(paired: Demo) -> None:
+    """The mail thread of an email side ends on this (an assert did it before: gone under -O)."""
+    side_id = paired.acme.pipeline.sides()[0].id
+    assert paired.acme.pipeline.side(side_id).sync_key == paired.key
+    paired.acme.delete(paired.key)
+    with pytest.raises(LookupError, match=f"side {side_id} no longer exists"):
+        paired.acme.pipeline.side(side_id)
