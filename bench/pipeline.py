@@ -795,15 +795,9 @@ def email_mode(args: argparse.Namespace, root: Path) -> bool:
     n, issues = int(args.changes), max(1, min(int(args.issues), int(args.changes)))
     paced, pace = int(args.email_paced), float(args.email_rate)
     with MailServer() as server:
-        acme_address, _ = server.new_account("acme")
-        globex_address, _ = server.new_account("globex")
-        acme_settings = server.settings(acme_address, globex_address)
-        acme_settings.send.to_addr = ""  # the primary learns the partner's address from the HANDSHAKE
-        globex_settings = server.settings(globex_address, acme_address)
-        globex_settings.send.to_addr = ""  # the secondary takes it from the handshake file
-        demo, setup = make_pair(
-            root / "email", encryption=args.encryption, mail=(acme_settings, globex_settings)
-        )
+        mail = server.pairing_settings()
+        globex_address = mail[1].receive.username
+        demo, setup = make_pair(root / "email", encryption=args.encryption, mail=mail)
         try:
             setup.start(root, "email-")
             print(

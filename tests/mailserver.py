@@ -224,6 +224,20 @@ class MailServer:
         )
         return MailSettings(receive, send, timeout)
 
+    def partner_settings(self) -> tuple[MailSettings, MailSettings]:
+        """New accounts for Acme and Globex, each sending to the other: (acme side, globex side).
+        Each side's own address is its `receive.username`."""
+        acme, _ = self.new_account("acme")
+        globex, _ = self.new_account("globex")
+        return self.settings(acme, globex), self.settings(globex, acme)
+
+    def pairing_settings(self) -> tuple[MailSettings, MailSettings]:
+        """`partner_settings` as a pairing starts: neither side knows where to send yet (the
+        primary learns it from the HANDSHAKE, the secondary from the handshake file)."""
+        acme, globex = self.partner_settings()
+        acme.send.to_addr = globex.send.to_addr = ""
+        return acme, globex
+
     def imap(self, address: str) -> Any:
         """A logged-in IMAPClient for inspecting or changing `address`'s mailboxes."""
         from imapclient import IMAPClient  # type: ignore[import-untyped]
@@ -564,6 +578,4 @@ def mail_server() -> Iterator[MailServer]:
 @pytest.fixture
 def mail_pair(mail_server: MailServer) -> tuple[MailSettings, MailSettings]:
     """Settings of two fresh partner accounts on `mail_server`: (acme side, globex side)."""
-    acme, _ = mail_server.new_account("acme")
-    globex, _ = mail_server.new_account("globex")
-    return mail_server.settings(acme, globex), mail_server.settings(globex, acme)
+    return mail_server.partner_settings()

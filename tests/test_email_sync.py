@@ -26,13 +26,7 @@ mail_server = mailserver.mail_server
 
 
 def _pair(tmp_path: Path, server: MailServer, *, encryption: bool) -> Demo:
-    acme, _ = server.new_account("acme")
-    globex, _ = server.new_account("globex")
-    acme_settings = server.settings(acme, globex)
-    acme_settings.send.to_addr = ""  # the primary learns the partner's address from the HANDSHAKE
-    globex_settings = server.settings(globex, acme)
-    globex_settings.send.to_addr = ""  # the secondary takes it from the handshake file
-    return pair_installations(tmp_path / "demo", encryption=encryption, mail=(acme_settings, globex_settings))
+    return pair_installations(tmp_path / "demo", encryption=encryption, mail=server.pairing_settings())
 
 
 @pytest.fixture

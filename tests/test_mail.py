@@ -395,9 +395,8 @@ def plain_server() -> Iterator[MailServer]:
 
 
 def test_polling_and_copy_fallbacks(plain_server: MailServer) -> None:
-    acme, _ = plain_server.new_account("acme")
-    globex, _ = plain_server.new_account("globex")
-    sending, receiving = plain_server.settings(acme, globex), plain_server.settings(globex, acme)
+    sending, receiving = plain_server.partner_settings()
+    globex = receiving.receive.username
     with receiver(receiving, poll_interval=0.2) as rx:
         rx.connect()
         in_background(lambda: send_message(sending, "S", "p.bac", b"p"), delay=0.3)
@@ -412,9 +411,7 @@ def test_polling_and_copy_fallbacks(plain_server: MailServer) -> None:
 
 def test_starttls_and_tls_with_a_private_ca(capsys: pytest.CaptureFixture[str]) -> None:
     with MailServer(tls=True) as server:
-        acme, _ = server.new_account("acme")
-        globex, _ = server.new_account("globex")
-        sending, receiving = server.settings(acme, globex), server.settings(globex, acme)
+        sending, receiving = server.partner_settings()
         check_settings(sending)
         implicit = replace(receiving.receive, port=server.imaps_port, tls="tls")
         check_settings(replace(receiving, receive=implicit))
