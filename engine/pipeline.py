@@ -292,6 +292,7 @@ class Pipeline:
             body=out.body,
         )
         file_name, payload = _generated_name(".bac"), envelope.to_json()
+        data = payload.encode()
         inserted = s.connection().execute(
             _INSERT_MESSAGE,
             {
@@ -305,16 +306,17 @@ class Pipeline:
                 "folder": F.SEND,
                 "file_name": file_name,
                 "payload": payload,
+                "size": len(data),
                 "created": now,
                 "updated": now,
             },
         )
-        return Queued(int(inserted.inserted_primary_key[0]), file_name, payload)  # type: ignore[index]
+        return Queued(int(inserted.inserted_primary_key[0]), file_name, data)  # type: ignore[index]
 
     def write_send_files(self, side: SideCtx, rows: list[Queued]) -> None:
         """Project freshly queued messages into `SEND` (the database already holds them)."""
         for row in rows:
-            fsutil.write_atomic(side.folders.path(F.SEND, row.file_name), row.payload.encode(), durable=False)
+            fsutil.write_atomic(side.folders.path(F.SEND, row.file_name), row.data, durable=False)
 
     # -- detect -------------------------------------------------------------------------------
 
@@ -1225,7 +1227,7 @@ class Queued:
 
     id: int
     file_name: str
-    payload: str
+    data: bytes  # the envelope JSON, as its SEND file holds it
 
 
 @dataclass

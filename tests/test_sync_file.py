@@ -33,6 +33,9 @@ def test_issue_with_subtask_comment_attachment_and_status_reaches_partner(pair: 
     assert [(a.filename, a.size) for a in mirrored.attachments] == [("trace.txt", 11)]
     sub = issue_by_summary(pair.globex, "GLOBEX", "Write test")
     assert sub is not None and sub.parent_id == mirrored.id
+    sent_folder = pair.acme.paths.data / pair.key / "ACME-1" / "SENT"
+    for message in pair.acme.messages(pair.key, "SENT"):  # sizes as their files have them
+        assert message.size == (sent_folder / message.file).stat().st_size > 0
 
 
 def test_changes_flow_back_from_the_secondary(pair: Demo) -> None:
