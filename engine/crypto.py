@@ -103,6 +103,17 @@ class _BoundedGPG(gnupg.GPG):  # type: ignore[misc]
             self.live_processes.add(process)
         return process
 
+    def _handle_io(
+        self, args: Any, fileobj_or_path: Any, result: Any, passphrase: Any = None, binary: bool = False
+    ) -> Any:
+        """As python-gnupg's, but gpg that stops reading early (it refused the input, or was stopped
+        at the plaintext cap) is no crash: its status lines, collected by then, say why."""
+        try:
+            return super()._handle_io(args, fileobj_or_path, result, passphrase, binary)
+        except BrokenPipeError:
+            result.input_cut = True
+            return result
+
     def _collect_output(self, process: Any, result: Any, writer: Any = None, stdin: Any = None) -> Any:
         try:
             return super()._collect_output(process, result, writer, stdin)
@@ -394,26 +405,27 @@ class Keyring:
         """The text of a signed message, if its one valid signature is by `signer`'s key."""
         result = self.decrypt_verify(armored.encode("utf-8"), max_bytes)
         if result.too_large:
-            raise RejectedError("MESSAGE_TOO_LARGE", f"signed text exceeds {max_bytes} bytes")
+            raise RejectedError("TOO_LARGE", f"the signed text exceeds {max_bytes} bytes")
         GpgCodec(self, signer, signer)._check_signature(result.status)
         if result.returncode != 0:
             raise RejectedError("SIG_BAD", f"gpg reported an error (exit code {result.returncode})")
         return result.plaintext.decode("utf-8", "replace")
 
     def decrypt_verify(self, data: bytes, max_plaintext_bytes: int) -> DecryptResult:
-        """Decrypt and verify in one gpg call; stops gpg when the plaintext exceeds the limit."""
-        received = 0
+        """Decrypt and verify in one gpg call; stops gpg when the plaintext exceeds the limit, so
+        a compression bomb costs at most `max_plaintext_bytes` of memory."""
+        plaintext = bytearray()
         too_large = False
 
         def on_data(chunk: bytes) -> bool:
-            nonlocal received, too_large
-            received += len(chunk)
-            if received > max_plaintext_bytes:
-                if not too_large:
+            nonlocal too_large
+            if not too_large:
+                plaintext.extend(chunk)
+                if len(plaintext) > max_plaintext_bytes:
                     too_large = True
+                    plaintext.clear()
                     self._gpg.kill_live()
-                return False
-            return True
+            return False  # python-gnupg keeps nothing itself
 
         def operation() -> Any:
             self._gpg.on_data = on_data
@@ -424,7 +436,7 @@ class Keyring:
 
         result = self._call("open", operation)
         return DecryptResult(
-            plaintext=b"" if too_large else bytes(result.data or b""),
+            plaintext=b"" if too_large else bytes(plaintext),
             status=_status_lines(str(result.stderr or "")),
             returncode=result.returncode,
             too_large=too_large,
@@ -465,7 +477,9 @@ class GpgCodec:
         """The plaintext, if decryption and the one signature by the pinned key hold (rule 8)."""
         result = self.keyring.decrypt_verify(data, self.max_plaintext_bytes)
         if result.too_large:
-            raise RejectedError("MESSAGE_TOO_LARGE", f"plaintext exceeds {self.max_plaintext_bytes} bytes")
+            raise RejectedError(
+                "TOO_LARGE", f"the content unpacks to more than {self.max_plaintext_bytes} bytes (stopped there)"
+            )
         self._check_decrypted(result.status)
         self._check_signature(result.status)
         if result.returncode != 0:
@@ -550,7 +564,7 @@ class HandshakeCodec:
     def open(self, data: bytes) -> str:
         result = self.keyring.decrypt_verify(data, 1 << 20)
         if result.too_large:
-            raise RejectedError("MESSAGE_TOO_LARGE", "a handshake message is at most 1 MiB")
+            raise RejectedError("TOO_LARGE", "a handshake message unpacks to more than 1 MiB (stopped there)")
         GpgCodec._check_decrypted(result.status)
         try:
             envelope = json.loads(result.plaintext.decode("utf-8"))

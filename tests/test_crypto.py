@@ -416,4 +416,4 @@ def test_oversized_plaintext_is_rejected(parties: dict[str, Party]) -> None:
     sealed = GpgCodec(alice.keyring, alice.fingerprint, bob.fingerprint).seal("x" * 2_000_000)
     assert len(sealed) < 20_000
     receiver = GpgCodec(bob.keyring, bob.fingerprint, alice.fingerprint, max_plaintext_bytes=100_000)
-    assert rejected(receiver, sealed) == "MESSAGE_TOO_LARGE"
+    assert rejected(receiver, sealed) == "TOO_LARGE"

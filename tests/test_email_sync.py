@@ -21,6 +21,7 @@ from tests import mailserver
 from tests.mailserver import MailServer
 
 from .conftest import issue_by_summary, sync_all
+from .hostile import compression_bomb
 
 mail_server = mailserver.mail_server
 
@@ -274,6 +275,30 @@ def test_email_demo(tmp_path: Path, mail_server: MailServer, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert code == 0
     assert "issues synced: 4" in out
+
+
+def test_compression_bomb_by_mail_is_rejected_and_leaves_the_inbox(
+    mail_pair_gpg: Demo, mail_server: MailServer
+) -> None:
+    demo = mail_pair_gpg
+    inbox = address(demo.globex, demo.key)
+    bomb = EmailMessage()
+    bomb["From"], bomb["To"], bomb["Subject"] = "x@example.test", inbox, f"[Backbone] {demo.key}"
+    bomb.set_content("300 MB of zeros in a few hundred kB")
+    bomb.add_attachment(
+        compression_bomb(demo.globex, demo.key),
+        maintype="application",
+        subtype="octet-stream",
+        filename="bomb.bac",
+    )
+    mail_server.lmtp_deliver("x@example.test", inbox, bomb.as_bytes())
+    Engine(demo.globex).run_once()
+    (message,) = [m for m in demo.globex.messages(demo.key) if m.original_name == "bomb.bac"]
+    assert (message.folder, message.reason_code) == (F.REJECTED, "TOO_LARGE")
+    assert mail_server.maildir_count(inbox, "INBOX") == 0
+    demo.acme.tracker.create_issue("ACME", "Task", {"summary": "after the bomb"}, as_user="alice")
+    sync_all(demo)
+    assert issue_by_summary(demo.globex, "GLOBEX", "after the bomb") is not None
 
 
 def test_huge_mail_is_rejected_and_still_leaves_the_inbox(
