@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 import re
 import shutil
@@ -38,7 +37,7 @@ from typing import Any, TypeVar
 
 import gnupg  # type: ignore[import-untyped]
 
-from .envelope import bundle_text
+from .envelope import bundle_text, load_json
 from .errors import BackboneError, RejectedError
 
 T = TypeVar("T")
@@ -478,7 +477,8 @@ class GpgCodec:
         result = self.keyring.decrypt_verify(data, self.max_plaintext_bytes)
         if result.too_large:
             raise RejectedError(
-                "TOO_LARGE", f"the content unpacks to more than {self.max_plaintext_bytes} bytes (stopped there)"
+                "TOO_LARGE",
+                f"the content unpacks to more than {self.max_plaintext_bytes} bytes (stopped there)",
             )
         self._check_decrypted(result.status)
         self._check_signature(result.status)
@@ -566,10 +566,7 @@ class HandshakeCodec:
         if result.too_large:
             raise RejectedError("TOO_LARGE", "a handshake message unpacks to more than 1 MiB (stopped there)")
         GpgCodec._check_decrypted(result.status)
-        try:
-            envelope = json.loads(result.plaintext.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise RejectedError("ENVELOPE_INVALID", "not a JSON envelope") from None
+        envelope = load_json(result.plaintext, "handshake message")
         body = envelope.get("body") if isinstance(envelope, dict) else None
         if not isinstance(body, dict) or envelope.get("type") not in PAIRING_TYPES:
             raise RejectedError("NOT_PAIRED", "only a HANDSHAKE or DECLINE is accepted before pairing")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,71 @@ MESSAGE_TYPES = CONTROL_TYPES | ISSUE_TYPES | OTHER_TYPES
 PAIR_ID = re.compile(r"^[0-9a-f]{32}$")
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_SEQ = 2**53
+MAX_JSON_DEPTH = 32  # an envelope nests about six levels; a bundle one more
+MAX_NUMBER_DIGITS = 30
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def load_json(text: str | bytes, what: str) -> Any:
+    """JSON from outside, within limits (depth, number size, no NaN, no lone surrogate).
+
+    Raises `RejectedError` (`ENVELOPE_INVALID`) naming `what` and the problem; nothing else."""
+    try:
+        data = json.loads(
+            text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constant
+        )
+    except RecursionError:
+        raise RejectedError(
+            "ENVELOPE_INVALID", f"{what}: nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    except ValueError as exc:  # also JSONDecodeError, UnicodeDecodeError and the hooks' refusals
+        raise RejectedError("ENVELOPE_INVALID", f"{what}: not valid JSON ({exc})") from None
+    sample = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    deep = sample.count("{") + sample.count("[") > MAX_JSON_DEPTH
+    surrogates = _SURROGATE_ESCAPE.search(sample) is not None
+    if deep or surrogates:  # the cheap counts say a walk is needed
+        _check_tree(data, what, surrogates)
+    return data
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise ValueError(f"a number of {len(digits)} digits; at most {MAX_NUMBER_DIGITS}")
+    return int(digits)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]!r} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_tree(data: Any, what: str, surrogates: bool) -> None:
+    """Depth and text checks without recursion (the data may be as deep as the parser allowed)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = [*node.keys(), *node.values()] if surrogates else node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            if surrogates and isinstance(node, str):
+                try:
+                    node.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise RejectedError(
+                        "ENVELOPE_INVALID", f"{what}: a text holds a lone surrogate (\\ud800-\\udfff)"
+                    ) from None
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise RejectedError("ENVELOPE_INVALID", f"{what}: nested deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
 
 
 @dataclass(frozen=True)
@@ -57,10 +123,7 @@ class Envelope:
     @classmethod
     def from_json(cls, text: str | bytes) -> Envelope:
         """Parse and validate; a `RejectedError` names the field and what was expected."""
-        try:
-            data = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RejectedError("ENVELOPE_INVALID", f"not a JSON envelope ({exc})") from None
+        data = load_json(text, "envelope")
         if not isinstance(data, dict):
             raise RejectedError("ENVELOPE_INVALID", "envelope: expected a JSON object")
         if data.get("format") != FORMAT:
@@ -86,6 +149,9 @@ class Envelope:
                     "ENVELOPE_INVALID",
                     f"field {name!r}: expected {kind.__name__}, got {type(value).__name__}",
                 )
+        for name in ("config", "epoch", "seq"):
+            if not 0 <= data[name] < MAX_SEQ:
+                raise RejectedError("ENVELOPE_INVALID", f"field {name!r}: expected 0 to {MAX_SEQ - 1}")
         unknown = set(data) - set(expected) - {"format", "issue"}
         if unknown:
             raise RejectedError("ENVELOPE_INVALID", f"unknown fields {sorted(unknown)}")
@@ -147,10 +213,7 @@ def bundle_text(envelope_jsons: Sequence[str]) -> str:
 
 def split_bundle(plaintext: str) -> list[str]:
     """The envelope JSON texts in an opened plaintext: a bundle's items, else the text itself."""
-    try:
-        data = json.loads(plaintext)
-    except ValueError:
-        return [plaintext]
+    data = load_json(plaintext, "message")
     if not isinstance(data, dict) or "bundle" not in data:
         return [plaintext]
     items = data["bundle"]

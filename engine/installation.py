@@ -22,10 +22,11 @@ from sqlmodel import Session, col, delete, select
 
 from . import control as C
 from . import folders as F
+from . import fsutil
 from .config import check_against, identity_config, parse_config
 from .crypto import GpgCodec, HandshakeCodec, Keyring, normalize_fingerprint
 from .db import Database
-from .envelope import Codec, Envelope, PlainCodec
+from .envelope import Codec, Envelope, PlainCodec, load_json
 from .errors import BackboneError, RejectedError
 from .events import EventBus, SyncChanged
 from .mail import MailError, MailReceiver, MailSender, MailSettings, check_settings
@@ -52,6 +53,8 @@ HANDSHAKE_KIND = "backbone-handshake"
 PROTOCOLS = ("file", "email", "local")
 KEY_WARNING_DAYS = 30
 KEY_LIFETIME_DAYS = 730
+MAX_HANDSHAKE_BYTES = 1 << 20
+SYNC_KEY = re.compile(r"^[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*$")  # it names a folder: nothing else gets in
 
 
 @dataclass(frozen=True)
@@ -614,9 +617,11 @@ class Installation:
         """A handshake file's contents, if unaltered, of a known format and carrying the right key."""
         source = Path(path)
         try:
-            data = json.loads(source.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = load_json(fsutil.read_limited(source, MAX_HANDSHAKE_BYTES), "handshake file")
+        except (OSError, ValueError) as exc:
             raise BackboneError(f"{source}: not a readable handshake file ({exc})") from None
+        except RejectedError as exc:
+            raise BackboneError(f"{source}: {exc.text}") from None
         if not isinstance(data, dict) or data.get("kind") != HANDSHAKE_KIND:
             raise BackboneError(f"{source}: not a Backbone handshake file")
         if data.get("format") != HANDSHAKE_FORMAT:
@@ -634,9 +639,13 @@ class Installation:
         ):
             if not isinstance(data.get(name), kind):
                 raise BackboneError(f"{source}: field {name!r}: expected {kind.__name__}")
+        if len(data["sync"]) > 100 or not SYNC_KEY.match(data["sync"]):
+            raise BackboneError(f"{source}: field 'sync': expected a key like ACME-GLOBEX-1")
         primary = data["primary"]
         if not isinstance(primary.get("installation"), str) or not isinstance(primary.get("project"), str):
             raise BackboneError(f"{source}: field 'primary': expected installation and project")
+        if not isinstance(primary.get("address", ""), str):
+            raise BackboneError(f"{source}: field 'primary.address': expected text")
         if data["encryption"]:
             self._verify_signed_handshake(source, data, expected_fingerprint)
         else:

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import tracemalloc
+import uuid
 
 from engine import folders as F
 from engine.crypto import DEFAULT_MAX_PLAINTEXT_BYTES
 from engine.demo import Demo
+from engine.envelope import bundle_text
 
 from .hostile import compression_bomb
-from .test_bad_input import drop, reasons, run_globex, still_syncs
+from .test_bad_input import create_body, drop, envelope, reasons, run_globex, still_syncs
 
 
 def test_a_compression_bomb_is_rejected_with_bounded_memory(paired_gpg: Demo) -> None:
@@ -34,3 +36,50 @@ def test_large_garbage_that_gpg_stops_reading_is_rejected(paired_gpg: Demo) -> N
     run_globex(paired_gpg)
     assert reasons(paired_gpg)["junk.bac"] == (F.REJECTED, "DECRYPT_FAILED")
     still_syncs(paired_gpg, "after the junk")
+
+
+def _sealed_by_acme(demo: Demo, text: str) -> bytes:
+    """`text` signed by Acme's key and encrypted to Globex's, as a genuine message would be."""
+    (side,) = [side for side in demo.acme.pipeline.sides() if side.sync_key == demo.key]
+    return demo.acme.pipeline.codec_for(side).seal(text)
+
+
+def _deep(levels: int) -> str:
+    return '{"format":1,"body":' + "[" * levels + "]" * levels + "}"
+
+
+def test_signed_payloads_that_crash_a_json_parser_are_rejected(paired_gpg: Demo) -> None:
+    pair = uuid.uuid4().hex
+    huge_number = envelope(paired_gpg, create_body("n"), pair=pair).replace(
+        b'"seq":1', b'"seq":' + b"9" * 5000
+    )
+    drop(paired_gpg, "deep.bac", _sealed_by_acme(paired_gpg, _deep(200_000)))
+    drop(paired_gpg, "number.bac", _sealed_by_acme(paired_gpg, huge_number.decode()))
+    drop(paired_gpg, "bundle.bac", _sealed_by_acme(paired_gpg, bundle_text([_deep(100)])))
+    run_globex(paired_gpg)
+    seen = reasons(paired_gpg)
+    assert seen["deep.bac"] == seen["number.bac"] == seen["bundle.bac"] == (F.REJECTED, "ENVELOPE_INVALID")
+    texts = {m.original_name: m.reason_text for m in paired_gpg.globex.messages(paired_gpg.key)}
+    assert "nested deeper than" in texts["deep.bac"] and "nested deeper than" in texts["bundle.bac"]
+    assert "digits" in texts["number.bac"]
+    still_syncs(paired_gpg, "after the deep ones")
+
+
+def test_without_encryption_any_file_is_only_rejected(paired: Demo) -> None:
+    pair = uuid.uuid4().hex
+    cases = {
+        "deep.bac": _deep(200_000).encode(),
+        "number.bac": envelope(paired, create_body("n"), pair=pair).replace(
+            b'"epoch":1', b'"epoch":1' + b"0" * 5000
+        ),
+        "nan.bac": envelope(paired, create_body("n"), pair=pair).replace(b'"seq":1', b'"seq":NaN'),
+        "bigseq.bac": envelope(paired, create_body("n"), pair=pair, type="PING", issue=None, seq=2**62),
+        "surrogate.bac": envelope(paired, create_body("\ud800"), pair=pair),
+        "bundle.bac": bundle_text([_deep(40), "[" * 100_000]).encode(),
+    }
+    for name, data in cases.items():
+        drop(paired, name, data)
+    run_globex(paired)
+    seen = reasons(paired)
+    assert {name: seen[name] for name in cases} == dict.fromkeys(cases, (F.REJECTED, "ENVELOPE_INVALID"))
+    still_syncs(paired, "after the plain ones")
