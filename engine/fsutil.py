@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import uuid
 from pathlib import Path
 
@@ -77,3 +78,21 @@ def read_limited(path: Path, limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def folder_problem(path: Path, access: int = os.R_OK) -> str:
+    """What keeps `path` from being used as a folder (missing, a dangling link, a file, no
+    `access` rights), in words naming it; "" when it is usable."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"{path} is a link to {os.readlink(path)}, which does not exist"
+        return f"{path} is missing"
+    except OSError as exc:
+        return f"{path} cannot be reached: {exc.strerror or exc}"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{path} is not a folder"
+    if not os.access(path, access | os.X_OK):
+        return f"{path} is not {'writable' if access & os.W_OK else 'readable'} by this user"
+    return ""

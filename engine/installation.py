@@ -306,9 +306,9 @@ class Installation:
         try:
             mails = receiver.fetch_new()
         except MailError as exc:
-            self._channel_error(side, str(exc))
+            self.pipeline.report_channel(side, str(exc))
             return 0
-        self._channel_error(side, "")
+        self.pipeline.report_channel(side, "")
         done = []
         for mail in mails:
             messages = [(name, data) for name, data in mail.attachments if name.lower().endswith(".bac")]
@@ -323,18 +323,6 @@ class Installation:
             for mail in done:
                 receiver.mark_processed(mail)
         return len(mails)
-
-    def _channel_error(self, side: SideCtx, text: str) -> None:
-        with self.db.session() as s:
-            row = s.get(SyncSide, side.id)
-            current = row.channel_error if row else text
-        if current != text:
-            with self.db.write() as s:
-                row = s.get(SyncSide, side.id)
-                if row is not None:
-                    row.channel_error = text[:500]
-                    s.add(row)
-            self._changed(side.sync_key)
 
     def test_channel(self, key: str) -> list[str]:
         """Check each side's channel again (log in to the mail servers, or try the folders)."""

@@ -124,6 +124,7 @@ class SideCtx:
     own_fingerprint: str = ""
     partner_fingerprint: str = ""
     mail_settings: str = ""
+    channel_error: str = ""
 
     @property
     def running(self) -> bool:
@@ -245,6 +246,7 @@ class Pipeline:
             own_fingerprint=row.own_fingerprint,
             partner_fingerprint=row.partner_fingerprint,
             mail_settings=row.mail_settings,
+            channel_error=row.channel_error,
         )
 
     def config(self, side: SideCtx) -> MappingConfig:
@@ -447,7 +449,11 @@ class Pipeline:
         if channel is not None:
             getattr(channel, "close", lambda: None)()
         if delivered:
-            self._flush_channel(side)
+            try:
+                self._flush_channel(side)
+            except OSError as exc:  # not known to be out (rule 11): they are sent again
+                failed, failure, delivered = delivered[0], _send_failure(side, exc), []
+        if delivered:
             self._record(side, [(row, F.SENT, None, "", "") for row in delivered])
         if failed is not None:
             failed.attempts += 1
@@ -474,17 +480,39 @@ class Pipeline:
         if side.protocol == "file" and side.exchange is not None:
             fsutil.fsync_dir(F.exchange_paths(side.exchange)[0])
 
+    def report_channel(self, side: SideCtx, text: str) -> bool:
+        """Show (or, with "", clear) what is wrong with a side's channel; True if that changed."""
+        text = text[:500]
+        if text == side.channel_error:
+            return False
+        with self.db.write() as s:
+            row = s.get(SyncSide, side.id)
+            if row is None or row.channel_error == text:
+                side.channel_error = text
+                return False
+            row.channel_error = text
+            s.add(row)
+        side.channel_error = text
+        self.events.publish(SyncChanged(side.sync_key, ""))
+        return True
+
     # -- receive ------------------------------------------------------------------------------
 
     def ingest(self, side: SideCtx) -> int:
         """Take the partner's files from the exchange `RECEIVE` into ours, each with a row."""
         if side.protocol != "file" or side.exchange is None:
             return 0
-        _, receive_dir = F.exchange_paths(side.exchange)
+        send_dir, receive_dir = F.exchange_paths(side.exchange)
+        problem = fsutil.folder_problem(send_dir, os.W_OK) or fsutil.folder_problem(receive_dir, os.W_OK)
         try:
-            names = sorted(entry.name for entry in os.scandir(receive_dir) if not entry.name.startswith("."))
-        except FileNotFoundError:
+            names = [] if problem else [e.name for e in os.scandir(receive_dir) if not e.name.startswith(".")]
+        except OSError as exc:
+            problem = f"cannot read {receive_dir}: {exc.strerror or exc}"
+        if self.report_channel(side, problem) and not problem:
+            self.retry_folder(side, F.SEND_ERROR)  # the share is back: send what waited at once
+        if problem:
             return 0
+        names.sort()
         work = 0
         deferred: list[tuple[str, _Classified, str, int]] = []
         try:

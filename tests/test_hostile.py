@@ -10,8 +10,10 @@ import uuid
 from engine import folders as F
 from engine.crypto import DEFAULT_MAX_PLAINTEXT_BYTES
 from engine.demo import Demo
+from engine.engine import Engine, wait_until
 from engine.envelope import bundle_text
 
+from .conftest import issue_by_summary, sync_all
 from .hostile import compression_bomb
 from .test_bad_input import create_body, drop, envelope, reasons, run_globex, still_syncs
 
@@ -83,3 +85,47 @@ def test_without_encryption_any_file_is_only_rejected(paired: Demo) -> None:
     seen = reasons(paired)
     assert {name: seen[name] for name in cases} == dict.fromkeys(cases, (F.REJECTED, "ENVELOPE_INVALID"))
     still_syncs(paired, "after the plain ones")
+
+
+def test_a_missing_share_shows_as_a_channel_error_and_resumes_when_back(paired: Demo) -> None:
+    acme_send = paired.root / "exchange" / "acme" / "SEND"
+    parked = acme_send.with_name("SEND.away")
+    acme_send.rename(parked)  # Acme's SEND is gone; Globex's RECEIVE, a link to it, dangles
+    paired.acme.tracker.create_issue("ACME", "Task", {"summary": "while away"}, as_user="alice")
+    Engine(paired.acme).run_once()
+    run_globex(paired)
+    assert [m.reason_code for m in paired.acme.messages(paired.key, F.SEND_ERROR)] == [
+        "EXCHANGE_NOT_WRITABLE"
+    ]
+    assert paired.acme.sync_info(paired.key).channel_error == f"{acme_send} is missing"
+    globex_receive = paired.root / "exchange" / "globex" / "RECEIVE"
+    assert paired.globex.sync_info(paired.key).channel_error == (
+        f"{globex_receive} is a link to ../acme/SEND, which does not exist"
+    )
+    assert paired.acme.sync_info(paired.key).status == "RUNNING"
+    parked.rename(acme_send)
+    sync_all(paired)  # no operator action: the share coming back re-arms what waited
+    assert issue_by_summary(paired.globex, "GLOBEX", "while away") is not None
+    assert paired.acme.messages(paired.key, F.SEND_ERROR) == []
+    assert paired.acme.sync_info(paired.key).channel_error == ""
+    assert paired.globex.sync_info(paired.key).channel_error == ""
+
+
+def test_a_share_path_that_is_a_file_keeps_the_engine_running(paired: Demo) -> None:
+    acme_send = paired.root / "exchange" / "acme" / "SEND"
+    parked = acme_send.with_name("SEND.away")
+    acme_send.rename(parked)
+    acme_send.write_text("not a folder")
+    engine = Engine(paired.globex)
+    engine.start()
+    try:
+        globex_receive = paired.root / "exchange" / "globex" / "RECEIVE"
+        shown = lambda: paired.globex.sync_info(paired.key).channel_error  # noqa: E731
+        assert wait_until(lambda: shown() == f"{globex_receive} is not a folder", 10), shown()
+        acme_send.unlink()
+        parked.rename(acme_send)
+        assert wait_until(lambda: shown() == "", 10), shown()
+        assert engine.failure is None and engine.running
+    finally:
+        engine.stop()
+    still_syncs(paired, "after the file")
