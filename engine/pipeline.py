@@ -902,7 +902,16 @@ class Pipeline:
             )
             return []
         if env.epoch == pair.in_epoch and env.seq <= pair.in_seq:
-            self._record(side, [(row, F.OUTDATED, None, "DUPLICATE", f"seq {env.seq} was applied already")])
+            if self._seen_before(side, env):
+                self._record(
+                    side, [(row, F.OUTDATED, None, "DUPLICATE", f"seq {env.seq} was applied already")]
+                )
+            else:  # the sender reused the number (restored from a backup?): both sides must see it
+                text = (
+                    f"seq {env.seq} of epoch {env.epoch} was applied already with other content: the "
+                    "partner reused a sequence number; skip this message or resync the issue"
+                )
+                self._hold(side, row, pair, "SEQ_REUSED", text)
             return []
         if pair.held:
             self._record(
@@ -1010,6 +1019,24 @@ class Pipeline:
             )
         return released
 
+    def _seen_before(self, side: SideCtx, env: Envelope) -> bool:
+        """Whether this very message (same content, RELIABILITY rule 3) was processed here, or
+        nothing processed under its number is left to compare with (retention removed it)."""
+        with self.db.session() as s:
+            payloads = s.exec(
+                select(Message.payload).where(
+                    Message.side_id == side.id,
+                    Message.direction == "in",
+                    Message.pair_id == env.issue,
+                    Message.epoch == env.epoch,
+                    Message.seq == env.seq,
+                    Message.folder == F.PROCESSED,
+                )
+            ).all()
+        applied = [payload for payload in payloads if payload]
+        canonical = env.to_json()
+        return not applied or any(Envelope.from_json(payload).to_json() == canonical for payload in applied)
+
     def _hold(self, side: SideCtx, row: Message, pair: _InPair, code: str, text: str) -> None:
         with self._tx(side, savepoint=False) as (s, moves):
             _upsert_pair(s, side.id, pair.pair_id, {"held": True})
@@ -1058,8 +1085,8 @@ class Pipeline:
                 return 0
             if skip_first and held:
                 first = held.pop(0)
-                if pair is not None and first.type in ISSUE_TYPES:
-                    pair.in_epoch, pair.in_seq = first.epoch, first.seq
+                if pair is not None and first.type in ISSUE_TYPES:  # never back: it may be a reused seq
+                    pair.in_epoch, pair.in_seq = max((pair.in_epoch, pair.in_seq), (first.epoch, first.seq))
                 self._move_in_tx(
                     s, moves, side, first, F.PROCESSED, None, "SKIPPED", "skipped by an administrator"
                 )

@@ -15,7 +15,7 @@ from engine.envelope import bundle_text
 
 from .conftest import issue_by_summary, sync_all
 from .hostile import compression_bomb
-from .test_bad_input import create_body, drop, envelope, reasons, run_globex, still_syncs
+from .test_bad_input import create_body, drop, envelope, reasons, run_globex, still_syncs, update_body
 
 
 def test_a_compression_bomb_is_rejected_with_bounded_memory(paired_gpg: Demo) -> None:
@@ -129,3 +129,36 @@ def test_a_share_path_that_is_a_file_keeps_the_engine_running(paired: Demo) -> N
     finally:
         engine.stop()
     still_syncs(paired, "after the file")
+
+
+def test_another_message_under_an_applied_seq_is_held_as_seq_reused(paired: Demo) -> None:
+    pair = uuid.uuid4().hex
+    first = envelope(paired, update_body(title="first"), pair=pair, seq=2)
+    drop(paired, "1.bac", envelope(paired, create_body("reused"), pair=pair))
+    drop(paired, "2.bac", first)
+    run_globex(paired)
+    drop(paired, "2-copy.bac", first)
+    drop(paired, "2-other.bac", envelope(paired, update_body(title="second"), pair=pair, seq=2))
+    run_globex(paired)
+    drop(paired, "3.bac", envelope(paired, update_body(title="third"), pair=pair, seq=3))
+    run_globex(paired)
+    seen = reasons(paired)
+    assert seen["2-copy.bac"] == (F.OUTDATED, "DUPLICATE")
+    assert seen["2-other.bac"] == (F.ERROR, "SEQ_REUSED")
+    assert seen["3.bac"] == (F.ERROR, "HELD_BEHIND_ERROR")
+    assert issue_by_summary(paired.globex, "GLOBEX", "first") is not None
+    assert paired.globex.sync_info(paired.key).errors == 2
+    paired.globex.skip(paired.key, pair)  # the admin's choice: drop the reused one
+    run_globex(paired)
+    assert reasons(paired)["3.bac"] == (F.PROCESSED, "")
+    assert issue_by_summary(paired.globex, "GLOBEX", "third") is not None
+    third = next(m for m in paired.globex.messages(paired.key) if m.original_name == "3.bac")
+    drop(paired, "2-late.bac", envelope(paired, update_body(title="late"), pair=pair, seq=2))
+    run_globex(paired)
+    assert reasons(paired)["2-late.bac"] == (F.ERROR, "SEQ_REUSED")
+    paired.globex.skip(paired.key, pair)
+    side = paired.globex.paths.data / paired.key / "GLOBEX-1"
+    drop(paired, "3-copy.bac", (side / F.PROCESSED / third.file).read_bytes())
+    run_globex(paired)
+    assert reasons(paired)["3-copy.bac"] == (F.OUTDATED, "DUPLICATE"), "skipping moved the sequence back"
+    assert issue_by_summary(paired.globex, "GLOBEX", "third") is not None

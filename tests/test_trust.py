@@ -165,11 +165,9 @@ def test_replays_are_outdated_and_never_applied_twice(paired_gpg: Demo) -> None:
     assert seen["first.bac"] == (F.PROCESSED, "")
     seen = deliver(paired_gpg, "again.bac", first)
     assert seen["again.bac"] == (F.OUTDATED, "DUPLICATE")
-    older = keys.encrypt_sign(
-        envelope_text(paired_gpg, "older seq", pair=pair).encode(), acme_fpr, globex_fpr
-    )
-    seen = deliver(paired_gpg, "older.bac", older)
-    assert seen["older.bac"] == (F.OUTDATED, "DUPLICATE")
+    other = keys.encrypt_sign(envelope_text(paired_gpg, "same seq", pair=pair).encode(), acme_fpr, globex_fpr)
+    seen = deliver(paired_gpg, "other.bac", other)
+    assert seen["other.bac"] == (F.ERROR, "SEQ_REUSED"), "another message under an applied seq is held"
     assert [i.fields["summary"] for i in paired_gpg.globex.tracker.list_issues("GLOBEX")] == ["replayed"]
 
 
