@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action in issue.choices.values():
         action.add_argument("--as", dest="as_user", default="admin", help="act as this user (default: admin)")
 
+    sub.add_parser("doctor", help="check the home's database file (read-only) and say what is damaged")
     tracker = sub.add_parser("tracker", help="embedded tracker administration").add_subparsers(
         dest="action", metavar="ACTION", required=True
     )
@@ -266,28 +267,56 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
         return _demo(args)
+    if args.command == "doctor":
+        return _doctor(args)
+    from sqlalchemy.exc import DatabaseError
+
     from engine.installation import Installation
 
-    if args.command is None:
-        from .app import run_tui
-
-        inst = Installation(args.home)
-        return run_tui(inst, project=args.project)
     inst = Installation(args.home)
-    inst.setup_logging()
     try:
-        handler: Callable[[Installation, argparse.Namespace], int] = {
-            "run": _run,
-            "sync": _sync,
-            "config": _config,
-            "messages": _messages,
-            "project": _project,
-            "issue": _issue,
-            "tracker": _tracker,
-        }[args.command]
-        return handler(inst, args)
+        if args.command is None:
+            from .app import run_tui
+
+            return run_tui(inst, project=args.project)
+        inst.setup_logging()
+        return _command(inst, args)
+    except DatabaseError as exc:  # a damaged file or a failing disk: one line, never a traceback
+        raise BackboneError(inst.db.damage_text(exc.orig or exc)) from None
     finally:
         inst.close()
+
+
+def _command(inst: Any, args: argparse.Namespace) -> int:
+    handler: Callable[[Any, argparse.Namespace], int] = {
+        "run": _run,
+        "sync": _sync,
+        "config": _config,
+        "messages": _messages,
+        "project": _project,
+        "issue": _issue,
+        "tracker": _tracker,
+    }[args.command]
+    return handler(inst, args)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from engine.db import integrity_report
+    from engine.paths import HomePaths, resolve_home
+
+    database = HomePaths(resolve_home(args.home)).database
+    findings = integrity_report(database)
+    if not findings:
+        print(f"{database}: the database is sound (integrity check ok)")
+        return EXIT_OK
+    print(f"{database}: the database is damaged:")
+    for finding in findings[:20]:
+        print(f"  {finding}")
+    print(
+        "Stop every backbone process of this home and restore the file from a backup; the message "
+        "files under data/ are filed again at the next start."
+    )
+    return EXIT_USER
 
 
 # -- demo and run ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from . import models  # noqa: F401  (registers the tables)
+
+QUICK_CHECK_SECONDS = 5.0
 
 
 class Database:
@@ -78,6 +81,40 @@ class Database:
             finally:
                 self._local.session = None
 
+    def quick_check(self, budget: float = QUICK_CHECK_SECONDS) -> list[str] | None:
+        """SQLite's `quick_check` within `budget` seconds: what it found ([] when sound), or None
+        when the time ran out first (a big home: the rest is checked as it is read)."""
+        if not self.is_sqlite:
+            return []
+        raw = self.engine.raw_connection()
+        try:
+            connection = raw.driver_connection
+            assert isinstance(connection, sqlite3.Connection)
+            deadline = time.monotonic() + budget
+            connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+            try:
+                findings = [_one_line(row[0]) for row in connection.execute("PRAGMA quick_check(5)")]
+            except sqlite3.OperationalError as exc:
+                if "interrupt" not in str(exc):
+                    raise
+                return None
+            finally:
+                connection.set_progress_handler(None, 0)
+        finally:
+            raw.close()
+        return [] if findings == ["ok"] else findings
+
+    def damage_text(self, detail: object, *, damaged: bool = False) -> str:
+        """The one line for a database that failed: which file, what, and what to do."""
+        where = self.url.removeprefix("sqlite:///") if self.is_sqlite else "the database"
+        what = "is damaged" if damaged else "failed"
+        detail = _one_line(detail)
+        return (
+            f"{where}: the database {what} ({detail}). Stop every backbone process of this home; if "
+            "`backbone doctor` finds damage, restore the file from a backup (the message files under "
+            "data/ are filed again at the next start)"
+        )
+
     def checkpoint_full(self) -> None:
         """Make every commit so far durable on power loss (before irreversible outside effects)."""
         if self.is_sqlite:
@@ -103,3 +140,22 @@ def _install_sqlite_hooks(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def integrity_report(path: Path) -> list[str]:
+    """A full `integrity_check` of a database file, opened read-only: [] when sound."""
+    if not path.exists():
+        return [f"{path} does not exist"]
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            findings = [_one_line(row[0]) for row in connection.execute("PRAGMA integrity_check")]
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    return [] if findings == ["ok"] else findings
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split()).replace("*** in database main *** ", "")

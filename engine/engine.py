@@ -71,6 +71,11 @@ class Engine:
     def start(self) -> None:
         """Take the home's lock, reconcile folders with the database, start the workers."""
         self.inst.lock.require()
+        try:
+            self.inst.check_database()
+        except BaseException:
+            self.inst.lock.release()
+            raise
         self._unsubscribe = self.inst.events.subscribe(self._on_event)
         self.reconcile()
         self._stop.clear()
@@ -125,6 +130,7 @@ class Engine:
             self.inst.lock.require()
         unsubscribe = self.inst.events.subscribe(self._on_event)
         try:
+            self.inst.check_database()
             self.reconcile()
             return self.step(max_passes)
         finally:
@@ -169,7 +175,7 @@ class Engine:
             try:
                 work = step()
             except SADatabaseError as exc:
-                self._fail(f"database error in {name}: {exc.orig or exc}; the engine stopped")
+                self._fail(f"the engine stopped ({name}): {self.inst.db.damage_text(exc.orig or exc)}")
                 return
             except Exception as exc:  # noqa: BLE001
                 log.exception("worker %s failed", name)
@@ -278,7 +284,7 @@ class Engine:
                     continue
                 receiver.idle_wait(MAIL_IDLE_SECONDS)
             except SADatabaseError as exc:
-                self._fail(f"database error in mail receive: {exc.orig or exc}; the engine stopped")
+                self._fail(f"the engine stopped (mail receive): {self.inst.db.damage_text(exc.orig or exc)}")
                 return
             except Exception:  # noqa: BLE001
                 log.exception("mail receive for %s failed; retrying", side.sync_key)

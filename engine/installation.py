@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import shutil
+import sqlite3
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func
+from sqlalchemy.exc import DatabaseError as SADatabaseError
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select
 
 from . import control as C
@@ -185,19 +188,39 @@ class Installation:
     def __init__(self, home: str | Path | None = None) -> None:
         self.paths = HomePaths(resolve_home(home))
         self.paths.create()
+        existed = self.paths.database.is_file() and self.paths.database.stat().st_size > 0
         self.db = Database.for_file(self.paths.database)
-        self.db.create_all()
-        os.chmod(self.paths.database, 0o600)  # it holds mail passwords
-        self._check_schema()
+        try:
+            if existed and not self._has_identity():
+                self.check_database()  # a home lost the rows every home has: look before writing them
+            self.db.create_all()
+            os.chmod(self.paths.database, 0o600)  # it holds mail passwords
+            self._check_schema()
+            self.id = self._installation_id()
+        except SADatabaseError as exc:
+            self.db.dispose()
+            raise BackboneError(self.db.damage_text(exc.orig or exc)) from None
         self.tracker = EmbeddedTracker(self.db, self.paths.attachments)
         self.events = EventBus()
         self.pipeline = Pipeline(self.db, self.tracker, self.paths.data, self.events, self._codec_for)
         self.pipeline.control_handler = self._handle_control
         self.pipeline.channel_for = self._channel_for
         self.lock = EngineLock(self.paths.lock_file)
-        self.id = self._installation_id()
         self._keyring: Keyring | None = None
         self._codecs: dict[tuple[Any, ...], Codec] = {}
+
+    def check_database(self) -> None:
+        """Before the engine writes: SQLite's quick check, bounded in time (G9)."""
+        try:
+            findings = self.db.quick_check()
+        except SADatabaseError as exc:
+            raise BackboneError(self.db.damage_text(exc.orig or exc)) from None
+        except sqlite3.DatabaseError as exc:
+            raise BackboneError(self.db.damage_text(exc)) from None
+        if findings is None:
+            logging.getLogger("backbone").warning("database quick check cut short; reads check the rest")
+        elif findings:
+            raise BackboneError(self.db.damage_text("; ".join(findings[:3]), damaged=True))
 
     def close(self) -> None:
         self.lock.release()
@@ -265,6 +288,19 @@ class Installation:
         if not any(getattr(h, "baseFilename", None) == handler.baseFilename for h in root.handlers):
             root.addHandler(handler)
         root.setLevel(logging.INFO)
+
+    def _has_identity(self) -> bool:
+        """Whether the schema version and the installation id, written at creation, can be read."""
+        with self.db.session() as s:
+            try:
+                return (
+                    s.get(Setting, SCHEMA_SETTING) is not None
+                    and s.exec(select(InstallationRow)).first() is not None
+                )
+            except OperationalError as exc:
+                if "no such table" in str(exc.orig):
+                    return False
+                raise
 
     def _check_schema(self) -> None:
         with self.db.write() as s:

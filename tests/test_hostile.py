@@ -4,9 +4,15 @@ a reused sequence number, a corrupt database, line breaks in mail settings, unkn
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
 import tracemalloc
 import uuid
+from pathlib import Path
 
+import pytest
+
+from backbone_tui.cli import main
 from engine import folders as F
 from engine.crypto import DEFAULT_MAX_PLAINTEXT_BYTES
 from engine.demo import Demo
@@ -162,3 +168,53 @@ def test_another_message_under_an_applied_seq_is_held_as_seq_reused(paired: Demo
     run_globex(paired)
     assert reasons(paired)["3-copy.bac"] == (F.OUTDATED, "DUPLICATE"), "skipping moved the sequence back"
     assert issue_by_summary(paired.globex, "GLOBEX", "third") is not None
+
+
+def _damage_page(database: Path, table: str) -> None:
+    """Overwrite the body of `table`'s fullest page (its header kept) with fixed noise."""
+    with sqlite3.connect(database) as connection:
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        (page,) = connection.execute(
+            "SELECT pageno FROM dbstat WHERE name = ? ORDER BY ncell DESC LIMIT 1", (table,)
+        ).fetchone()
+    connection.close()
+    noise = random.Random(page).randbytes(page_size - 8)
+    with open(database, "r+b") as handle:
+        handle.seek((page - 1) * page_size + 8)
+        handle.write(noise)
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_damaged_page_stops_the_engine_before_it_writes(
+    paired: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    still_syncs(paired, "before the damage")
+    home = paired.globex.paths.root
+    database = paired.globex.paths.database
+    paired.close()
+    _damage_page(database, "message")
+    before = database.read_bytes()
+    line = _one_line_error(capsys, ["--home", str(home), "run", "--once"])
+    assert str(database) in line and "damaged" in line and "backup" in line
+    assert database.read_bytes() == before, "nothing is written to a damaged database"
+    assert main(["--home", str(home), "doctor"]) == 1
+    assert "the database is damaged" in capsys.readouterr().out
+
+
+def test_a_garbage_header_is_one_line_naming_the_file(
+    paired: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = paired.globex.paths.root
+    database = paired.globex.paths.database
+    paired.close()
+    with open(database, "r+b") as handle:
+        handle.write(b"garbage" * 20)
+    for argv in (["run", "--once"], ["sync", "list"]):
+        line = _one_line_error(capsys, ["--home", str(home), *argv])
+        assert str(database) in line and "not a database" in line
