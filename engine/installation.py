@@ -32,7 +32,7 @@ from .db import Database
 from .envelope import Codec, Envelope, PlainCodec, load_json
 from .errors import BackboneError, RejectedError
 from .events import EventBus, SyncChanged
-from .mail import MailError, MailReceiver, MailSender, MailSettings, check_settings
+from .mail import MailError, MailReceiver, MailSender, MailSettings, check_settings, line_safe
 from .models import (
     FieldState,
     History,
@@ -261,9 +261,11 @@ class Installation:
         return codec
 
     def _handle_control(self, s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoing]:
+        address = envelope.body.get("address")
+        if envelope.type == "HANDSHAKE" and isinstance(address, str) and not _plausible_address(address):
+            raise RejectedError("BODY_INVALID", "field 'address': expected one email address on one line")
         answer = C.handle_control(s, side, envelope)
         row = s.get(SyncSide, side.id)
-        address = envelope.body.get("address")
         if (
             envelope.type == "HANDSHAKE"
             and row is not None
@@ -1077,6 +1079,15 @@ def public_mail(stored: str) -> dict[str, Any]:
 
 def _env_name(key: str, part: str) -> str:
     return "BACKBONE_" + re.sub(r"[^A-Z0-9]", "_", key.upper()) + f"_{part}_PASSWORD"
+
+
+def _plausible_address(address: str) -> bool:
+    return address == "" or (
+        len(address) <= 320
+        and "@" in address
+        and line_safe(address)
+        and not any(c in address for c in " <>,")
+    )
 
 
 def _canonical(data: dict[str, Any]) -> str:

@@ -64,6 +64,12 @@ class ImapSettings:
     def server(self) -> str:
         return f"IMAP {self.host}:{self.port}"
 
+    def unsafe_fields(self) -> list[str]:
+        """The values that would break a protocol line (a CR or LF would start a new command)."""
+        return _unsafe(
+            {"host": self.host, "user name": self.username, "password": self.password, "folder": self.folder}
+        )
+
 
 @dataclass
 class SmtpSettings:
@@ -81,6 +87,27 @@ class SmtpSettings:
     @property
     def server(self) -> str:
         return f"SMTP {self.host}:{self.port}"
+
+    def unsafe_fields(self) -> list[str]:
+        """The values that would break a protocol line (a CR or LF would start a new command)."""
+        return _unsafe(
+            {
+                "host": self.host,
+                "user name": self.username,
+                "password": self.password,
+                "from address": self.from_addr,
+                "to address": self.to_addr,
+            }
+        )
+
+
+def _unsafe(values: dict[str, str]) -> list[str]:
+    return [label for label, value in values.items() if not line_safe(value)]
+
+
+def line_safe(value: str) -> bool:
+    """Whether `value` can go into one line of IMAP or SMTP: no control characters at all."""
+    return not any(ord(char) < 32 or ord(char) == 127 for char in value)
 
 
 @dataclass
@@ -100,6 +127,10 @@ class MailSettings:
         """What is missing or malformed, without touching the network (empty when fine)."""
         found: list[str] = []
         for label, server in (("receive", self.receive), ("send", self.send)):
+            found += [
+                f"{label}: the {name} contains a line break or control character"
+                for name in server.unsafe_fields()
+            ]
             if not server.host.strip():
                 found.append(f"{label}: the server host is empty")
             if not 0 < server.port < 65536:
@@ -203,6 +234,14 @@ def _mail_error(
     return error
 
 
+def _refuse_unsafe(server: str, fields: list[str]) -> None:
+    """Nothing with a line break reaches the server (it would be read as another command)."""
+    if fields:
+        raise MailError(
+            server, "settings", f"the {', '.join(fields)} contains a line break; not sent", temporary=False
+        )
+
+
 @cache
 def _ssl_context(ca_file: str) -> ssl.SSLContext:
     """One context per CA file: loading the system's CAs costs ~25 ms, so not per connection."""
@@ -265,6 +304,7 @@ def _helo_name() -> str:
 def _smtp_open(settings: SmtpSettings, timeout: float, cls: type[MailError] = MailError) -> smtplib.SMTP:
     """A logged-in SMTP connection; `cls` errors name the step that failed."""
     server, secret = settings.server, settings.password
+    _refuse_unsafe(server, settings.unsafe_fields())
     context = _ssl_context(settings.ca_file)
     try:
         client: smtplib.SMTP
@@ -461,6 +501,7 @@ class _Dropped(Exception):
 def _imap_open(settings: ImapSettings, timeout: float) -> tuple[Any, dict[bytes, Any]]:
     """A logged-in IMAP connection with the folder selected, and the SELECT answer."""
     server, secret = settings.server, settings.password
+    _refuse_unsafe(server, settings.unsafe_fields())
     context = _ssl_context(settings.ca_file)
     try:
         client = IMAPClient(

@@ -194,6 +194,47 @@ def test_settings_are_checked_on_creation(tmp_path: Path, mail_server: MailServe
         inst.close()
 
 
+def _create_email_primary(home: str, tmp_path: Path, server: MailServer, user: str, *extra: str) -> int:
+    return main(
+        [
+            "--home",
+            home,
+            "sync",
+            "create",
+            "--role",
+            "primary",
+            "--project",
+            "ACME",
+            "--user",
+            "bot",
+            "--protocol",
+            "email",
+            "--name",
+            "mail",
+            "--handshake-out",
+            str(tmp_path / "hs.json"),
+            "--imap-host",
+            server.host,
+            "--imap-port",
+            str(server.imap_port),
+            "--imap-tls",
+            "none",
+            "--imap-user",
+            user,
+            "--smtp-host",
+            server.host,
+            "--smtp-port",
+            str(server.smtp_port),
+            "--smtp-tls",
+            "none",
+            "--same-credentials",
+            "--from",
+            user,
+            *extra,
+        ]
+    )
+
+
 def test_cli_creates_an_email_primary(
     tmp_path: Path, mail_server: MailServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -202,43 +243,7 @@ def test_cli_creates_an_email_primary(
     main(["--home", home, "project", "create", "ACME", "--name", "Acme"])
     os.environ["BACKBONE_IMAP_PASSWORD"] = password
     try:
-        code = main(
-            [
-                "--home",
-                home,
-                "sync",
-                "create",
-                "--role",
-                "primary",
-                "--project",
-                "ACME",
-                "--user",
-                "bot",
-                "--protocol",
-                "email",
-                "--name",
-                "mail",
-                "--handshake-out",
-                str(tmp_path / "hs.json"),
-                "--imap-host",
-                mail_server.host,
-                "--imap-port",
-                str(mail_server.imap_port),
-                "--imap-tls",
-                "none",
-                "--imap-user",
-                user,
-                "--smtp-host",
-                mail_server.host,
-                "--smtp-port",
-                str(mail_server.smtp_port),
-                "--smtp-tls",
-                "none",
-                "--same-credentials",
-                "--from",
-                user,
-            ]
-        )
+        code = _create_email_primary(home, tmp_path, mail_server, user)
     finally:
         del os.environ["BACKBONE_IMAP_PASSWORD"]
     out, err = capsys.readouterr()
@@ -247,6 +252,41 @@ def test_cli_creates_an_email_primary(
     handshake = json.loads((tmp_path / "hs.json").read_text())
     assert handshake["primary"]["address"] == user
     assert password not in json.dumps(handshake)
+
+
+def test_line_breaks_in_mail_settings_never_reach_a_server(
+    mail_pair_plain: Demo, mail_server: MailServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = mail_pair_plain
+    inbox = address(demo.globex, demo.key)
+    variable = "BACKBONE_" + demo.key.replace("-", "_") + "_IMAP_PASSWORD"
+    demo.acme.tracker.create_issue("ACME", "Task", {"summary": "after the injection"}, as_user="alice")
+    Engine(demo.acme).run_once()
+    os.environ[variable] = "pw\r\nTAG DELETE INBOX"  # set by a service: checked where it is used
+    try:
+        Engine(demo.globex).run_once()
+        error = demo.globex.sync_info(demo.key).channel_error
+        assert "password contains a line break" in error and "not sent" in error
+    finally:
+        del os.environ[variable]
+    assert mail_server.maildir_count(inbox, "INBOX") == 1, "the inbox and its mail are untouched"
+    sync_all(demo)
+    assert issue_by_summary(demo.globex, "GLOBEX", "after the injection") is not None
+    user, _ = mail_server.new_account("crlf")
+    home = str(tmp_path / "h")
+    main(["--home", home, "project", "create", "ACME", "--name", "Acme"])
+    capsys.readouterr()
+    for password, extra, field in (
+        ("pw\r\nTAG DELETE INBOX", [], "receive: the password"),
+        ("pw", ["--imap-folder", "INBOX\r\nTAG DELETE INBOX"], "receive: the folder"),
+        ("pw", ["--from", "bot@example.test\nRSET"], "send: the from address"),
+    ):
+        os.environ["BACKBONE_IMAP_PASSWORD"] = os.environ["BACKBONE_SMTP_PASSWORD"] = password
+        try:
+            assert _create_email_primary(home, tmp_path, mail_server, user, *extra) == 1
+        finally:
+            del os.environ["BACKBONE_IMAP_PASSWORD"], os.environ["BACKBONE_SMTP_PASSWORD"]
+        assert f"{field} contains a line break" in capsys.readouterr().err
 
 
 def test_email_demo(tmp_path: Path, mail_server: MailServer, capsys: pytest.CaptureFixture[str]) -> None:
