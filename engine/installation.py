@@ -972,6 +972,7 @@ class Installation:
             row.config_text = text
             row.config_version += 1
             s.add(row)
+        self.pipeline.release_config_pending(self.pipeline.side(side.id))
         self._changed(key)
 
     def _one_side(self, key: str, project: str | None) -> SideCtx:

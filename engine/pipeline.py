@@ -944,6 +944,17 @@ class Pipeline:
                 ],
             )
             return []
+        if env.config > side.config_version:  # built under a version this side has not put in force
+            text = (
+                f"built under configuration version {env.config}; version {side.config_version} is in "
+                "force here: it applies once this side has that version"
+            )
+            self._record(side, [(row, F.WAITING, None, "CONFIG_PENDING", text)])
+            return []
+        if env.config < 1:
+            text = f"built under configuration version {env.config}, which was never published"
+            self._hold(side, row, pair, "CONFIG_UNKNOWN", text)
+            return []
         applier = _Applier(self, side, config, pair, env, states)
         try:
             applier.apply()
@@ -1106,6 +1117,22 @@ class Pipeline:
                 message.attempts = 0
                 self._move_in_tx(s, moves, side, message, F.RECEIVE, None, "RETRY", "queued again")
         return len(held)
+
+    def release_config_pending(self, side: SideCtx) -> int:
+        """Queue again what waited for a configuration version (this side's version changed)."""
+        with self._tx(side) as (s, moves):
+            waiting = s.exec(
+                select(Message)
+                .where(
+                    Message.side_id == side.id,
+                    Message.folder == F.WAITING,
+                    Message.reason_code == "CONFIG_PENDING",
+                )
+                .order_by(col(Message.id))
+            ).all()
+            for row in waiting:
+                self._move_in_tx(s, moves, side, row, F.RECEIVE, None, "RETRY", "configuration changed")
+        return len(waiting)
 
     def retry_folder(self, side: SideCtx, folder: str) -> int:
         """Make everything in OFFLINE or SEND_ERROR due now."""

@@ -218,3 +218,21 @@ def test_a_garbage_header_is_one_line_naming_the_file(
     for argv in (["run", "--once"], ["sync", "list"]):
         line = _one_line_error(capsys, ["--home", str(home), *argv])
         assert str(database) in line and "not a database" in line
+
+
+def test_a_newer_config_version_waits_and_a_never_published_one_is_held(paired: Demo) -> None:
+    in_force = paired.globex.pipeline.sides()[0].config_version
+    pair, unknown = uuid.uuid4().hex, uuid.uuid4().hex
+    drop(paired, "1.bac", envelope(paired, create_body("newer config"), pair=pair, config=in_force + 1))
+    drop(paired, "2.bac", envelope(paired, update_body(title="then this"), pair=pair, seq=2, config=1))
+    drop(paired, "0.bac", envelope(paired, create_body("version 0"), pair=unknown, config=0))
+    run_globex(paired)
+    seen = reasons(paired)
+    assert seen["1.bac"] == (F.WAITING, "CONFIG_PENDING")
+    assert seen["2.bac"] == (F.WAITING, "SEQ_GAP")
+    assert seen["0.bac"] == (F.ERROR, "CONFIG_UNKNOWN")
+    assert issue_by_summary(paired.globex, "GLOBEX", "newer config") is None
+    paired.globex.config_import_text(paired.key, paired.globex.config_export(paired.key), "again")
+    run_globex(paired)
+    assert reasons(paired)["1.bac"] == reasons(paired)["2.bac"] == (F.PROCESSED, "")
+    assert issue_by_summary(paired.globex, "GLOBEX", "then this") is not None
