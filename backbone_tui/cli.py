@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -14,6 +15,8 @@ from typing import Any
 from engine.errors import BackboneError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
+EXIT_PIPE = 128 + signal.SIGPIPE  # as a shell reports a command whose reader went away
+CREATING_COMMANDS = {("project", "create"), ("sync", "create")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("key")
     p.add_argument("-o", "--output", help="file or folder (default: HOME/support/)")
+    p = sync.add_parser("handshake", help="write the handshake file again (primary, REQUEST SENT)")
+    p.add_argument("key")
+    p.add_argument("-o", "--output", required=True, help="the new file (its folder must exist)")
     p = sync.add_parser("test", help="check the channel again (mail log-in, exchange folder)")
     p.add_argument("key")
     p = sync.add_parser("edit")
@@ -253,15 +259,22 @@ def _mail_settings(args: argparse.Namespace) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return _dispatch(parser, args)
-    except BackboneError as exc:
-        print(f"backbone: {exc}", file=sys.stderr)
-        return EXIT_USER
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        try:
+            code = _dispatch(parser, args)
+        except BackboneError as exc:
+            print(f"backbone: {exc}", file=sys.stderr)
+            code = EXIT_USER
+        sys.stdout.flush()  # here, so a closed pipe is caught below and not at exit
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `backbone ... | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_PIPE
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -273,7 +286,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     from engine.installation import Installation
 
-    inst = Installation(args.home)
+    creates = (args.command, getattr(args, "action", None)) in CREATING_COMMANDS
+    inst = Installation(args.home, create=creates)
     try:
         if args.command is None:
             from .app import run_tui
@@ -298,6 +312,17 @@ def _command(inst: Any, args: argparse.Namespace) -> int:
         "tracker": _tracker,
     }[args.command]
     return handler(inst, args)
+
+
+def _program() -> str:
+    """How to run this command again: `backbone` when that is the one on PATH, else the path used."""
+    import shutil
+
+    used = sys.argv[0] if sys.argv else ""
+    found = shutil.which("backbone")
+    if os.path.basename(used) != "backbone" or (found and os.path.realpath(found) == os.path.realpath(used)):
+        return "backbone"
+    return os.path.relpath(used)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -333,7 +358,7 @@ def _demo(args: argparse.Namespace) -> int:
         inst.setup_logging()
     if args.no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
         settle((Engine(demo.acme), Engine(demo.globex)))
-        for line in summary(demo, time.monotonic() - started):
+        for line in summary(demo, time.monotonic() - started, program=_program()):
             print(line)
         demo.close()
         return EXIT_OK
@@ -424,7 +449,9 @@ def _print_table(rows: list[list[str]], header: list[str]) -> None:
 def _sync(inst: Any, args: argparse.Namespace) -> int:
     action = args.action
     if action == "list":
-        syncs = inst.list_syncs(status=args.status, project=args.filter_project or args.project)
+        syncs = inst.list_syncs(
+            status=_status_arg(args.status), project=_project_arg(inst, args.filter_project or args.project)
+        )
         if args.json:
             print(json.dumps([info.to_json() for info in syncs], indent=2))
         else:
@@ -465,6 +492,9 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
         path = create_support_zip(inst, args.key, Path(args.output) if args.output else None)
         print(f"{args.key}: support ZIP written to {path}")
         return EXIT_OK
+    if action == "handshake":
+        print(f"{args.key}: handshake file written to {inst.export_handshake(args.key, args.output)}")
+        return EXIT_OK
     if action == "test":
         for line in inst.test_channel(args.key):
             print(line)
@@ -482,7 +512,7 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
         if args.status:
             if keys:
                 raise BackboneError("give keys or --status, not both")
-            keys = [info.key for info in inst.list_syncs(status=args.status)]
+            keys = [info.key for info in inst.list_syncs(status=_status_arg(args.status))]
         if not keys:
             raise BackboneError(f"nothing to {action}: give synchronization keys or --status")
         for info in (inst.start if action == "start" else inst.stop)(keys):
@@ -584,6 +614,29 @@ def _sync_create(inst: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _status_arg(status: str | None) -> str | None:
+    """A --status value as stored (any case, `_` for spaces), or an error listing the valid ones."""
+    from engine.control import ALL_STATUSES
+
+    if status is None:
+        return None
+    wanted = status.upper().replace("_", " ")
+    if wanted not in ALL_STATUSES:
+        raise BackboneError(f"--status {status!r}: expected one of {', '.join(ALL_STATUSES)}")
+    return wanted
+
+
+def _project_arg(inst: Any, project: str | None) -> str | None:
+    if project is None:
+        return None
+    known = [key for key, _ in inst.tracker.projects()]
+    if project not in known:
+        raise BackboneError(
+            f"--project {project!r}: expected one of {', '.join(known) or '(no projects yet)'}"
+        )
+    return project
+
+
 def _spaced(fingerprint: str) -> str:
     return " ".join(fingerprint[i : i + 4] for i in range(0, len(fingerprint), 4))
 
@@ -610,11 +663,16 @@ def _messages(inst: Any, args: argparse.Namespace) -> int:
         if first == "skip":
             if not args.issue:
                 raise BackboneError("messages skip needs --issue PAIR (see 'messages KEY --folder ERROR')")
-            count = inst.skip(args.key, args.issue)
-        else:
-            count = inst.retry(args.key, args.issue)
+            skipped, count = inst.skip(args.key, args.issue)
+            print(f"{args.key}: {skipped} message(s) skipped, {count} queued again")
+            return EXIT_OK
+        count = inst.retry(args.key, args.issue)
         print(f"{args.key}: {count} message(s) queued again")
         return EXIT_OK
+    if args.key:
+        raise BackboneError(
+            f"messages {first}: unexpected {args.key!r} (did you mean 'messages retry {first}'?)"
+        )
     rows = inst.messages(first, args.folder)
     if args.json:
         print(json.dumps([row.to_json() for row in rows], indent=2))
@@ -727,14 +785,20 @@ def _issue_action(inst: Any, t: Any, args: argparse.Namespace) -> int:
             print(json.dumps(_issue_json(issue), indent=2))
         else:
             data = _issue_json(issue)
-            for name in ("key", "type", "status", "parent"):
-                print(f"{name:12} {data[name]}")
+            parent = t.read_issue(issue.parent_id) if issue.parent_id else None
+            for name, value in (("key", data["key"]), ("type", data["type"]), ("status", data["status"])):
+                print(f"{name:12} {value}")
+            if parent is not None:
+                print(f"{'parent':12} {parent.key}")
             for name, value in data["fields"].items():
                 print(f"{name:12} {value}")
             for c in data["comments"]:
                 print(f"comment      [{c['author']}] {c['body']}")
             for a in data["attachments"]:
                 print(f"attachment   {a['filename']} ({a['size']} bytes, {a['media_type']})")
+            for kind, target in issue.links:
+                linked = t.read_issue(target)
+                print(f"link         {kind} {linked.key if linked else target}")
     return EXIT_OK
 
 

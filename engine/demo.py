@@ -183,7 +183,7 @@ def settle(engines: tuple[Engine, ...], until: object = None, timeout: float = 6
     return time.monotonic() - started
 
 
-def summary(demo: Demo, seconds: float) -> list[str]:
+def summary(demo: Demo, seconds: float, program: str = "backbone") -> list[str]:
     from sqlmodel import func, select
 
     lines = [f"Demo in {demo.root} (synchronization {demo.key}), settled in {seconds:.1f} s"]
@@ -207,5 +207,5 @@ def summary(demo: Demo, seconds: float) -> list[str]:
         )
     pairs = demo.acme.issue_pairs(demo.key)
     lines.append(f"  issues synced: {sum(1 for p in pairs.values() if all(p.values()))}")
-    lines.append(f"  try: backbone --home {demo.root / 'globex'} issue list")
+    lines.append(f"  try: {program} --home {demo.root / 'globex'} issue list")
     return lines

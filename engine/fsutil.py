@@ -22,10 +22,12 @@ def stage_name(final_name: str) -> str:
     return f".{final_name}.{uuid.uuid4().hex[:8]}.part"
 
 
-def write_atomic(target: Path, data: bytes, *, durable: bool = True, sync_dir: bool = True) -> None:
+def write_atomic(
+    target: Path, data: bytes, *, durable: bool = True, sync_dir: bool = True, mode: int = 0o600
+) -> None:
     """Write `data` under a staging name in the target's folder, fsync, rename into place."""
     staging = target.parent / stage_name(target.name)
-    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         view = memoryview(data)
         while view:

@@ -86,6 +86,7 @@ class SyncInfo:
     partner_key_expires: datetime | None = None
     channel_error: str = ""
     mail: dict[str, Any] = field(default_factory=dict)  # settings without passwords
+    exchange: str = ""  # the file protocol's exchange folder
 
     def key_warning(self, now: datetime | None = None) -> str:
         """A warning when a key of this synchronization expires within 30 days (or has)."""
@@ -139,6 +140,7 @@ class SyncInfo:
             "key_warning": self.key_warning(),
             "channel_error": self.channel_error,
             "mail": self.mail,
+            "exchange": self.exchange,
         }
 
 
@@ -185,8 +187,15 @@ class _MailChannel:
 class Installation:
     """An opened home: database, embedded tracker, pipeline and the operations on them."""
 
-    def __init__(self, home: str | Path | None = None) -> None:
+    def __init__(self, home: str | Path | None = None, *, create: bool = True) -> None:
+        """Open the home (created when missing, unless `create` is False: then it must exist)."""
         self.paths = HomePaths(resolve_home(home))
+        self.paths.check()
+        if not create and not self.paths.database.is_file():
+            raise BackboneError(
+                f"{self.paths.root}: no Backbone home here (check --home or $BACKBONE_HOME; "
+                "'project create' or 'sync create' makes a new one)"
+            )
         self.paths.create()
         existed = self.paths.database.is_file() and self.paths.database.stat().st_size > 0
         self.db = Database.for_file(self.paths.database)
@@ -579,9 +588,7 @@ class Installation:
         self._check_project(project)
         _check_protocol(protocol, allowed=("file", "email"))
         _check_user(user)
-        out = Path(handshake_out)
-        if out.exists():
-            raise BackboneError(f"{out} exists already; choose another --handshake-out")
+        out = _handshake_target(handshake_out)
         key = self._new_key(project, partner_project)
         channel = self._prepare_channel(protocol, key, exchange, mail, address)
         now = utcnow()
@@ -611,33 +618,67 @@ class Installation:
             own_fingerprint=fingerprint,
             own_key_expires=expires,
         )
+        staging = self._stage_handshake(sync, side, out)
+        try:
+            with self.db.write() as s:
+                s.add(sync)
+                s.add(side)
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+        staging.replace(out)
+        self._ensure_folders(key)
+        return self.sync_info(key), out
+
+    def _stage_handshake(self, sync: Synchronization, side: SyncSide, out: Path) -> Path:
+        """Write the handshake file for `sync` under a staging name next to `out` (renamed by the caller)."""
         handshake: dict[str, Any] = {
             "kind": HANDSHAKE_KIND,
             "format": HANDSHAKE_FORMAT,
-            "sync": key,
+            "sync": sync.key,
             "name": sync.name,
-            "description": description,
-            "protocol": protocol,
-            "review": review,
-            "primary": {"installation": self.id, "project": project, "address": _address(channel)},
-            "encryption": encryption,
-            "secret": secret,
-            "created": now.isoformat(),
+            "description": sync.description,
+            "protocol": sync.protocol,
+            "review": sync.review,
+            "primary": {
+                "installation": self.id,
+                "project": side.project,
+                "address": json.loads(side.mail_settings).get("address", "") if side.mail_settings else "",
+            },
+            "encryption": sync.encryption,
+            "secret": side.pairing_secret,
+            "created": sync.created.isoformat(),
         }
-        if encryption:
+        if sync.encryption:
+            fingerprint = side.own_fingerprint
             handshake["key"] = {"fingerprint": fingerprint, "public": self.keyring.export_public(fingerprint)}
             handshake["signature"] = self.keyring.sign_text(_canonical(handshake), fingerprint)
         else:
             handshake["checksum"] = hashlib.sha256(_canonical(handshake).encode()).hexdigest()
-        with self.db.write() as s:
-            s.add(sync)
-            s.add(side)
         staging = out.with_name(f".{out.name}.part")
-        staging.write_text(json.dumps(handshake, indent=2) + "\n")
-        staging.chmod(0o600)
-        staging.replace(out)
-        self._ensure_folders(key)
-        return self.sync_info(key), out
+        try:
+            staging.write_text(json.dumps(handshake, indent=2) + "\n")
+            staging.chmod(0o600)
+        except OSError as exc:
+            staging.unlink(missing_ok=True)
+            raise BackboneError(f"handshake file {out}: cannot write ({exc.strerror})") from None
+        return staging
+
+    def export_handshake(self, key: str, handshake_out: str | Path) -> Path:
+        """Write a primary's handshake file again while its request is pending (REQUEST SENT)."""
+        out = _handshake_target(handshake_out)
+        with self.db.session() as s:
+            sync = s.get(Synchronization, key)
+            sides = s.exec(select(SyncSide).where(SyncSide.sync_key == key)).all()
+        if sync is None or not sides:
+            raise BackboneError(f"synchronization {key} does not exist")
+        if sync.role != "primary" or sync.status != C.REQUEST_SENT:
+            raise BackboneError(
+                f"{key} is {sync.role}, {sync.status}: only a primary's pending request (REQUEST SENT) "
+                "has a handshake file"
+            )
+        self._stage_handshake(sync, sides[0], out).replace(out)
+        return out
 
     def read_handshake(self, path: str | Path, expected_fingerprint: str | None = None) -> dict[str, Any]:
         """A handshake file's contents, if unaltered, of a known format and carrying the right key."""
@@ -1003,22 +1044,23 @@ class Installation:
         for side in self._sides(key):
             if issue:
                 issue = self.resolve_pair(key, issue)
-                count += self.pipeline.release_issue(side, issue, skip_first=False)
+                count += self.pipeline.release_issue(side, issue, skip_first=False)[1]
             else:
                 count += self.pipeline.retry_folder(side, F.OFFLINE)
                 count += self.pipeline.retry_folder(side, F.SEND_ERROR)
                 count += sum(
-                    self.pipeline.release_issue(side, pair, skip_first=False)
+                    self.pipeline.release_issue(side, pair, skip_first=False)[1]
                     for pair in self._held_pairs(side)
                 )
         self._changed(key)
         return count
 
-    def skip(self, key: str, issue: str) -> int:
+    def skip(self, key: str, issue: str) -> tuple[int, int]:
+        """Skip the first held message of an issue; (messages skipped, messages queued again)."""
         issue = self.resolve_pair(key, issue)
-        count = sum(self.pipeline.release_issue(side, issue, skip_first=True) for side in self._sides(key))
+        results = [self.pipeline.release_issue(side, issue, skip_first=True) for side in self._sides(key)]
         self._changed(key)
-        return count
+        return sum(skipped for skipped, _ in results), sum(queued for _, queued in results)
 
     def _held_pairs(self, side: SideCtx) -> list[str]:
         with self.db.session() as s:
@@ -1061,11 +1103,8 @@ def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) 
         partner_key_expires=first.partner_key_expires if first else None,
         channel_error=first.channel_error if first else "",
         mail=public_mail(first.mail_settings) if first else {},
+        exchange=first.exchange if first and first.exchange else "",
     )
-
-
-def _address(channel: dict[str, Any]) -> str:
-    return str(json.loads(channel["mail_settings"])["address"]) if "mail_settings" in channel else ""
 
 
 def public_mail(stored: str) -> dict[str, Any]:
@@ -1080,6 +1119,16 @@ def public_mail(stored: str) -> dict[str, Any]:
 
 def _env_name(key: str, part: str) -> str:
     return "BACKBONE_" + re.sub(r"[^A-Z0-9]", "_", key.upper()) + f"_{part}_PASSWORD"
+
+
+def _handshake_target(path: str | Path) -> Path:
+    """Where a handshake file may be written: a new file in an existing folder."""
+    out = Path(path).absolute()
+    if out.exists():
+        raise BackboneError(f"handshake file {out} exists already; choose another name")
+    if not out.parent.is_dir():
+        raise BackboneError(f"handshake file {out}: the folder {out.parent} does not exist")
+    return out
 
 
 def _plausible_address(address: str) -> bool:

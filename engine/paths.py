@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
 from .errors import BackboneError
+
+log = logging.getLogger("backbone.home")
 
 
 def resolve_home(home: str | os.PathLike[str] | None) -> Path:
@@ -52,13 +56,27 @@ class HomePaths:
     def lock_file(self) -> Path:
         return self.root / "engine.lock"
 
+    def check(self) -> None:
+        """Refuse a home path that names something other than a folder."""
+        if self.root.exists() and not self.root.is_dir():
+            raise BackboneError(f"{self.root}: the home must be a folder, and this is a file")
+
     def create(self) -> None:
-        """Create the folders (the key ring folder private to this user)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        for folder in (self.logs, self.data, self.attachments):
-            folder.mkdir(exist_ok=True)
-        self.gnupg.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(self.gnupg, 0o700)
+        """Create the folders, private to this user: `data/` holds decrypted issue text.
+
+        An existing home that other users can enter is closed (0700), with a log line."""
+        self.check()
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            mode = stat.S_IMODE(self.root.stat().st_mode)
+            if mode & 0o077:
+                os.chmod(self.root, 0o700)
+                log.warning("home %s was open to other users (mode %o); closed to 0700", self.root, mode)
+            for folder in (self.logs, self.data, self.attachments, self.gnupg):
+                folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(self.gnupg, 0o700)
+        except OSError as exc:
+            raise BackboneError(f"{self.root}: cannot use this folder as the home ({exc.strerror})") from None
 
 
 class EngineLock:

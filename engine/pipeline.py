@@ -472,7 +472,7 @@ class Pipeline:
         elif side.protocol == "file":
             assert side.exchange is not None
             send_dir, _ = F.exchange_paths(side.exchange)
-            fsutil.write_atomic(send_dir / name, data, sync_dir=False)
+            fsutil.write_atomic(send_dir / name, data, sync_dir=False, mode=0o644)  # the partner reads it
         else:  # email goes through send()'s channel
             raise OSError(f"protocol {side.protocol!r} has no built-in channel")
 
@@ -637,7 +637,10 @@ class Pipeline:
             outcome = outcomes[0]
             name = _generated_name(".bac" if original.endswith(".bac") else ".dat")
             size = source.lstat().st_size
-            fsutil.move(source, side.folders.path(outcome.folder, name))
+            target = side.folders.path(outcome.folder, name)
+            fsutil.move(source, target)
+            with contextlib.suppress(PermissionError):  # a file another user wrote stays theirs
+                os.chmod(target, 0o600)
             if deferred is not None:
                 deferred.append((name, outcome, original, size))
             else:
@@ -1074,8 +1077,11 @@ class Pipeline:
 
     # -- operator actions ---------------------------------------------------------------------
 
-    def release_issue(self, side: SideCtx, pair_id: str, *, skip_first: bool) -> int:
-        """Retry (or skip the first of) an issue's held messages: back to RECEIVE in order."""
+    def release_issue(self, side: SideCtx, pair_id: str, *, skip_first: bool) -> tuple[int, int]:
+        """Retry (or skip the first of) an issue's held messages: back to RECEIVE in order.
+
+        Returns (messages skipped, messages queued again)."""
+        skipped = 0
         with self._tx(side) as (s, moves):
             pair = s.exec(
                 select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.pair_id == pair_id)
@@ -1093,9 +1099,9 @@ class Pipeline:
                 ).all()
             )
             if not held and pair is None:
-                return 0
+                return 0, 0
             if skip_first and held:
-                first = held.pop(0)
+                first, skipped = held.pop(0), 1
                 if pair is not None and first.type in ISSUE_TYPES:  # never back: it may be a reused seq
                     pair.in_epoch, pair.in_seq = max((pair.in_epoch, pair.in_seq), (first.epoch, first.seq))
                 self._move_in_tx(
@@ -1116,7 +1122,7 @@ class Pipeline:
             for message in held:
                 message.attempts = 0
                 self._move_in_tx(s, moves, side, message, F.RECEIVE, None, "RETRY", "queued again")
-        return len(held)
+        return skipped, len(held)
 
     def release_config_pending(self, side: SideCtx) -> int:
         """Queue again what waited for a configuration version (this side's version changed)."""

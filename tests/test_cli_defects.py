@@ -1,0 +1,152 @@
+"""Defects a new user meets at the command line: each ends in one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backbone_tui.cli import main
+from engine.demo import Demo
+
+from .conftest import sync_all
+from .test_bad_input import create_body, drop, envelope, run_globex, update_body
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    code, _, err = cli(capsys, *args)
+    assert code == 1, (args, err)
+    assert err.count("\n") == 1, err
+    return err
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(tmp_path / "h")
+    cli(capsys, "--home", home, "project", "create", "ACME", "--name", "Acme")
+    reader, writer = os.pipe()
+    os.close(reader)  # like `| head` that has read its lines already
+    result = subprocess.run(
+        [sys.executable, "-m", "backbone_tui.cli", "--home", home, "project", "list"],
+        stdout=writer,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(writer)
+    assert result.stderr == ""
+    assert result.returncode == 141
+
+
+def test_a_home_that_is_a_file_or_not_sqlite_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for args in (["run", "--once"], ["sync", "list"], ["project", "create", "A", "--name", "A"]):
+        assert "must be a folder" in one_line_error(capsys, "--home", str(a_file), *args)
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "backbone.db").write_text("this is not SQLite\n" * 100)
+    for args in (["run", "--once"], ["sync", "list"]):
+        assert "backbone.db" in one_line_error(capsys, "--home", str(home), *args)
+
+
+def test_a_mistyped_home_is_refused_not_created(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    typo = tmp_path / "hmoe"
+    for args in (["sync", "list"], ["run", "--once"], ["issue", "list"], ["messages", "X-1"]):
+        assert f"{typo}: no Backbone home here" in one_line_error(capsys, "--home", str(typo), *args)
+    assert not typo.exists()
+    assert cli(capsys, "--home", str(typo), "project", "create", "ACME", "--name", "Acme")[0] == 0
+
+
+def test_unknown_status_and_project_list_the_valid_values(
+    paired: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = str(paired.acme.paths.root)
+    assert "RUNNING" in one_line_error(capsys, "--home", home, "sync", "list", "--status", "BOGUS")
+    assert "ACME" in one_line_error(capsys, "--home", home, "sync", "list", "--project", "NOPE")
+    assert "expected one of" in one_line_error(capsys, "--home", home, "sync", "stop", "--status", "BOGUS")
+    code, out, _ = cli(capsys, "--home", home, "sync", "list", "--status", "running", "--json")
+    assert code == 0 and [info["key"] for info in json.loads(out)] == [paired.key]
+
+
+def test_handshake_out_in_a_missing_folder_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = str(tmp_path / "h")
+    cli(capsys, "--home", home, "project", "create", "ACME", "--name", "Acme")
+    create = ["--home", home, "sync", "create", "--role", "primary", "--project", "ACME", "--user", "bot"]
+    create += ["--name", "n", "--no-encryption", "--exchange", str(tmp_path / "x")]
+    missing = tmp_path / "missing" / "hs.json"
+    assert "does not exist" in one_line_error(capsys, *create, "--handshake-out", str(missing))
+    assert json.loads(cli(capsys, "--home", home, "sync", "list", "--json")[1]) == []
+    first = tmp_path / "hs.json"
+    assert cli(capsys, *create, "--handshake-out", str(first))[0] == 0
+    (key,) = [info["key"] for info in json.loads(cli(capsys, "--home", home, "sync", "list", "--json")[1])]
+    again = tmp_path / "again.json"
+    code, out, _ = cli(capsys, "--home", home, "sync", "handshake", key, "-o", str(again))
+    assert code == 0 and str(again) in out
+    assert json.loads(again.read_text())["secret"] == json.loads(first.read_text())["secret"]
+    assert "exists already" in one_line_error(
+        capsys, "--home", home, "sync", "handshake", key, "-o", str(again)
+    )
+    assert cli(capsys, "--home", str(tmp_path / "g"), "project", "create", "GLOBEX", "--name", "G")[0] == 0
+    secondary = ["--home", str(tmp_path / "g"), "sync", "create", "--role", "secondary", "--handshake"]
+    assert (
+        cli(
+            capsys,
+            *secondary,
+            str(again),
+            "--project",
+            "GLOBEX",
+            "--user",
+            "bot",
+            "--exchange",
+            str(tmp_path / "y"),
+        )[0]
+        == 0
+    )
+
+
+def test_the_home_and_its_data_are_private(paired: Demo) -> None:
+    root = paired.globex.paths.root
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    sync_all(paired)
+    files = [p for p in (root / "data").rglob("*") if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files), files
+    paired.close()
+    os.chmod(root, 0o755)
+    assert main(["--home", str(root), "sync", "list"]) == 0
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
+def test_small_things_a_new_user_sees(paired: Demo, capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(paired.acme.paths.root)
+    t = paired.acme.tracker
+    parent = t.create_issue("ACME", "Task", {"summary": "parent"}, as_user="alice")
+    child = t.create_issue("ACME", "Sub-task", {"summary": "child"}, as_user="alice", parent_id=parent)
+    t.add_link(child, parent, "relates", as_user="alice")
+    code, out, _ = cli(capsys, "--home", home, "issue", "show", t.read_issue(child).key)
+    assert code == 0 and "parent       ACME-1" in out and "link         relates ACME-1" in out
+    code, out, _ = cli(capsys, "--home", home, "sync", "show", paired.key)
+    assert "exchange" in out and str(paired.root / "exchange" / "acme") in out
+    assert "unexpected" in one_line_error(capsys, "--home", home, "messages", paired.key, "extra")
+    pair = "ab" * 16
+    drop(paired, "1.bac", envelope(paired, create_body("one"), pair=pair))
+    drop(paired, "2.bac", envelope(paired, update_body(nonexistent="x"), pair=pair, seq=2))
+    drop(paired, "3.bac", envelope(paired, update_body(title="three"), pair=pair, seq=3))
+    run_globex(paired)
+    code, out, _ = cli(
+        capsys, "--home", str(paired.globex.paths.root), "messages", "skip", paired.key, "--issue", pair
+    )
+    assert (code, out.strip()) == (0, f"{paired.key}: 1 message(s) skipped, 1 queued again")
