@@ -8,7 +8,7 @@ if [ ! -x "$py" ]; then
     echo "check.sh: no .venv here; run ./test.sh once first (it makes the venv with the test extras)" >&2
     exit 2
 fi
-"$py" -m pip install -q --disable-pip-version-check ruff mypy
+"$py" -m pip install -q --disable-pip-version-check -c constraints.txt ruff mypy
 "$py" -m ruff check engine backbone_tui screens tests bench
 "$py" -m ruff format --check engine backbone_tui screens tests bench
 "$py" -m mypy

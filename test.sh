@@ -7,6 +7,7 @@ packages=()
 command -v gpg >/dev/null 2>&1 || packages+=(gnupg)
 command -v tmux >/dev/null 2>&1 || packages+=(tmux)
 command -v dovecot >/dev/null 2>&1 || packages+=(dovecot-imapd dovecot-lmtpd)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)  # stock Debian lacks it
 if [ ${#packages[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -15,5 +16,7 @@ if [ ${#packages[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-exec .venv/bin/python -m pytest "$@"
+# constraints.txt pins every package the tests install, so a new release cannot change a snapshot
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+# both cores; a test that hangs fails after ten minutes instead of blocking the run
+exec .venv/bin/python -m pytest -n 2 --timeout 600 "$@"

@@ -278,6 +278,8 @@ class Keyring:
             existing = self.own_fingerprint()
             if existing:
                 return existing
+            if self._passphrase is not None:
+                return self._create_protected_key(name, email, expire_days)
             params: dict[str, Any] = {
                 "key_type": "EDDSA",
                 "key_curve": "ed25519",
@@ -288,17 +290,30 @@ class Keyring:
                 "name_real": name,
                 "name_email": email,
                 "expire_date": f"{expire_days}d",
+                "no_protection": True,
             }
-            if self._passphrase is None:
-                params["no_protection"] = True
-            else:
-                params["passphrase"] = self._passphrase
             batch = self._gpg.gen_key_input(**params)
             result = self._call("create key", lambda: self._gpg.gen_key(batch))
             fingerprint = str(result.fingerprint or "")
             if not FINGERPRINT.match(fingerprint):
                 raise GpgError(f"gpg could not create a key: {result.status or result.stderr}")
             return fingerprint
+
+    def _create_protected_key(self, name: str, email: str, expire_days: int) -> str:
+        """The same key under a passphrase, handed to each of the two gpg calls: the agent caches
+        nothing, so a batch `--gen-key` that needs it twice failed when the cache lapsed between."""
+        created = self._run_args(
+            "create key", ["--quick-gen-key", f"{name} <{email}>", "ed25519", "sign", f"{expire_days}d"]
+        )
+        fingerprint = self.own_fingerprint()
+        if created.returncode != 0 or fingerprint is None:
+            raise GpgError(f"gpg could not create a key: {_last_error(created.stderr)}")
+        added = self._run_args(
+            "create key", ["--quick-add-key", fingerprint, "cv25519", "encr", f"{expire_days}d"]
+        )
+        if added.returncode != 0:
+            raise GpgError(f"gpg could not add the encryption key: {_last_error(added.stderr)}")
+        return fingerprint
 
     def set_expiry(self, fingerprint: str, expires_in: timedelta) -> None:
         """Move the expiry of an own key (primary and subkeys) to `expires_in` from now."""
