@@ -26,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--home", help="installation folder (default: $BACKBONE_HOME or the user data dir)")
     parser.add_argument("--project", help="open the project overview of this project (TUI)")
+    parser.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default="INFO",
+        help="what goes to HOME/logs/backbone.log (and to stderr for 'run' as a service); default INFO",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="two paired installations syncing sample issues")
@@ -289,11 +295,12 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     creates = (args.command, getattr(args, "action", None)) in CREATING_COMMANDS
     inst = Installation(args.home, create=creates)
     try:
+        service = args.command == "run" and not args.once and not sys.stderr.isatty()
+        inst.setup_logging(args.log_level, stderr=service)
         if args.command is None:
             from .app import run_tui
 
             return run_tui(inst, project=args.project)
-        inst.setup_logging()
         return _command(inst, args)
     except DatabaseError as exc:  # a damaged file or a failing disk: one line, never a traceback
         raise BackboneError(inst.db.damage_text(exc.orig or exc)) from None

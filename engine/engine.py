@@ -93,6 +93,7 @@ class Engine:
             )
             self._threads.append(thread)
             thread.start()
+        log.info("engine started for %s (pid %d)", self.inst.paths.root, os.getpid())
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask every worker to stop after the message in hand, and wait for them."""
@@ -117,6 +118,10 @@ class Engine:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self.inst.lock.held:
+            log.info(
+                "engine stopped for %s%s", self.inst.paths.root, f": {self.failure}" if self.failure else ""
+            )
         self.inst.lock.release()
 
     def wake(self) -> None:

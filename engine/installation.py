@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import logging.handlers
 import os
 import re
 import secrets
@@ -290,15 +289,25 @@ class Installation:
             s.add(row)
         return answer
 
-    def setup_logging(self) -> None:
-        handler = logging.handlers.RotatingFileHandler(
-            self.paths.logs / "backbone.log", maxBytes=5_000_000, backupCount=3
-        )
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    def setup_logging(self, level: str = "INFO", *, stderr: bool = False) -> None:
+        """Log the engine's starts, stops, error moves and channel failures to `logs/backbone.log`
+        (rotated under a lock, so several processes of one home can share it), and to stderr
+        too for a service. Nothing logged carries a password, a key or issue content."""
+        from concurrent_log_handler import ConcurrentRotatingFileHandler
+
         root = logging.getLogger("backbone")
-        if not any(getattr(h, "baseFilename", None) == handler.baseFilename for h in root.handlers):
+        root.setLevel(level)
+        formatter = logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+        target = str(self.paths.logs / "backbone.log")
+        if not any(getattr(h, "baseFilename", None) == os.path.abspath(target) for h in root.handlers):
+            handler = ConcurrentRotatingFileHandler(target, maxBytes=5_000_000, backupCount=3, chmod=0o600)
+            handler.setFormatter(formatter)
             root.addHandler(handler)
-        root.setLevel(logging.INFO)
+        if stderr and not any(getattr(h, "backbone_stderr", False) for h in root.handlers):
+            console = logging.StreamHandler()
+            console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            console.backbone_stderr = True  # type: ignore[attr-defined]
+            root.addHandler(console)
 
     def _has_identity(self) -> bool:
         """Whether the schema version and the installation id, written at creation, can be read."""

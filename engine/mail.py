@@ -32,7 +32,7 @@ from imapclient.imapclient import SocketTimeout  # type: ignore[import-untyped]
 
 from .errors import BackboneError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("backbone.mail")
 
 TlsMode = Literal["none", "starttls", "tls"]
 TLS_MODES: tuple[str, ...] = ("none", "starttls", "tls")

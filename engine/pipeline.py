@@ -55,6 +55,7 @@ BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 RUNNING = "RUNNING"
 STOPPED = "STOPPED"
+LOGGED_FOLDERS = frozenset({F.ERROR, F.REJECTED, F.SEND_ERROR, F.OFFLINE, F.UNKNOWN})
 
 # The per-message statements of the detect, receive and apply steps, built once: through the ORM
 # each one was built, compiled and synchronised with the session again (about ten times the cost).
@@ -493,6 +494,10 @@ class Pipeline:
             row.channel_error = text
             s.add(row)
         side.channel_error = text
+        if text:
+            log.warning("%s: channel error: %s", side.sync_key, text)
+        else:
+            log.info("%s: channel works again", side.sync_key)
         self.events.publish(SyncChanged(side.sync_key, ""))
         return True
 
@@ -703,6 +708,16 @@ class Pipeline:
             ]
             self._touch(side.sync_key)
         for row_id, row in zip(ids, rows, strict=True):
+            if row["folder"] in LOGGED_FOLDERS:
+                log.warning(
+                    "%s: arrived file %s (message %s) to %s: %s %s",
+                    side.sync_key,
+                    row["original_name"],
+                    row_id,
+                    row["folder"],
+                    row["reason_code"],
+                    row["reason_text"][:200],
+                )
             self.events.publish(MessageMoved(side.sync_key, row_id, row["folder"], row["reason_code"]))
 
     # -- apply --------------------------------------------------------------------------------
@@ -1122,6 +1137,7 @@ class Pipeline:
             for message in held:
                 message.attempts = 0
                 self._move_in_tx(s, moves, side, message, F.RECEIVE, None, "RETRY", "queued again")
+        log.info("%s: issue %s: %d skipped, %d queued again", side.sync_key, pair_id, skipped, len(held))
         return skipped, len(held)
 
     def release_config_pending(self, side: SideCtx) -> int:
@@ -1147,6 +1163,8 @@ class Pipeline:
             for row in rows:
                 row.next_attempt = 0.0
                 s.add(row)
+        if rows:
+            log.info("%s: %d message(s) in %s are due again", side.sync_key, len(rows), folder)
         return len(rows)
 
     # -- moves --------------------------------------------------------------------------------
@@ -1177,6 +1195,16 @@ class Pipeline:
         moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
         if folder in (F.WAITING, F.MISSING):
             self._held_somewhere[side.id] = True
+        elif folder in LOGGED_FOLDERS and (folder, code) != (row.folder, row.reason_code):
+            log.warning(
+                "%s: message %s (%s) to %s: %s %s",
+                side.sync_key,
+                row.id,
+                row.type or "file",
+                folder if not hold else f"{folder}/{hold}",
+                code,
+                text[:200],
+            )
         if folder in (F.SENT, F.PROCESSED):
             self._touch(side.sync_key)
         row.folder, row.hold = folder, hold

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from backbone_tui.cli import main
+from engine import mail
 from engine.demo import Demo
 
 from .conftest import sync_all
@@ -150,3 +152,25 @@ def test_small_things_a_new_user_sees(paired: Demo, capsys: pytest.CaptureFixtur
         capsys, "--home", str(paired.globex.paths.root), "messages", "skip", paired.key, "--issue", pair
     )
     assert (code, out.strip()) == (0, f"{paired.key}: 1 message(s) skipped, 1 queued again")
+
+
+def test_the_log_says_what_the_engine_did(paired: Demo, capsys: pytest.CaptureFixture[str]) -> None:
+    home = paired.globex.paths.root
+    drop(paired, "garbage.bac", b"\x00 not json")
+    root = logging.getLogger("backbone")
+    before = list(root.handlers)
+    try:
+        assert main(["--home", str(home), "run", "--once"]) == 0
+        (home / "data").chmod(0o700)
+        os.environ["BACKBONE_IMAP_PASSWORD"] = "never-logged"
+        assert main(["--home", str(home), "--log-level", "DEBUG", "sync", "list"]) == 0
+    finally:
+        del os.environ["BACKBONE_IMAP_PASSWORD"]
+        for handler in set(root.handlers) - set(before):
+            root.removeHandler(handler)
+            handler.close()
+    text = (home / "logs" / "backbone.log").read_text()
+    assert "REJECTED: ENVELOPE_INVALID" in text and "garbage.bac" in text
+    assert "never-logged" not in text
+    assert stat.S_IMODE((home / "logs" / "backbone.log").stat().st_mode) == 0o600
+    assert mail.log.name == "backbone.mail", "mail warnings reach the home's log"
