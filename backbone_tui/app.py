@@ -14,10 +14,10 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from engine.engine import Engine
 from engine.errors import BackboneError
 from engine.events import EngineFailed, Event
-from engine.installation import Installation, SyncInfo
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation, SyncInfo
 from screens.commands import APP_COMMANDS
 from screens.overview import OverviewScreen
 

@@ -210,7 +210,7 @@ def _mail_settings(args: argparse.Namespace) -> Any:
     import getpass
     import os
 
-    from engine.mail import ImapSettings, MailSettings, SmtpSettings
+    from engine.channels.email import ImapSettings, MailSettings, SmtpSettings
 
     if not any((args.imap_host, args.smtp_host, args.imap_user)):
         return None
@@ -290,7 +290,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return _doctor(args)
     from sqlalchemy.exc import DatabaseError
 
-    from engine.installation import Installation
+    from engine.service.installation import Installation
 
     creates = (args.command, getattr(args, "action", None)) in CREATING_COMMANDS
     inst = Installation(args.home, create=creates)
@@ -333,8 +333,8 @@ def _program() -> str:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from engine.db import integrity_report
-    from engine.paths import HomePaths, resolve_home
+    from engine.store.database import integrity_report
+    from engine.store.home import HomePaths, resolve_home
 
     database = HomePaths(resolve_home(args.home)).database
     findings = integrity_report(database)
@@ -355,8 +355,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from engine.demo import build_demo, settle, summary
-    from engine.engine import Engine
+    from engine.runtime.demo import build_demo, settle, summary
+    from engine.runtime.engine import Engine
 
     started = time.monotonic()
     mail = _demo_mail(args) if args.protocol == "email" else None
@@ -390,7 +390,7 @@ with the passwords in $BACKBONE_DEMO_ACME_PASSWORD and $BACKBONE_DEMO_GLOBEX_PAS
 def _demo_mail(args: argparse.Namespace) -> Any:
     import os
 
-    from engine.mail import ImapSettings, MailSettings, SmtpSettings
+    from engine.channels.email import ImapSettings, MailSettings, SmtpSettings
 
     passwords = [os.environ.get(f"BACKBONE_DEMO_{who}_PASSWORD") for who in ("ACME", "GLOBEX")]
     if not (args.mail_server and args.acme_mail and args.globex_mail) or None in passwords:
@@ -413,7 +413,7 @@ def _demo_mail(args: argparse.Namespace) -> Any:
 
 
 def _run(inst: Any, args: argparse.Namespace) -> int:
-    from engine.engine import Engine
+    from engine.runtime.engine import Engine
 
     if args.api:
         raise BackboneError("--api: the REST API is not available in this version yet")
@@ -494,7 +494,7 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
     if action == "create":
         return _sync_create(inst, args)
     if action == "support-zip":
-        from engine.support import create_support_zip
+        from engine.service.support import create_support_zip
 
         path = create_support_zip(inst, args.key, Path(args.output) if args.output else None)
         print(f"{args.key}: support ZIP written to {path}")
@@ -623,7 +623,7 @@ def _sync_create(inst: Any, args: argparse.Namespace) -> int:
 
 def _status_arg(status: str | None) -> str | None:
     """A --status value as stored (any case, `_` for spaces), or an error listing the valid ones."""
-    from engine.control import ALL_STATUSES
+    from engine.pipeline.control import ALL_STATUSES
 
     if status is None:
         return None

@@ -1,6 +1,6 @@
 """End-to-end pipeline benchmark: issue changes on Acme until they are applied on Globex.
 
-Two paired installations (`engine.demo.pair_installations`) exchange messages through a folder on
+Two paired installations (`engine.runtime.demo.pair_installations`) exchange messages through a folder on
 the same disk (file protocol) or through a private mail server on loopback (`--protocol email`).
 Each engine runs as its own process (`backbone --home DIR run`), so the two sides use both cores;
 this process only makes the tracker changes (as a user of Acme's tracker would) and reads the
@@ -63,13 +63,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.crypto import GpgCodec, Keyring  # noqa: E402
-from engine.demo import PRIMARY_PROJECT, Demo, pair_installations  # noqa: E402
-from engine.envelope import split_bundle  # noqa: E402
-from engine.tracker import EmbeddedTracker  # noqa: E402
+from engine.domain.envelope import split_bundle  # noqa: E402
+from engine.runtime.demo import PRIMARY_PROJECT, Demo, pair_installations  # noqa: E402
+from engine.trackers.embedded import EmbeddedTracker  # noqa: E402
+from engine.trust.gpg import GpgCodec, Keyring  # noqa: E402
 
 if TYPE_CHECKING:
-    from engine.mail import MailSettings
+    from engine.channels.email import MailSettings
     from tests.mailserver import MailServer
 
 TARGET_RATE = 300.0
@@ -77,7 +77,7 @@ TARGET_FLOOR_RATIO = 3.0
 TARGET_GPG_SHARE = 0.80  # encrypted: end-to-end rate / per-message gpg floor rate
 TARGET_EMAIL_P50 = 1.0  # seconds, single changes over loopback mail
 TARGET_EMAIL_SHARE = 1 / 3  # email throughput / file throughput
-BUNDLE = 100  # engine.pipeline.BUNDLE_MAX
+BUNDLE = 100  # engine.pipeline.core.BUNDLE_MAX
 USER = "alice"
 
 

@@ -32,10 +32,10 @@ if str(ROOT) not in sys.path:
 
 from sqlmodel import col, select  # noqa: E402
 
-from engine import control as C  # noqa: E402
-from engine import folders as F  # noqa: E402
-from engine.installation import Installation  # noqa: E402
-from engine.models import Message, Synchronization, SyncSide  # noqa: E402
+from engine.domain import folders as F  # noqa: E402
+from engine.pipeline import control as C  # noqa: E402
+from engine.service.installation import Installation  # noqa: E402
+from engine.store.models import Message, Synchronization, SyncSide  # noqa: E402
 
 TARGET_FIRST_PAINT = 1.5
 TARGET_FILTER = 0.150

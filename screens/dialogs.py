@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static, TabbedContent, TabPane, TextArea
 from textual.widgets.option_list import Option
 
-from engine.installation import SyncInfo
+from engine.service.installation import SyncInfo
 
 from .commands import ALL_COMMANDS, NAVIGATION_HELP
 from .model import START, STOP, action_for

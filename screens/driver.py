@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from engine.installation import Installation
+from engine.service.installation import Installation
 
 T = TypeVar("T")
 

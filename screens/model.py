@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from engine import control as C
-from engine.installation import SyncInfo
+from engine.pipeline import control as C
+from engine.service.installation import SyncInfo
 
 START, STOP = "start", "stop"
 STATUS_ORDER = {status: index for index, status in enumerate(C.ALL_STATUSES)}

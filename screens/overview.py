@@ -11,9 +11,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Label, Select, Static
 
-from engine import control as C
-from engine.installation import SyncInfo
-from engine.support import create_support_zip
+from engine.pipeline import control as C
+from engine.service.installation import SyncInfo
+from engine.service.support import create_support_zip
 
 from .commands import OVERVIEW_COMMANDS, TABLE_COMMANDS
 from .dialogs import ConfigView, ConfirmDelete, EditDialog, EditResult, HelpScreen, RowMenu

@@ -16,8 +16,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from engine import control as C
-from engine.installation import SyncInfo
+from engine.pipeline import control as C
+from engine.service.installation import SyncInfo
 
 from .commands import TABLE_COMMANDS
 from .model import OverviewModel, format_age

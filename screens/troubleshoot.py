@@ -10,8 +10,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine import folders as F
-from engine.installation import MessageInfo, SyncInfo
+from engine.domain import folders as F
+from engine.service.installation import MessageInfo, SyncInfo
 
 from .driver import Driver
 from .model import as_utc

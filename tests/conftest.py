@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo import Demo, pair_installations, settle
-from engine.engine import Engine
-from engine.installation import Installation
+from engine.runtime.demo import Demo, pair_installations, settle
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation
 
 
 @pytest.fixture

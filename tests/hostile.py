@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from engine.installation import Installation
+from engine.service.installation import Installation
 
 
 def compression_bomb(recipient: Installation, key: str, unpacked_bytes: int = 300_000_000) -> bytes:

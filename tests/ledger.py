@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from engine import folders as F
-from engine.demo import pair_installations, settle
-from engine.engine import Engine
-from engine.installation import Installation
-from engine.models import IssuePair, Message
+from engine.domain import folders as F
+from engine.runtime.demo import pair_installations, settle
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation
+from engine.store.models import IssuePair, Message
 
 # shared id of Acme's "Severity" and Globex's "Impact" options (see engine/defaults/demo-*.toml)
 SEVERITY = {"Critical": "i1", "Major": "i2", "Minor": "i3"}

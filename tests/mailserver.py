@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from engine.mail import MailSettings
+    from engine.channels.email import MailSettings
 
 MAIL_UID = 8  # Debian's `mail` user: Dovecot refuses to store mail as root.
 HOST = "127.0.0.1"
@@ -206,7 +206,7 @@ class MailServer:
         It sends from `sender` to `receiver` and receives in `sender`'s INBOX, in plain text
         (or STARTTLS with `ca_file` when the server has TLS).
         """
-        from engine.mail import ImapSettings, MailSettings, SmtpSettings
+        from engine.channels.email import ImapSettings, MailSettings, SmtpSettings
 
         tls: Any = "starttls" if self.tls else "none"
         receive = ImapSettings(

@@ -9,10 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from engine import folders as F
-from engine.demo import Demo
-from engine.engine import Engine
-from engine.envelope import Envelope
+from engine.domain import folders as F
+from engine.domain.envelope import Envelope
+from engine.runtime.demo import Demo
+from engine.runtime.engine import Engine
 
 from .conftest import issue_by_summary, sync_all
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backbone_tui.cli import main
-from engine.demo import Demo
+from engine.runtime.demo import Demo
 
 from .conftest import cross_link, sync_all
 
@@ -217,7 +217,7 @@ def test_handshake_file_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_second_process_does_not_take_the_engine(tmp_path: Path) -> None:
-    from engine.installation import Installation
+    from engine.service.installation import Installation
 
     inst = Installation(tmp_path / "h")
     assert inst.lock.acquire()
@@ -236,7 +236,8 @@ def test_second_process_does_not_take_the_engine(tmp_path: Path) -> None:
 def test_engine_has_no_ui_imports() -> None:
     """The engine runs headless: importing it must not import Textual or the UI packages."""
     code = (
-        "import sys, engine.engine, engine.demo, engine.installation; "
+        "import importlib, pkgutil, sys, engine; "  # every module of every room
+        "[importlib.import_module(m.name) for m in pkgutil.walk_packages(engine.__path__, 'engine.')]; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'screens', 'backbone_tui')]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )

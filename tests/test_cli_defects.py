@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from backbone_tui.cli import main
-from engine import mail
-from engine.demo import Demo
+from engine.channels import email as mail
+from engine.runtime.demo import Demo
 
 from .conftest import sync_all
 from .test_bad_input import create_body, drop, envelope, run_globex, update_body

@@ -32,16 +32,16 @@ from typing import Any
 
 import pytest
 
-from engine import folders as F
-from engine import fsutil
-from engine import pipeline as P
-from engine.db import Database
-from engine.demo import pair_installations
-from engine.engine import Engine
-from engine.installation import Installation
-from engine.tracker import EmbeddedTracker
-
 from . import ledger
+from engine.domain import folders as F
+from engine.pipeline import core as P
+from engine.runtime.demo import pair_installations
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation
+from engine.store import fsutil
+from engine.store.database import Database
+from engine.trackers.embedded import EmbeddedTracker
+
 from .conftest import sync_all
 from .ledger import Stream, build_stream, one_message_per_file  # noqa: F401  (autouse)
 

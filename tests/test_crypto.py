@@ -18,9 +18,9 @@ from typing import Any
 import gnupg  # type: ignore[import-untyped]
 import pytest
 
-from engine.crypto import AGENT_CONF, GpgCodec, GpgError, Keyring
-from engine.envelope import split_bundle
+from engine.domain.envelope import split_bundle
 from engine.errors import RejectedError
+from engine.trust.gpg import AGENT_CONF, GpgCodec, GpgError, Keyring
 
 PAYLOAD_2KB = '{"body":{"text":"' + "päyload " * 250 + '"},"format":1}'
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from backbone_tui.cli import main
-from engine import folders as F
-from engine.demo import Demo, pair_installations
-from engine.engine import Engine, wait_until
+from engine.domain import folders as F
 from engine.errors import BackboneError
-from engine.installation import Installation
+from engine.runtime.demo import Demo, pair_installations
+from engine.runtime.engine import Engine, wait_until
+from engine.service.installation import Installation
 from tests import mailserver
 from tests.mailserver import MailServer
 
@@ -185,7 +185,7 @@ def test_settings_are_checked_on_creation(tmp_path: Path, mail_server: MailServe
         assert inst.test_channel(info.key) == ["ACME-1: IMAP and SMTP log-in work"]
         import zipfile
 
-        from engine.support import create_support_zip
+        from engine.service.support import create_support_zip
 
         with zipfile.ZipFile(create_support_zip(inst, info.key, tmp_path / "support.zip")) as archive:
             blob = b"".join(archive.read(name) for name in archive.namelist())

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from engine import folders as F
-from engine.demo import Demo
-from engine.engine import Engine, wait_until
+from engine.domain import folders as F
 from engine.events import EngineFailed, Event
+from engine.runtime.demo import Demo
+from engine.runtime.engine import Engine, wait_until
 
 from .conftest import issue_by_summary, sync_all
 

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import folders as F
-from engine.demo import Demo
-from engine.engine import Engine
-from engine.envelope import MAX_SEQ, MESSAGE_TYPES, Envelope, bundle_text, split_bundle
+from engine.domain import folders as F
+from engine.domain.envelope import MAX_SEQ, MESSAGE_TYPES, Envelope, bundle_text, split_bundle
 from engine.errors import BackboneError, RejectedError
-from engine.installation import Installation
+from engine.runtime.demo import Demo
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation
 
 FIXTURE_OK = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from backbone_tui.cli import main
-from engine import folders as F
-from engine.crypto import DEFAULT_MAX_PLAINTEXT_BYTES
-from engine.demo import Demo
-from engine.engine import Engine, wait_until
-from engine.envelope import bundle_text
+from engine.domain import folders as F
+from engine.domain.envelope import bundle_text
+from engine.runtime.demo import Demo
+from engine.runtime.engine import Engine, wait_until
+from engine.trust.gpg import DEFAULT_MAX_PLAINTEXT_BYTES
 
 from .conftest import issue_by_summary, sync_all
 from .hostile import compression_bomb

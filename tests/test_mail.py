@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from engine.errors import BackboneError
-from engine.mail import (
+from engine.channels.email import (
     IncomingMail,
     MailError,
     MailReceiver,
@@ -24,6 +23,7 @@ from engine.mail import (
     check_settings,
     send_message,
 )
+from engine.errors import BackboneError
 from tests import mailserver
 from tests.mailserver import MailServer, free_port, requires_dovecot
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine import folders as F
-from engine.demo import Demo
+from engine.domain import folders as F
+from engine.runtime.demo import Demo
 
 from .conftest import issue_by_summary, sync_all
 
@@ -107,7 +107,7 @@ def test_stopped_synchronization_holds_issue_messages_until_started(pair: Demo) 
 
 
 def test_local_synchronization_between_two_projects(home) -> None:  # type: ignore[no-untyped-def]
-    from engine.engine import Engine
+    from engine.runtime.engine import Engine
 
     home.tracker.create_project("ALPHA", "Alpha")
     home.tracker.create_project("BETA", "Beta")

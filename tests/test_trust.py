@@ -17,13 +17,13 @@ import gnupg  # type: ignore[import-untyped]
 import pytest
 
 from backbone_tui.cli import main
-from engine import folders as F
-from engine.crypto import Keyring
-from engine.demo import Demo
-from engine.engine import Engine
-from engine.envelope import Envelope
-from engine.installation import Installation
-from engine.tracker import utcnow
+from engine.domain import folders as F
+from engine.domain.envelope import Envelope
+from engine.runtime.demo import Demo
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation
+from engine.trackers.base import utcnow
+from engine.trust.gpg import Keyring
 
 from .conftest import cross_link, issue_by_summary, sync_all
 

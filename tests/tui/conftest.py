@@ -16,9 +16,9 @@ from textual.pilot import Pilot
 from textual.worker import WorkerFailed
 
 from backbone_tui.app import BackboneApp
-from engine import folders as F
-from engine.installation import Installation
-from engine.models import Message, Synchronization, SyncSide
+from engine.domain import folders as F
+from engine.service.installation import Installation
+from engine.store.models import Message, Synchronization, SyncSide
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

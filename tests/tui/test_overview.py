@@ -11,11 +11,11 @@ from sqlmodel import select
 from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, Input, OptionList, Select, Static, TextArea
 
-from engine import control as C
-from engine.demo import Demo
 from engine.events import SyncChanged
-from engine.installation import Installation
-from engine.paths import EngineLock
+from engine.pipeline import control as C
+from engine.runtime.demo import Demo
+from engine.service.installation import Installation
+from engine.store.home import EngineLock
 from screens.dialogs import ConfigView, ConfirmDelete, EditDialog, HelpScreen, RowMenu
 from screens.troubleshoot import TroubleshootScreen
 
@@ -607,7 +607,7 @@ def test_small_terminal_keeps_the_essentials(mixed: Installation) -> None:
 def test_detail_line_warns_of_a_key_about_to_expire_and_a_channel_error(mixed: Installation) -> None:
     from datetime import timedelta
 
-    from engine.models import SyncSide
+    from engine.store.models import SyncSide
 
     from .conftest import NOW
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from engine import control as C
-from engine.installation import Installation
+from engine.pipeline import control as C
+from engine.service.installation import Installation
 
 from .conftest import make_app, settle
 

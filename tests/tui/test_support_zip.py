@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.demo import PRIMARY_PROJECT, Demo
 from engine.errors import BackboneError
-from engine.support import create_support_zip, redact
+from engine.runtime.demo import PRIMARY_PROJECT, Demo
+from engine.service.support import create_support_zip, redact
 from tests.conftest import sync_all
 
 MOMENT = datetime(2026, 11, 20, 9, 30, 5, tzinfo=UTC)
@@ -33,7 +33,7 @@ def test_support_zip_holds_headers_and_no_secrets_or_issue_contents(paired: Demo
     with acme.db.session() as s:
         from sqlmodel import select
 
-        from engine.models import SyncSide
+        from engine.store.models import SyncSide
 
         secret = "pairing-secret-never-shared"
         side = s.exec(select(SyncSide)).first()

@@ -8,7 +8,7 @@ from typing import Any
 
 import tomli_w
 
-from .errors import ApplyError, BackboneError
+from engine.errors import ApplyError, BackboneError
 
 DIRECTIONS = ("both", "to_partner", "from_partner", "off")
 FIELD_KINDS = ("text", "number", "select", "user", "labels", "date")

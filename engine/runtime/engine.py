@@ -13,11 +13,11 @@ from sqlalchemy.exc import DatabaseError as SADatabaseError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from . import folders as F
-from .events import EngineFailed, SyncChanged
-from .installation import Installation
-from .mail import MailReceiver
-from .pipeline import SideCtx
+from engine.channels.email import MailReceiver
+from engine.domain import folders as F
+from engine.events import EngineFailed, SyncChanged
+from engine.pipeline.core import SideCtx
+from engine.service.installation import Installation
 
 log = logging.getLogger("backbone.engine")
 

@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar, cast
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 from imapclient.imapclient import SocketTimeout  # type: ignore[import-untyped]
 
-from .errors import BackboneError
+from engine.errors import BackboneError
 
 log = logging.getLogger("backbone.mail")
 

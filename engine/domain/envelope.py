@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import RejectedError
+from engine.errors import RejectedError
 
 FORMAT = 1
 CONTROL_TYPES = frozenset({"HANDSHAKE", "DECLINE", "PING", "CONFIG", "CONFIG_ACK", "CONFIG_DECLINE"})

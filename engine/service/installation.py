@@ -22,17 +22,18 @@ from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select
 
-from . import control as C
-from . import folders as F
-from . import fsutil
-from .config import check_against, identity_config, parse_config
-from .crypto import GpgCodec, HandshakeCodec, Keyring, normalize_fingerprint
-from .db import Database
-from .envelope import Codec, Envelope, PlainCodec, load_json
-from .errors import BackboneError, RejectedError
-from .events import EventBus, SyncChanged
-from .mail import MailError, MailReceiver, MailSender, MailSettings, check_settings, line_safe
-from .models import (
+from engine.channels.email import MailError, MailReceiver, MailSender, MailSettings, check_settings, line_safe
+from engine.config.mapping import check_against, identity_config, parse_config
+from engine.domain import folders as F
+from engine.domain.envelope import Codec, Envelope, PlainCodec, load_json
+from engine.errors import BackboneError, RejectedError
+from engine.events import EventBus, SyncChanged
+from engine.pipeline import control as C
+from engine.pipeline.core import Outgoing, Pipeline, SideCtx
+from engine.store import fsutil
+from engine.store.database import Database
+from engine.store.home import EngineLock, HomePaths, resolve_home
+from engine.store.models import (
     FieldState,
     History,
     IssuePair,
@@ -41,12 +42,12 @@ from .models import (
     Synchronization,
     SyncSide,
 )
-from .models import (
+from engine.store.models import (
     Installation as InstallationRow,
 )
-from .paths import EngineLock, HomePaths, resolve_home
-from .pipeline import Outgoing, Pipeline, SideCtx
-from .tracker import EmbeddedTracker, utcnow
+from engine.trackers.base import utcnow
+from engine.trackers.embedded import EmbeddedTracker
+from engine.trust.gpg import GpgCodec, HandshakeCodec, Keyring, normalize_fingerprint
 
 SCHEMA_VERSION = 3
 SCHEMA_SETTING = "schema.version"

@@ -1,4 +1,4 @@
-"""The `Tracker` interface the engine syncs through, and the embedded tracker behind it."""
+"""The embedded tracker: projects, issues, comments, attachments and a change log in the home's database."""
 
 from __future__ import annotations
 
@@ -7,20 +7,28 @@ import mimetypes
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from functools import cached_property
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Row, bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
-from . import fsutil
-from .db import Database
-from .errors import BackboneError, TrackerOffline, TrackerRefused
-from .models import Attachment, ChangeLog, Comment, CustomField, Issue, IssueLink, Project, Setting
+from engine.errors import BackboneError, TrackerOffline, TrackerRefused
+from engine.store import fsutil
+from engine.store.database import Database
+from engine.store.models import (
+    Attachment,
+    ChangeLog,
+    Comment,
+    CustomField,
+    Issue,
+    IssueLink,
+    Project,
+    Setting,
+)
+from engine.trackers.base import AttachmentInfo, Change, CommentInfo, IssueData, utcnow
 
 ISSUE_TYPES = ("Bug", "Task", "Story", "Sub-task")
 SUBTASK_TYPES = frozenset({"Sub-task"})
@@ -53,105 +61,6 @@ _CHANGES_SINCE = (
     .order_by(_CHANGES.c.id)
     .limit(bindparam("b_limit"))
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One entry of the tracker's change log; `data` is decoded from `raw` (JSON) when first
-    used (the engine skips its own writes, most of a busy log, without decoding them)."""
-
-    id: int
-    issue_id: str
-    at: datetime
-    author: str
-    op: str
-    raw: str = "{}"
-
-    @cached_property
-    def data(self) -> dict[str, Any]:
-        decoded = json.loads(self.raw)
-        return decoded if isinstance(decoded, dict) else {}
-
-
-@dataclass(frozen=True)
-class AttachmentInfo:
-    id: str
-    filename: str
-    media_type: str
-    size: int
-    author: str
-    created: datetime
-
-
-@dataclass(frozen=True)
-class CommentInfo:
-    id: str
-    author: str
-    body: str
-    created: datetime
-
-
-@dataclass
-class IssueData:
-    """A plain snapshot of one issue, detached from the database."""
-
-    id: str
-    key: str
-    project: str
-    issue_type: str
-    status: str
-    fields: dict[str, Any]
-    parent_id: str | None
-    created: datetime
-    updated: datetime
-    marker: str | None = None
-    comments: list[CommentInfo] = field(default_factory=list)
-    attachments: list[AttachmentInfo] = field(default_factory=list)
-    links: list[tuple[str, str]] = field(default_factory=list)  # (kind, target issue id)
-
-
-class Tracker(Protocol):
-    """What the engine needs from an issue tracker (embedded now, Jira and others later)."""
-
-    def is_online(self) -> bool: ...
-    def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]: ...
-    def read_issue(self, issue_id: str) -> IssueData | None: ...
-    def read_attachment(self, attachment_id: str) -> tuple[AttachmentInfo, bytes]: ...
-    def find_by_marker(self, project: str, marker: str) -> str | None: ...
-    def create_issue(
-        self,
-        project: str,
-        issue_type: str,
-        fields: dict[str, Any],
-        *,
-        as_user: str,
-        parent_id: str | None = None,
-        status: str | None = None,
-        marker: str | None = None,
-    ) -> str: ...
-    def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]: ...
-    def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str: ...
-    def add_attachment(
-        self,
-        issue_id: str,
-        filename: str,
-        content: bytes,
-        *,
-        as_user: str,
-        media_type: str | None = None,
-        marker: str | None = None,
-    ) -> str: ...
-    def transition(self, issue_id: str, status: str, *, as_user: str) -> bool: ...
-    def add_link(
-        self, source_id: str, target_id: str, kind: str, *, as_user: str, marker: str | None = None
-    ) -> str: ...
-    def issue_types(self, project: str) -> list[str]: ...
-    def statuses(self, project: str) -> list[str]: ...
-    def field_names(self, project: str) -> dict[str, str]: ...
 
 
 def workflow_path(current: str, target: str) -> list[str]:

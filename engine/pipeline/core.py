@@ -24,12 +24,10 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlmodel import Session, SQLModel, col, select
 
-from . import folders as F
-from . import fsutil
-from .config import MappingConfig, parse_config
-from .db import Database
-from .envelope import CONTROL_TYPES, ISSUE_TYPES, Codec, Envelope, PlainCodec, split_bundle
-from .errors import (
+from engine.config.mapping import MappingConfig, parse_config
+from engine.domain import folders as F
+from engine.domain.envelope import CONTROL_TYPES, ISSUE_TYPES, Codec, Envelope, PlainCodec, split_bundle
+from engine.errors import (
     ApplyError,
     BackboneError,
     MissingIssueError,
@@ -38,9 +36,11 @@ from .errors import (
     TrackerOffline,
     TrackerRefused,
 )
-from .events import EventBus, MessageMoved, SyncChanged
-from .models import History, IssuePair, Message, Synchronization, SyncSide
-from .tracker import Change, Tracker, utcnow
+from engine.events import EventBus, MessageMoved, SyncChanged
+from engine.store import fsutil
+from engine.store.database import Database
+from engine.store.models import History, IssuePair, Message, Synchronization, SyncSide
+from engine.trackers.base import Change, Tracker, utcnow
 
 log = logging.getLogger("backbone.pipeline")
 

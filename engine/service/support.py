@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
-from . import folders as F
-from .errors import BackboneError
-from .installation import Installation, public_mail
-from .models import History, Message, SyncSide
+from engine.domain import folders as F
+from engine.errors import BackboneError
+from engine.service.installation import Installation, public_mail
+from engine.store.models import History, Message, SyncSide
 
 SUPPORT_FORMAT = 1
 LOG_TAIL_BYTES = 2_000_000

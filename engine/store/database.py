@@ -14,7 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine
 
-from . import models  # noqa: F401  (registers the tables)
+from engine.store import models  # noqa: F401  (registers the tables)
 
 QUICK_CHECK_SECONDS = 5.0
 

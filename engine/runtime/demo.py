@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from . import control as C
-from .engine import Engine
-from .errors import BackboneError
-from .folders import PROCESSED, SENT
-from .installation import Installation
-from .mail import MailSettings
-from .models import Message
+from engine.channels.email import MailSettings
+from engine.domain.folders import PROCESSED, SENT
+from engine.errors import BackboneError
+from engine.pipeline import control as C
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation
+from engine.store.models import Message
 
 PRIMARY_PROJECT = "ACME"
 SECONDARY_PROJECT = "GLOBEX"

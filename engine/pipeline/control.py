@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlmodel import Session
 
-from .envelope import Envelope
-from .errors import RejectedError
-from .models import Synchronization, SyncSide
-from .pipeline import RUNNING as RUNNING
-from .pipeline import STOPPED as STOPPED
-from .pipeline import Outgoing, SideCtx
+from engine.domain.envelope import Envelope
+from engine.errors import RejectedError
+from engine.pipeline.core import RUNNING as RUNNING
+from engine.pipeline.core import STOPPED as STOPPED
+from engine.pipeline.core import Outgoing, SideCtx
+from engine.store.models import Synchronization, SyncSide
 
 REQUEST_SENT = "REQUEST SENT"
 INCOMING_REQUEST = "INCOMING REQUEST"

@@ -37,8 +37,8 @@ from typing import Any, TypeVar
 
 import gnupg  # type: ignore[import-untyped]
 
-from .envelope import bundle_text, load_json
-from .errors import BackboneError, RejectedError
+from engine.domain.envelope import bundle_text, load_json
+from engine.errors import BackboneError, RejectedError
 
 T = TypeVar("T")
 

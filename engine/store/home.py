@@ -11,7 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .errors import BackboneError
+from engine.errors import BackboneError
 
 log = logging.getLogger("backbone.home")
 

@@ -1,0 +1,1 @@
+"""How sealed messages travel: email (SMTP out, IMAP in); the file and local channels follow."""

@@ -1,0 +1,1 @@
+"""The mapping configuration: issue types, statuses and fields mapped to shared mapping ids."""

@@ -1,0 +1,1 @@
+"""The vocabulary every room shares: the message envelope and bundles, the message folders."""

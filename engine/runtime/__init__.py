@@ -1,0 +1,1 @@
+"""Running it: the threaded engine over one installation, and the embedded demo."""

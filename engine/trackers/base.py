@@ -1,0 +1,115 @@
+"""The `Tracker` protocol the engine syncs through, and the plain data a tracker hands out.
+
+A tracker is read from a cursor: `changes_since(project, cursor, limit)` returns the changes after
+`cursor` in order, and each `Change.id` is the next cursor. Writes that create something take a
+`marker` (the synchronization's pair or message id) and `find_by_marker` finds it again, so a write
+repeated after a crash is recognised instead of made twice. `TrackerOffline` means "try again
+later" (nothing is lost), `TrackerRefused` means the tracker said no to this write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, Protocol
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the tracker's change log; `data` is decoded from `raw` (JSON) when first
+    used (the engine skips its own writes, most of a busy log, without decoding them)."""
+
+    id: int
+    issue_id: str
+    at: datetime
+    author: str
+    op: str
+    raw: str = "{}"
+
+    @cached_property
+    def data(self) -> dict[str, Any]:
+        decoded = json.loads(self.raw)
+        return decoded if isinstance(decoded, dict) else {}
+
+
+@dataclass(frozen=True)
+class AttachmentInfo:
+    id: str
+    filename: str
+    media_type: str
+    size: int
+    author: str
+    created: datetime
+
+
+@dataclass(frozen=True)
+class CommentInfo:
+    id: str
+    author: str
+    body: str
+    created: datetime
+
+
+@dataclass
+class IssueData:
+    """A plain snapshot of one issue, detached from the database."""
+
+    id: str
+    key: str
+    project: str
+    issue_type: str
+    status: str
+    fields: dict[str, Any]
+    parent_id: str | None
+    created: datetime
+    updated: datetime
+    marker: str | None = None
+    comments: list[CommentInfo] = field(default_factory=list)
+    attachments: list[AttachmentInfo] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (kind, target issue id)
+
+
+class Tracker(Protocol):
+    """What the engine needs from an issue tracker (embedded now, Jira and others later)."""
+
+    def is_online(self) -> bool: ...
+    def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]: ...
+    def read_issue(self, issue_id: str) -> IssueData | None: ...
+    def read_attachment(self, attachment_id: str) -> tuple[AttachmentInfo, bytes]: ...
+    def find_by_marker(self, project: str, marker: str) -> str | None: ...
+    def create_issue(
+        self,
+        project: str,
+        issue_type: str,
+        fields: dict[str, Any],
+        *,
+        as_user: str,
+        parent_id: str | None = None,
+        status: str | None = None,
+        marker: str | None = None,
+    ) -> str: ...
+    def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]: ...
+    def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str: ...
+    def add_attachment(
+        self,
+        issue_id: str,
+        filename: str,
+        content: bytes,
+        *,
+        as_user: str,
+        media_type: str | None = None,
+        marker: str | None = None,
+    ) -> str: ...
+    def transition(self, issue_id: str, status: str, *, as_user: str) -> bool: ...
+    def add_link(
+        self, source_id: str, target_id: str, kind: str, *, as_user: str, marker: str | None = None
+    ) -> str: ...
+    def issue_types(self, project: str) -> list[str]: ...
+    def statuses(self, project: str) -> list[str]: ...
+    def field_names(self, project: str) -> dict[str, str]: ...
