@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.pipeline import control as C
 from engine.service.installation import SyncInfo
+from engine.vocab import ALL_STATUSES, SyncStatus
 
 START, STOP = "start", "stop"
-STATUS_ORDER = {status: index for index, status in enumerate(C.ALL_STATUSES)}
+STATUS_ORDER = {status: index for index, status in enumerate(ALL_STATUSES)}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -54,7 +54,8 @@ SORT_KEYS: dict[str, Callable[[SyncInfo], Any]] = {
 
 def action_for(status: str) -> str | None:
     """The start/stop action a synchronization in `status` offers, if any."""
-    return {C.STOPPED: START, C.RUNNING: STOP}.get(status)
+    actions: dict[str, str] = {SyncStatus.STOPPED: START, SyncStatus.RUNNING: STOP}
+    return actions.get(status)
 
 
 @dataclass(frozen=True)

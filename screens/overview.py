@@ -11,9 +11,10 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Label, Select, Static
 
-from engine.pipeline import control as C
 from engine.service.installation import SyncInfo
 from engine.service.support import create_support_zip
+from engine.vocab import ALL_STATUSES as SYNC_STATUSES
+from engine.vocab import SyncStatus
 
 from .commands import OVERVIEW_COMMANDS, TABLE_COMMANDS
 from .dialogs import ConfigView, ConfirmDelete, EditDialog, EditResult, HelpScreen, RowMenu
@@ -54,7 +55,7 @@ class OverviewScreen(Screen[None]):
                 tooltip="Check or uncheck every shown synchronization (a)",
             )
             yield AsciiSelect(
-                [(status, status) for status in C.ALL_STATUSES],
+                [(status, status) for status in SYNC_STATUSES],
                 prompt="Check by status",
                 id="select-status",
                 compact=True,
@@ -62,7 +63,7 @@ class OverviewScreen(Screen[None]):
             )
             yield Label("Show:", id="filter-label")
             yield AsciiSelect(
-                [("All statuses", ALL_STATUSES)] + [(s, s) for s in C.ALL_STATUSES],
+                [("All statuses", ALL_STATUSES)] + [(s, s) for s in SYNC_STATUSES],
                 allow_blank=False,
                 value=ALL_STATUSES,
                 id="filter",
@@ -421,7 +422,7 @@ class OverviewScreen(Screen[None]):
         installation = self.driver.installation
 
         def work() -> None:
-            if installation.sync_info(key).status == C.RUNNING:
+            if installation.sync_info(key).status == SyncStatus.RUNNING:
                 installation.stop([key])
             installation.delete(key)
 
@@ -445,7 +446,7 @@ class OverviewScreen(Screen[None]):
             if command.palette and self.check_action(command.action, ()):
                 yield command.title, command.help, partial(self.run_action, command.action)
         counts = self.model.status_counts()
-        for status in C.ALL_STATUSES:
+        for status in SYNC_STATUSES:
             if counts.get(status):
                 yield (
                     f"select: Check all {status} ({counts[status]})",

@@ -16,8 +16,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from engine.pipeline import control as C
 from engine.service.installation import SyncInfo
+from engine.vocab import SyncStatus
 
 from .commands import TABLE_COMMANDS
 from .model import OverviewModel, format_age
@@ -51,15 +51,15 @@ COLUMN_IDS = tuple(column.id for column in COLUMNS)
 SORTABLE = tuple(column.id for column in COLUMNS if column.id not in ("check", "menu"))
 NAME_MAX_WIDTH = 40
 CHECKED, UNCHECKED, MENU, ELLIPSIS = "[x]", "[ ]", "...", "~"
-STATUS_CLASS = {
-    C.RUNNING: "ok",
-    C.STOPPED: "idle",
-    C.DECLINED: "bad",
-    C.INCOMING_REQUEST: "todo",
-    C.UPDATE_REQUIRED: "todo",
-    C.REQUEST_SENT: "wait",
-    C.HANDSHAKE: "wait",
-    C.WAITING_FOR_PARTNER: "wait",
+STATUS_CLASS: dict[str, str] = {
+    SyncStatus.RUNNING: "ok",
+    SyncStatus.STOPPED: "idle",
+    SyncStatus.DECLINED: "bad",
+    SyncStatus.INCOMING_REQUEST: "todo",
+    SyncStatus.UPDATE_REQUIRED: "todo",
+    SyncStatus.REQUEST_SENT: "wait",
+    SyncStatus.HANDSHAKE: "wait",
+    SyncStatus.WAITING_FOR_PARTNER: "wait",
 }
 
 

@@ -10,26 +10,26 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.domain import folders as F
 from engine.service.installation import MessageInfo, SyncInfo
+from engine.vocab import ERROR_FOLDERS, Folder
 
 from .driver import Driver
 from .model import as_utc
 from .widgets import literal
 
-FOLDER_ORDER = (
-    F.ERROR,
-    F.REJECTED,
-    F.SEND_ERROR,
-    F.MISSING,
-    F.WAITING,
-    F.OFFLINE,
-    F.RECEIVE,
-    F.SEND,
-    F.UNKNOWN,
-    F.OUTDATED,
-    F.SENT,
-    F.PROCESSED,
+FOLDER_ORDER: tuple[str, ...] = (
+    Folder.ERROR,
+    Folder.REJECTED,
+    Folder.SEND_ERROR,
+    Folder.MISSING,
+    Folder.WAITING,
+    Folder.OFFLINE,
+    Folder.RECEIVE,
+    Folder.SEND,
+    Folder.UNKNOWN,
+    Folder.OUTDATED,
+    Folder.SENT,
+    Folder.PROCESSED,
 )
 MAX_ROWS = 500
 MESSAGE_COLUMNS = ("Id", "Dir", "Type", "Issue", "Seq", "Reason", "Detail", "Updated")
@@ -98,7 +98,7 @@ class TroubleshootScreen(Screen[None]):
                         f"{name:<11}",
                         (
                             f"{len(grouped[name]):>6}",
-                            "bold" if grouped[name] and name in F.ERROR_FOLDERS else "",
+                            "bold" if grouped[name] and name in ERROR_FOLDERS else "",
                         ),
                     ),
                     id=name,
@@ -108,7 +108,7 @@ class TroubleshootScreen(Screen[None]):
         )
         if highlighted is None:
             highlighted = next(
-                (name for name in grouped if grouped[name] and name in F.ERROR_FOLDERS),
+                (name for name in grouped if grouped[name] and name in ERROR_FOLDERS),
                 next((name for name in grouped if grouped[name]), FOLDER_ORDER[0]),
             )
         options.highlighted = list(grouped).index(highlighted)
@@ -173,17 +173,17 @@ def _one_line(text: str, width: int) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
-_FOLDER_HELP = {
-    F.ERROR: "Could not be applied; later messages of the same issue are held behind it.",
-    F.REJECTED: "Failed to decrypt, not signed by the partner, or not a valid envelope.",
-    F.SEND_ERROR: "Sending failed; retried with back-off.",
-    F.MISSING: "Needs an issue that is not synced yet (parent, link target).",
-    F.WAITING: "Earlier sequence ids have not arrived; applied when the gap closes.",
-    F.OFFLINE: "The tracker was unreachable; retried with back-off.",
-    F.RECEIVE: "Received from the partner, not yet processed.",
-    F.SEND: "Waiting to be sent to the partner.",
-    F.UNKNOWN: "Files in RECEIVE that are not .bac messages.",
-    F.OUTDATED: "Older sequence ids or an old epoch (duplicates, replays).",
-    F.SENT: "Handed to the channel.",
-    F.PROCESSED: "Applied successfully.",
+_FOLDER_HELP: dict[str, str] = {
+    Folder.ERROR: "Could not be applied; later messages of the same issue are held behind it.",
+    Folder.REJECTED: "Failed to decrypt, not signed by the partner, or not a valid envelope.",
+    Folder.SEND_ERROR: "Sending failed; retried with back-off.",
+    Folder.MISSING: "Needs an issue that is not synced yet (parent, link target).",
+    Folder.WAITING: "Earlier sequence ids have not arrived; applied when the gap closes.",
+    Folder.OFFLINE: "The tracker was unreachable; retried with back-off.",
+    Folder.RECEIVE: "Received from the partner, not yet processed.",
+    Folder.SEND: "Waiting to be sent to the partner.",
+    Folder.UNKNOWN: "Files in RECEIVE that are not .bac messages.",
+    Folder.OUTDATED: "Older sequence ids or an old epoch (duplicates, replays).",
+    Folder.SENT: "Handed to the channel.",
+    Folder.PROCESSED: "Applied successfully.",
 }

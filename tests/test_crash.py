@@ -32,7 +32,6 @@ from typing import Any
 
 import pytest
 
-from . import ledger
 from engine.domain import folders as F
 from engine.pipeline import core as P
 from engine.runtime.demo import pair_installations
@@ -42,6 +41,7 @@ from engine.store import fsutil
 from engine.store.database import Database
 from engine.trackers.embedded import EmbeddedTracker
 
+from . import ledger
 from .conftest import sync_all
 from .ledger import Stream, build_stream, one_message_per_file  # noqa: F401  (autouse)
 

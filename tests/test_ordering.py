@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from . import ledger
 from engine.domain import folders as F
 from engine.runtime.engine import Engine
 from engine.service.installation import Installation
 
+from . import ledger
 from .ledger import Stream, build_stream, one_message_per_file  # noqa: F401  (autouse)
 
 PROPERTY = settings(

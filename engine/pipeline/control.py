@@ -13,24 +13,16 @@ from engine.pipeline.core import RUNNING as RUNNING
 from engine.pipeline.core import STOPPED as STOPPED
 from engine.pipeline.core import Outgoing, SideCtx
 from engine.store.models import Synchronization, SyncSide
+from engine.vocab import ALL_STATUSES as ALL_STATUSES
+from engine.vocab import DRAFT_STATES as DRAFT_STATES
+from engine.vocab import SyncStatus
 
-REQUEST_SENT = "REQUEST SENT"
-INCOMING_REQUEST = "INCOMING REQUEST"
-HANDSHAKE = "HANDSHAKE"
-DECLINED = "DECLINED"
-WAITING_FOR_PARTNER = "WAITING FOR PARTNER"
-UPDATE_REQUIRED = "UPDATE REQUIRED"
-ALL_STATUSES = (
-    REQUEST_SENT,
-    INCOMING_REQUEST,
-    HANDSHAKE,
-    DECLINED,
-    STOPPED,
-    RUNNING,
-    WAITING_FOR_PARTNER,
-    UPDATE_REQUIRED,
-)
-DRAFT_STATES = ("N/A", "DRAFT SENT", "DRAFT RECEIVED", "DRAFT PUBLISHED", "DECLINED")
+REQUEST_SENT = SyncStatus.REQUEST_SENT
+INCOMING_REQUEST = SyncStatus.INCOMING_REQUEST
+HANDSHAKE = SyncStatus.HANDSHAKE
+DECLINED = SyncStatus.DECLINED
+WAITING_FOR_PARTNER = SyncStatus.WAITING_FOR_PARTNER
+UPDATE_REQUIRED = SyncStatus.UPDATE_REQUIRED
 
 
 def handle_control(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoing]:

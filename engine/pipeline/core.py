@@ -41,6 +41,7 @@ from engine.store import fsutil
 from engine.store.database import Database
 from engine.store.models import History, IssuePair, Message, Synchronization, SyncSide
 from engine.trackers.base import Change, Tracker, utcnow
+from engine.vocab import SyncStatus
 
 log = logging.getLogger("backbone.pipeline")
 
@@ -53,8 +54,8 @@ BUNDLE_MAX = 100
 APPLY_CHUNK = 50
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
-RUNNING = "RUNNING"
-STOPPED = "STOPPED"
+RUNNING = SyncStatus.RUNNING
+STOPPED = SyncStatus.STOPPED
 LOGGED_FOLDERS = frozenset({F.ERROR, F.REJECTED, F.SEND_ERROR, F.OFFLINE, F.UNKNOWN})
 
 # The per-message statements of the detect, receive and apply steps, built once: through the ORM
