@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import logging
 import os
-import random
 import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, insert, or_, update
+from sqlalchemy import Row, and_, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import DatabaseError as SADatabaseError
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
+from engine.channels.base import Channel
 from engine.config.mapping import MappingConfig, parse_config
 from engine.domain import folders as F
 from engine.domain.envelope import CONTROL_TYPES, ISSUE_TYPES, Codec, Envelope, PlainCodec, split_bundle
+from engine.domain.side import SideCtx
 from engine.errors import (
     ApplyError,
     BackboneError,
@@ -37,7 +34,22 @@ from engine.errors import (
     TrackerRefused,
 )
 from engine.events import EventBus, MessageMoved, SyncChanged
+from engine.pipeline.apply import _Applier, _InPair, _upsert_pair
+from engine.pipeline.detect import _Detector
+from engine.pipeline.ledger import (
+    Outgoing,
+    Queued,
+    _Classified,
+    _escape,
+    _generated_name,
+    _Move,
+    _Outcome,
+    _send_failure,
+    backoff,
+    iso,
+)
 from engine.store import fsutil
+from engine.store import statements as S
 from engine.store.database import Database
 from engine.store.models import History, IssuePair, Message, Synchronization, SyncSide
 from engine.trackers.base import Change, Tracker, utcnow
@@ -45,114 +57,14 @@ from engine.vocab import SyncStatus
 
 log = logging.getLogger("backbone.pipeline")
 
-_Outcome = tuple[Message, str, str | None, str, str]  # row, folder, hold, reason code, reason text
-
 BATCH = 200
 SETTLE_SECONDS = 2.0
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 BUNDLE_MAX = 100
 APPLY_CHUNK = 50
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 300.0
 RUNNING = SyncStatus.RUNNING
 STOPPED = SyncStatus.STOPPED
 LOGGED_FOLDERS = frozenset({F.ERROR, F.REJECTED, F.SEND_ERROR, F.OFFLINE, F.UNKNOWN})
-
-# The per-message statements of the detect, receive and apply steps, built once: through the ORM
-# each one was built, compiled and synchronised with the session again (about ten times the cost).
-# They run on the session's connection, inside the batch's transaction; no ORM object stands for
-# these rows there (the operator actions, rare, still use the ORM in their own transactions).
-_MESSAGES = SQLModel.metadata.tables["message"]
-_PAIRS = SQLModel.metadata.tables["issuepair"]
-_STATES = SQLModel.metadata.tables["fieldstate"]
-_INSERT_MESSAGE = insert(_MESSAGES)
-_INSERT_MESSAGES_RETURNING_ID = insert(_MESSAGES).returning(_MESSAGES.c.id, sort_by_parameter_order=True)
-_MOVE_MESSAGE = update(_MESSAGES).where(_MESSAGES.c.id == bindparam("b_id"))
-_THIS_PAIR = and_(_PAIRS.c.side_id == bindparam("b_side"), _PAIRS.c.pair_id == bindparam("b_pair"))
-_SELECT_PAIR = sa_select(_PAIRS).where(_THIS_PAIR)
-_UPDATE_PAIR = update(_PAIRS).where(_THIS_PAIR)  # SET: the other params
-_INSERT_PAIR = insert(_PAIRS)
-_THIS_PAIRS_STATES = and_(_STATES.c.side_id == bindparam("b_side"), _STATES.c.pair_id == bindparam("b_pair"))
-_SELECT_STATES = sa_select(_STATES).where(_THIS_PAIRS_STATES)
-_UPDATE_STATE_BY_ID = update(_STATES).where(_STATES.c.id == bindparam("b_id"))
-_UPDATE_STATE = update(_STATES).where(_THIS_PAIRS_STATES, _STATES.c.mapping_id == bindparam("b_mapping"))
-_INSERT_STATE = insert(_STATES)
-_PAIRS_OF_ISSUES = sa_select(_PAIRS).where(
-    _PAIRS.c.side_id == bindparam("b_side"), _PAIRS.c.issue_id.in_(bindparam("b_issues", expanding=True))
-)
-_PAIR_OF_ISSUE = sa_select(_PAIRS).where(
-    _PAIRS.c.side_id == bindparam("b_side"), _PAIRS.c.issue_id == bindparam("b_issue")
-)
-_STATES_OF_PAIRS = sa_select(_STATES).where(
-    _STATES.c.side_id == bindparam("b_side"), _STATES.c.pair_id.in_(bindparam("b_pairs", expanding=True))
-)
-_STATE_OF_PAIR = sa_select(_STATES).where(_THIS_PAIRS_STATES, _STATES.c.mapping_id == bindparam("b_mapping"))
-_UPDATE_OUT_SEQ = update(_PAIRS).where(_PAIRS.c.id == bindparam("b_id"))
-
-
-def backoff(attempts: int) -> float:
-    """Seconds until the next try: exponential with full jitter, capped."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempts, 16)))
-    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds")
-
-
-@dataclass
-class SideCtx:
-    """One synchronization side with what the pipeline needs, detached from the database."""
-
-    id: int
-    sync_key: str
-    project: str
-    folder: str
-    role: str
-    endpoint: str
-    partner_endpoint: str
-    partner_project: str
-    exchange: Path | None
-    cursor: int
-    config_version: int
-    config_text: str
-    sync_user: str
-    status: str
-    protocol: str
-    folders: F.SideFolders
-    pairing_secret: str = ""
-    partner_side_id: int | None = None
-    encryption: bool = False
-    own_fingerprint: str = ""
-    partner_fingerprint: str = ""
-    mail_settings: str = ""
-    channel_error: str = ""
-
-    @property
-    def running(self) -> bool:
-        return self.status == RUNNING
-
-    @property
-    def marker_prefix(self) -> str:
-        return f"backbone:{self.sync_key}:"
-
-    def marker(self, pair_id: str) -> str:
-        return self.marker_prefix + pair_id
-
-
-class Channel(Protocol):
-    """A transport for sealed message files (the file and local protocols are built in)."""
-
-    def deliver(self, name: str, data: bytes) -> None: ...
-
-
-@dataclass
-class Outgoing:
-    """A message to queue inside the caller's transaction."""
-
-    type: str
-    body: dict[str, Any]
-    pair: _OutPair | None = None
 
 
 class Pipeline:
@@ -298,7 +210,7 @@ class Pipeline:
         file_name, payload = _generated_name(".bac"), envelope.to_json()
         data = payload.encode()
         inserted = s.connection().execute(
-            _INSERT_MESSAGE,
+            S.INSERT_MESSAGE,
             {
                 "side_id": side.id,
                 "direction": "out",
@@ -705,7 +617,7 @@ class Pipeline:
         with self.db.write() as s:
             ids = [
                 row_id
-                for (row_id,) in s.connection().execute(_INSERT_MESSAGES_RETURNING_ID, rows)  # one statement
+                for (row_id,) in s.connection().execute(S.INSERT_MESSAGES_RETURNING_ID, rows)  # one statement
             ]
             self._touch(side.sync_key)
         for row_id, row in zip(ids, rows, strict=True):
@@ -897,16 +809,16 @@ class Pipeline:
                 mapping_ids.append("status")
         with self.db.session() as s:
             conn = s.connection()
-            found = conn.execute(_SELECT_PAIR, key).first()
+            found = conn.execute(S.SELECT_PAIR, key).first()
             states: dict[str, Row[Any]] = {}
             if len(mapping_ids) <= 3:  # the usual edit: a statement each beats an IN list's rendering
                 for mapping_id in mapping_ids:
-                    state = conn.execute(_STATE_OF_PAIR, {**key, "b_mapping": mapping_id}).first()
+                    state = conn.execute(S.STATE_OF_PAIR, {**key, "b_mapping": mapping_id}).first()
                     if state is not None:
                         states[mapping_id] = state
             else:
                 wanted = set(mapping_ids)
-                for state in conn.execute(_SELECT_STATES, key):
+                for state in conn.execute(S.SELECT_STATES, key):
                     if state.mapping_id in wanted:
                         states[state.mapping_id] = state
         pair = (
@@ -1174,7 +1086,7 @@ class Pipeline:
         with self._tx(side, savepoint=False) as (s, pending):  # updates only: nothing to undo alone
             params = [self._move_params(pending, side, move) for move in moves]
             if params:
-                s.connection().execute(_MOVE_MESSAGE, params)  # one statement for all
+                s.connection().execute(S.MOVE_MESSAGE, params)  # one statement for all
 
     def _move_in_tx(
         self,
@@ -1188,7 +1100,9 @@ class Pipeline:
         text: str,
     ) -> None:
         """Update the row (the truth); its file follows once the transaction commits."""
-        s.connection().execute(_MOVE_MESSAGE, self._move_params(moves, side, (row, folder, hold, code, text)))
+        s.connection().execute(
+            S.MOVE_MESSAGE, self._move_params(moves, side, (row, folder, hold, code, text))
+        )
 
     def _move_params(self, moves: list[_Move], side: SideCtx, outcome: _Outcome) -> dict[str, Any]:
         """Note a move (the row object follows it) and return its update's parameters."""
@@ -1336,606 +1250,3 @@ class Pipeline:
                     source=path,
                 )
         return fixed
-
-
-@dataclass(frozen=True)
-class Queued:
-    """An outgoing message just inserted: what its `SEND` file and its event need."""
-
-    id: int
-    file_name: str
-    data: bytes  # the envelope JSON, as its SEND file holds it
-
-
-@dataclass
-class _InPair:
-    """What the apply step needs of an issue pair's incoming state (a plain copy of its row)."""
-
-    pair_id: str
-    issue_id: str | None = None
-    in_epoch: int = 0
-    in_seq: int = 0
-    held: bool = False
-
-
-def _upsert_pair(s: Session, side_id: int, pair_id: str, values: dict[str, Any]) -> None:
-    """Set columns of an issue pair, creating its row when this is the first of it here."""
-    conn = s.connection()
-    if not conn.execute(_UPDATE_PAIR, {"b_side": side_id, "b_pair": pair_id, **values}).rowcount:
-        conn.execute(_INSERT_PAIR, {"side_id": side_id, "pair_id": pair_id, **values})
-
-
-@dataclass(frozen=True)
-class _Move:
-    message_id: int
-    file_name: str
-    old_folder: str
-    old_hold: str | None
-    folder: str
-    hold: str | None
-    code: str
-
-
-@dataclass
-class _Classified:
-    """Where an arriving message goes; `content` is the bytes to keep for it (None: the file)."""
-
-    folder: str
-    envelope: Envelope | None = None
-    code: str = ""
-    text: str = ""
-    payload: str | None = None
-    content: bytes | None = None
-
-
-def _send_failure(side: SideCtx, exc: Exception) -> tuple[str, str]:
-    code = getattr(exc, "reason_code", None)
-    if code is None:
-        code = "EXCHANGE_NOT_WRITABLE" if isinstance(exc, OSError) else "ENCRYPTION_FAILED"
-    if isinstance(exc, OSError) and exc.filename:
-        return code, f"{exc.strerror or exc} ({exc.filename})"
-    return code, str(exc)
-
-
-def _generated_name(suffix: str) -> str:
-    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{suffix}"
-
-
-def _escape(name: str) -> str:
-    return name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")[:300]
-
-
-# -- outbound ---------------------------------------------------------------------------------
-
-
-@dataclass
-class _OutPair:
-    """An issue pair as the detect step uses it: written back by `_Detector.save`."""
-
-    pair_id: str
-    issue_id: str | None
-    out_epoch: int = 1
-    out_seq: int = 0
-    id: int | None = None  # None: new, inserted by save()
-    dirty: bool = False
-
-
-@dataclass
-class _OutState:
-    """A field's last agreed value (JSON) as the detect step uses it."""
-
-    mapping_id: str
-    value: str
-    at: str
-    origin: str
-    id: int | None = None  # None: new, inserted by save()
-    dirty: bool = False
-
-
-class _Detector:
-    """Builds the messages for tracker changes within one detect transaction.
-
-    Pairs and field states are read with a few prebuilt statements, changed in memory, and
-    written back by `save()` in one statement per kind of change."""
-
-    def __init__(self, pipeline: Pipeline, s: Session, side: SideCtx, config: MappingConfig) -> None:
-        self.p = pipeline
-        self.s = s
-        self.conn = s.connection()
-        self.side = side
-        self.config = config
-        self.pairs: dict[str, _OutPair | None] = {}
-        self.states: dict[tuple[str, str], _OutState] = {}
-        self.looked_up: set[str] = set()  # issue ids whose pair (or its absence) is known
-        self.complete: set[str] = set()  # pair ids whose field states are all loaded
-
-    def preload(self, issue_ids: set[str]) -> None:
-        """Load the pairs and field states of a batch's issues with two queries."""
-        side = self.side.id
-        pairs = [
-            _pair_of(row)
-            for row in self.conn.execute(_PAIRS_OF_ISSUES, {"b_side": side, "b_issues": sorted(issue_ids)})
-        ]
-        pair_ids = [pair.pair_id for pair in pairs]
-        if pair_ids:
-            for row in self.conn.execute(_STATES_OF_PAIRS, {"b_side": side, "b_pairs": pair_ids}):
-                self.states[(row.pair_id, row.mapping_id)] = _state_of(row)
-        for pair in pairs:
-            self.pairs[pair.issue_id or ""] = pair
-        self.looked_up |= issue_ids
-        self.complete |= set(pair_ids)
-
-    def save(self) -> None:
-        """Write the new and changed pairs and field states (before the transaction commits)."""
-        side = self.side.id
-        pairs = [pair for pair in self.pairs.values() if pair is not None]
-        new_pairs = [
-            {
-                "side_id": side,
-                "pair_id": p.pair_id,
-                "issue_id": p.issue_id,
-                "out_epoch": p.out_epoch,
-                "out_seq": p.out_seq,
-            }
-            for p in pairs
-            if p.id is None
-        ]
-        changed = [{"b_id": p.id, "out_seq": p.out_seq} for p in pairs if p.id is not None and p.dirty]
-        new_states = [
-            {
-                "side_id": side,
-                "pair_id": pair_id,
-                "mapping_id": st.mapping_id,
-                "value": st.value,
-                "at": st.at,
-                "origin": st.origin,
-            }
-            for (pair_id, _), st in self.states.items()
-            if st.id is None
-        ]
-        changed_states = [
-            {"b_id": st.id, "value": st.value, "at": st.at, "origin": st.origin}
-            for st in self.states.values()
-            if st.id is not None and st.dirty
-        ]
-        for statement, rows in (
-            (_INSERT_PAIR, new_pairs),
-            (_UPDATE_OUT_SEQ, changed),
-            (_INSERT_STATE, new_states),
-            (_UPDATE_STATE_BY_ID, changed_states),
-        ):
-            if rows:
-                self.conn.execute(statement, rows)
-
-    def messages_for(self, change: Change) -> list[Outgoing]:
-        out: list[Outgoing] = []
-        pair = self._pair(change.issue_id, out)
-        if pair is None or change.op == "create":
-            return out
-        if change.op in ("update", "transition"):
-            body = self._field_changes(pair, change)
-            if body:
-                out.append(Outgoing("ISSUE", {"op": "update", "fields": body}, pair))
-        elif change.op == "comment" and self.config.sends("comments"):
-            out.extend(self._comment(pair, change))
-        elif change.op == "attach" and self.config.sends("attachments"):
-            out.extend(self._attachment(pair, change))
-        elif change.op == "link" and self.config.links:
-            target = self._pair(str(change.data["target"]), out)
-            if target is not None:
-                out.append(
-                    Outgoing(
-                        "ISSUE",
-                        {"op": "link", "target": target.pair_id, "kind": change.data.get("kind", "relates")},
-                        pair,
-                    )
-                )
-        return out
-
-    def _pair(self, issue_id: str, out: list[Outgoing]) -> _OutPair | None:
-        """The issue's pair; an unpaired issue of a mapped type is paired with a create message."""
-        if issue_id in self.pairs:
-            return self.pairs[issue_id]
-        if issue_id in self.looked_up:
-            pair = self._create_pair(issue_id, out)
-            self.pairs[issue_id] = pair
-            return pair
-        row = self.conn.execute(_PAIR_OF_ISSUE, {"b_side": self.side.id, "b_issue": issue_id}).first()
-        pair = _pair_of(row) if row is not None else self._create_pair(issue_id, out)
-        self.pairs[issue_id] = pair
-        return pair
-
-    def _create_pair(self, issue_id: str, out: list[Outgoing]) -> _OutPair | None:
-        issue = self.p.tracker.read_issue(issue_id)
-        if issue is None or issue.project != self.side.project:
-            return None
-        type_id = self.config.type_id(issue.issue_type)
-        if type_id is None:
-            return None
-        parent_pair: _OutPair | None = None
-        if issue.parent_id is not None:
-            if not self.config.subtasks:
-                return None
-            parent_pair = self._pair(issue.parent_id, out)
-            if parent_pair is None:
-                self.s.add(
-                    History(
-                        side_id=self.side.id,
-                        at=utcnow(),
-                        kind="skipped",
-                        text=f"{issue.key}: its parent is not synced, so it is not either",
-                    )
-                )
-                return None
-        marker = issue.marker if issue.marker and issue.marker.startswith(self.side.marker_prefix) else None
-        pair_id = marker[len(self.side.marker_prefix) :] if marker else uuid.uuid4().hex
-        pair = _OutPair(pair_id, issue_id)  # inserted by save()
-        if marker:
-            return pair  # the partner created it: nothing to announce
-        self.complete.add(pair_id)
-        at = iso(issue.updated)
-        fields: dict[str, Any] = {}
-        for mapping in self.config.fields:
-            if mapping.sends and mapping.local in issue.fields:
-                shared = mapping.to_shared(issue.fields[mapping.local])
-                fields[mapping.id] = {"v": shared, "at": at, "base": ""}
-                self._set_state(pair, mapping.id, shared, at, "local")
-        body: dict[str, Any] = {
-            "op": "create",
-            "type": type_id,
-            "fields": fields,
-            "parent": parent_pair.pair_id if parent_pair else None,
-        }
-        status_id = self.config.status_id(issue.status)
-        if status_id is not None:
-            body["status"] = {"v": status_id, "at": at, "base": ""}
-            self._set_state(pair, "status", status_id, at, "local")
-        out.append(Outgoing("ISSUE", body, pair))
-        return pair
-
-    def _field_changes(self, pair: _OutPair, change: Change) -> dict[str, Any]:
-        at = iso(change.at)
-        result: dict[str, Any] = {}
-        for name, (_old, new) in change.data.get("fields", {}).items():
-            if name == "status":
-                mapping_id, shared = "status", self.config.status_id(new)
-                if shared is None:
-                    continue
-            else:
-                mapping = self.config.field_by_local(name)
-                if mapping is None or not mapping.sends:
-                    continue
-                mapping_id, shared = mapping.id, mapping.to_shared(new)
-            state = self._state(pair, mapping_id)
-            if state is not None and json.loads(state.value) == shared:
-                continue  # the partner has this value already
-            result[mapping_id] = {"v": shared, "at": at, "base": state.at if state else ""}
-            self._set_state(pair, mapping_id, shared, at, "local")
-        return result
-
-    def _comment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
-        issue = self.p.tracker.read_issue(change.issue_id)
-        comment_id = str(change.data.get("comment"))
-        comment = next((c for c in issue.comments if c.id == comment_id), None) if issue else None
-        if comment is None:
-            return []
-        return [
-            Outgoing(
-                "ISSUE",
-                {
-                    "op": "comment",
-                    "comment": {
-                        "author": comment.author,
-                        "body": comment.body,
-                        "created": iso(comment.created),
-                    },
-                },
-                pair,
-            )
-        ]
-
-    def _attachment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
-        info, content = self.p.tracker.read_attachment(str(change.data.get("attachment")))
-        if info.size > self.config.attachment_max_bytes:
-            self.s.add(
-                History(
-                    side_id=self.side.id,
-                    pair_id=pair.pair_id,
-                    at=utcnow(),
-                    kind="skipped",
-                    text=f"attachment {info.filename!r} ({info.size} "
-                    f"bytes) is larger than {self.config.attachment_max_bytes}; not sent",
-                )
-            )
-            return []
-        return [
-            Outgoing(
-                "ISSUE",
-                {
-                    "op": "attachment",
-                    "attachment": {
-                        "name": info.filename,
-                        "media_type": info.media_type,
-                        "size": info.size,
-                        "content": base64.b64encode(content).decode(),
-                    },
-                },
-                pair,
-            )
-        ]
-
-    def _state(self, pair: _OutPair, mapping_id: str) -> _OutState | None:
-        key = (pair.pair_id, mapping_id)
-        if key not in self.states and pair.pair_id not in self.complete:
-            found = self.conn.execute(
-                _STATE_OF_PAIR, {"b_side": self.side.id, "b_pair": pair.pair_id, "b_mapping": mapping_id}
-            ).first()
-            if found is None:
-                return None
-            self.states[key] = _state_of(found)
-        return self.states.get(key)
-
-    def _set_state(self, pair: _OutPair, mapping_id: str, value: Any, at: str, origin: str) -> None:
-        state = self._state(pair, mapping_id)
-        if state is None:
-            state = _OutState(mapping_id, "null", at, origin)
-            self.states[(pair.pair_id, mapping_id)] = state
-        state.value, state.at, state.origin, state.dirty = json.dumps(value), at, origin, True
-
-
-def _pair_of(row: Row[Any]) -> _OutPair:
-    return _OutPair(row.pair_id, row.issue_id, row.out_epoch, row.out_seq, row.id)
-
-
-def _state_of(row: Row[Any]) -> _OutState:
-    return _OutState(row.mapping_id, row.value, row.at, row.origin, row.id)
-
-
-# -- inbound ----------------------------------------------------------------------------------
-
-
-class _Applier:
-    """Applies one issue message to the tracker; idempotent (compare first, markers)."""
-
-    def __init__(
-        self,
-        pipeline: Pipeline,
-        side: SideCtx,
-        config: MappingConfig,
-        pair: _InPair,
-        env: Envelope,
-        known: dict[str, Row[Any]],
-    ) -> None:
-        self.p = pipeline
-        self.known = known
-        self.tracker = pipeline.tracker
-        self.side = side
-        self.config = config
-        self.pair = pair
-        self.env = env
-        self.issue_id: str | None = pair.issue_id
-        self.created_issue = False
-        self.states: list[tuple[str, Any, str]] = []
-        self.conflicts: list[str] = []
-
-    def apply(self) -> None:
-        body = self.env.body
-        op = body.get("op")
-        if op == "create" or self.env.type == "RESYNC":
-            self._create(body)
-            return
-        if self.issue_id is None:
-            raise ApplyError("ISSUE_NOT_SYNCED", "a change for an issue whose creation was not applied")
-        if op == "update":
-            self._update(_dict(body, "fields"))
-        elif op == "comment":
-            self._comment(_dict(body, "comment"))
-        elif op == "attachment":
-            self._attachment(_dict(body, "attachment"))
-        elif op == "link":
-            self._link(body)
-        else:
-            raise ApplyError("UNKNOWN_OPERATION", f"body 'op': unknown operation {op!r}")
-
-    def issue_deleted(self) -> bool:
-        try:
-            return self.issue_id is not None and self.tracker.read_issue(self.issue_id) is None
-        except TrackerOffline:
-            return False
-
-    def _create(self, body: dict[str, Any]) -> None:
-        type_id = body.get("type")
-        if not isinstance(type_id, str):
-            raise ApplyError("BODY_INVALID", "body 'type': expected a mapping id")
-        local_type = self.config.local_type(type_id)
-        parent_local: str | None = None
-        parent = body.get("parent")
-        if parent is not None:
-            parent_local = self._local_issue(parent, "parent")
-        fields, status = self._incoming(_dict(body, "fields"), body.get("status"), force=True)
-        if self.issue_id is None:
-            self.issue_id = self.tracker.find_by_marker(
-                self.side.project, self.side.marker(self.pair.pair_id)
-            )
-        if self.issue_id is None:
-            self.issue_id = self.tracker.create_issue(
-                self.side.project,
-                local_type,
-                fields,
-                as_user=self.side.sync_user,
-                parent_id=parent_local,
-                status=status,
-                marker=self.side.marker(self.pair.pair_id),
-            )
-            self.created_issue = True
-            return
-        self.created_issue = self.pair.issue_id is None
-        if fields:
-            self.tracker.update_issue(self.issue_id, fields, as_user=self.side.sync_user)
-        if status:
-            self.tracker.transition(self.issue_id, status, as_user=self.side.sync_user)
-
-    def _update(self, changes: dict[str, Any]) -> None:
-        status_change = changes.pop("status", None)
-        fields, status = self._incoming(changes, status_change, force=False)
-        assert self.issue_id is not None
-        if fields:
-            self.tracker.update_issue(self.issue_id, fields, as_user=self.side.sync_user)
-        if status:
-            self.tracker.transition(self.issue_id, status, as_user=self.side.sync_user)
-
-    def _incoming(
-        self, changes: dict[str, Any], status_change: Any, *, force: bool
-    ) -> tuple[dict[str, Any], str | None]:
-        """Local field values to write, after mapping and the newest-wins rule."""
-        fields: dict[str, Any] = {}
-        for mapping_id, change in changes.items():
-            mapping = self.config.field_by_id(mapping_id)
-            value, at, base = _change(change, mapping_id)
-            if not mapping.receives:
-                continue
-            if force or self._wins(mapping_id, at, base, value):
-                fields[mapping.local] = mapping.to_local(value)
-                self.states.append((mapping_id, value, at))
-        status: str | None = None
-        if status_change is not None:
-            value, at, base = _change(status_change, "status")
-            if not isinstance(value, str):
-                raise ApplyError("BODY_INVALID", "status: expected a mapping id")
-            local_status = self.config.local_status(value)
-            if force or self._wins("status", at, base, value):
-                status = local_status
-                self.states.append(("status", value, at))
-        return fields, status
-
-    def _wins(self, mapping_id: str, at: str, base: str, value: Any) -> bool:
-        """Newest wins when both sides changed the field since they last agreed; ties: primary."""
-        state = self.known.get(mapping_id)
-        if state is None or state.origin != "local" or base >= state.at:
-            return True
-        partner_wins = at > state.at or (at == state.at and self.side.role == "secondary")
-        kept = "partner's" if partner_wins else "local"
-        self.conflicts.append(
-            f"field {mapping_id}: both sides changed it (local {state.at}, partner {at}); "
-            f"kept the {kept} value"
-        )
-        return partner_wins
-
-    def _comment(self, comment: dict[str, Any]) -> None:
-        if not self.config.receives("comments"):
-            return
-        text = comment.get("body")
-        author = comment.get("author")
-        if not isinstance(text, str) or not isinstance(author, str):
-            raise ApplyError("BODY_INVALID", "comment: expected text 'body' and 'author'")
-        assert self.issue_id is not None
-        self.tracker.add_comment(
-            self.issue_id, f"{author} wrote:\n{text}", as_user=self.side.sync_user, marker=self.env.id
-        )
-
-    def _attachment(self, attachment: dict[str, Any]) -> None:
-        if not self.config.receives("attachments"):
-            return
-        name = attachment.get("name")
-        if not isinstance(name, str) or not _plain_file_name(name):
-            raise ApplyError(
-                "ATTACHMENT_NAME_UNSAFE", f"attachment name {_escape(str(name))!r} is not a plain file name"
-            )
-        try:
-            content = base64.b64decode(str(attachment.get("content", "")), validate=True)
-        except ValueError:
-            raise ApplyError("BODY_INVALID", "attachment 'content': expected base64") from None
-        if len(content) != attachment.get("size"):
-            raise ApplyError(
-                "ATTACHMENT_SIZE_MISMATCH",
-                f"attachment {name!r}: {len(content)} bytes, header says {attachment.get('size')!r}",
-            )
-        if len(content) > self.config.attachment_max_bytes:
-            raise ApplyError(
-                "ATTACHMENT_TOO_LARGE",
-                f"attachment {name!r}: {len(content)} bytes, limit {self.config.attachment_max_bytes}",
-            )
-        media_type = attachment.get("media_type")
-        assert self.issue_id is not None
-        self.tracker.add_attachment(
-            self.issue_id,
-            name,
-            content,
-            as_user=self.side.sync_user,
-            media_type=media_type if isinstance(media_type, str) else None,
-            marker=self.env.id,
-        )
-
-    def _link(self, body: dict[str, Any]) -> None:
-        if not self.config.links:
-            return
-        target = self._local_issue(body.get("target"), "link target")
-        kind = body.get("kind", "relates")
-        assert self.issue_id is not None
-        self.tracker.add_link(
-            self.issue_id, target, str(kind), as_user=self.side.sync_user, marker=self.env.id
-        )
-
-    def _local_issue(self, pair_id: Any, what: str) -> str:
-        if (
-            not isinstance(pair_id, str)
-            or len(pair_id) != 32
-            or not all(c in "0123456789abcdef" for c in pair_id)
-        ):
-            raise ApplyError("BODY_INVALID", f"{what}: expected a 32-hex pair id")
-        with self.p.db.session() as s:
-            pair = s.exec(
-                select(IssuePair).where(IssuePair.side_id == self.side.id, IssuePair.pair_id == pair_id)
-            ).first()
-        if pair is None or pair.issue_id is None:
-            raise MissingIssueError(pair_id, f"the {what} is not synced yet")
-        return pair.issue_id
-
-    def write_state(self, s: Session) -> None:
-        conn = s.connection()
-        for mapping_id, value, at in self.states:
-            values = {"value": json.dumps(value), "at": at, "origin": "partner"}
-            known = self.known.get(mapping_id)
-            if known is not None:
-                conn.execute(_UPDATE_STATE_BY_ID, {"b_id": known.id, **values})
-                continue
-            key = {"b_side": self.side.id, "b_pair": self.pair.pair_id, "b_mapping": mapping_id}
-            if not conn.execute(_UPDATE_STATE, {**key, **values}).rowcount:
-                conn.execute(
-                    _INSERT_STATE,
-                    {
-                        "side_id": self.side.id,
-                        "pair_id": self.pair.pair_id,
-                        "mapping_id": mapping_id,
-                        **values,
-                    },
-                )
-        for text in self.conflicts:
-            s.add(
-                History(
-                    side_id=self.side.id, pair_id=self.pair.pair_id, at=utcnow(), kind="conflict", text=text
-                )
-            )
-
-
-def _dict(body: dict[str, Any], name: str) -> dict[str, Any]:
-    value = body.get(name)
-    if not isinstance(value, dict):
-        raise ApplyError("BODY_INVALID", f"body {name!r}: expected an object")
-    return dict(value)
-
-
-def _change(change: Any, mapping_id: str) -> tuple[Any, str, str]:
-    if not isinstance(change, dict) or "v" not in change or not isinstance(change.get("at"), str):
-        raise ApplyError("BODY_INVALID", f"field {mapping_id!r}: expected {{v, at, base}}")
-    base = change.get("base", "")
-    return change["v"], change["at"], base if isinstance(base, str) else ""
-
-
-def _plain_file_name(name: str) -> bool:
-    return (
-        0 < len(name) <= 255
-        and name not in (".", "..")
-        and not any(c in name for c in "/\\\x00")
-        and name.isprintable()
-    )

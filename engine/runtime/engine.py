@@ -15,8 +15,8 @@ from watchdog.observers import Observer
 
 from engine.channels.email import MailReceiver
 from engine.domain import folders as F
+from engine.domain.side import SideCtx
 from engine.events import EngineFailed, SyncChanged
-from engine.pipeline.core import SideCtx
 from engine.service.installation import Installation
 
 log = logging.getLogger("backbone.engine")

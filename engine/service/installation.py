@@ -26,10 +26,12 @@ from engine.channels.email import MailError, MailReceiver, MailSender, MailSetti
 from engine.config.mapping import check_against, identity_config, parse_config
 from engine.domain import folders as F
 from engine.domain.envelope import Codec, Envelope, PlainCodec, load_json
+from engine.domain.side import SideCtx
 from engine.errors import BackboneError, RejectedError
 from engine.events import EventBus, SyncChanged
 from engine.pipeline import control as C
-from engine.pipeline.core import Outgoing, Pipeline, SideCtx
+from engine.pipeline.core import Pipeline
+from engine.pipeline.ledger import Outgoing
 from engine.store import fsutil
 from engine.store.database import Database
 from engine.store.home import EngineLock, HomePaths, resolve_home

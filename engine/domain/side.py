@@ -1,0 +1,49 @@
+"""One synchronization side as the pipeline uses it, detached from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.domain import folders as F
+from engine.vocab import SyncStatus
+
+
+@dataclass
+class SideCtx:
+    """One synchronization side with what the pipeline needs, detached from the database."""
+
+    id: int
+    sync_key: str
+    project: str
+    folder: str
+    role: str
+    endpoint: str
+    partner_endpoint: str
+    partner_project: str
+    exchange: Path | None
+    cursor: int
+    config_version: int
+    config_text: str
+    sync_user: str
+    status: str
+    protocol: str
+    folders: F.SideFolders
+    pairing_secret: str = ""
+    partner_side_id: int | None = None
+    encryption: bool = False
+    own_fingerprint: str = ""
+    partner_fingerprint: str = ""
+    mail_settings: str = ""
+    channel_error: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.status == SyncStatus.RUNNING
+
+    @property
+    def marker_prefix(self) -> str:
+        return f"backbone:{self.sync_key}:"
+
+    def marker(self, pair_id: str) -> str:
+        return self.marker_prefix + pair_id
