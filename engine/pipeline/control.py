@@ -12,7 +12,7 @@ from engine.domain.side import SideCtx
 from engine.errors import RejectedError
 from engine.pipeline.core import RUNNING as RUNNING
 from engine.pipeline.core import STOPPED as STOPPED
-from engine.pipeline.ledger import Outgoing
+from engine.pipeline.records import Outgoing
 from engine.store.models import Synchronization, SyncSide
 from engine.vocab import ALL_STATUSES as ALL_STATUSES
 from engine.vocab import DRAFT_STATES as DRAFT_STATES

@@ -14,10 +14,27 @@ from sqlmodel import Session
 
 from engine.config.mapping import MappingConfig
 from engine.domain.side import SideCtx
-from engine.pipeline.ledger import Outgoing, iso
+from engine.pipeline.records import Outgoing, iso
 from engine.store import statements as S
 from engine.store.models import History
 from engine.trackers.base import Change, utcnow
+
+if TYPE_CHECKING:
+    from engine.pipeline.core import Pipeline
+import logging
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import DatabaseError as SADatabaseError
+
+from engine.domain import folders as F
+from engine.errors import TrackerOffline
+from engine.events import MessageMoved
+from engine.pipeline.records import (
+    BATCH,
+    STOPPED,
+    Queued,
+)
+from engine.store.models import Synchronization, SyncSide
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -304,3 +321,92 @@ def _pair_of(row: Row[Any]) -> _OutPair:
 
 def _state_of(row: Row[Any]) -> _OutState:
     return _OutState(row.mapping_id, row.value, row.at, row.origin, row.id)
+
+
+log = logging.getLogger("backbone.pipeline")
+
+
+class DetectStep:
+    """Turns tracker changes into queued messages: cursor, sequence and rows in one commit."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.caught_up: set[int] = set()  # sides whose last detect read to the end of the change log
+
+    def detect(self, side: SideCtx) -> int:
+        """Turn new tracker changes into queued messages; cursor, seq and rows in one commit.
+
+        `caught_up` holds the sides whose last detect saw the end of the change log."""
+        self.caught_up.discard(side.id)
+        if not side.running:
+            return 0
+        with self.p.db.session() as s:
+            stored = s.get(SyncSide, side.id)
+            if stored is None:
+                return 0
+            side.cursor = stored.cursor  # another thread's detect may have moved it
+        try:
+            changes = self.p.tracker.changes_since(side.project, side.cursor, BATCH)
+        except TrackerOffline:
+            return 0  # nothing is lost: the cursor stays where it is
+        if not changes:
+            self.caught_up.add(side.id)
+            return 0
+        config = self.p.side_store.config(side)
+        queued: list[Queued] = []
+        ours = [change for change in changes if change.author != side.sync_user]  # else: echoes
+        current: Change | None = None
+        try:
+            with self.p.db.write() as s:
+                row = s.get(SyncSide, side.id)
+                if row is None or row.cursor != side.cursor:
+                    return 0
+                detector = _Detector(self.p, s, side, config)
+                if ours:
+                    detector.preload({change.issue_id for change in ours})
+                for change in ours:
+                    current = change
+                    for out in detector.messages_for(change):
+                        queued.append(self.p.ledger.queue(s, side, out))
+                detector.save()
+                row.cursor = changes[-1].id
+                s.add(row)
+                if queued:
+                    self.p.ledger.touch(side.sync_key)
+        except TrackerOffline:
+            return 0  # rolled back: the same changes are read again later
+        except SADatabaseError:
+            raise  # the database itself failed: the engine stops and says why
+        except Exception as exc:  # noqa: BLE001 - a change tripped a bug: stop this synchronization
+            self._stop_after_bug(side, current, exc)
+            return 0
+        side.cursor = changes[-1].id
+        if len(changes) < BATCH:
+            self.caught_up.add(side.id)
+        self.p.ledger.write_send_files(side, queued)
+        for message in queued:
+            self.p.events.publish(MessageMoved(side.sync_key, message.id, F.SEND, ""))
+        return len(changes)
+
+    def _stop_after_bug(self, side: SideCtx, change: Change | None, exc: Exception) -> None:
+        """Stop one synchronization whose tracker change cannot be turned into a message (the
+        batch was rolled back and its cursor kept: nothing is skipped); the others go on."""
+        log.error("detect for %s failed on %s", side.sync_key, change, exc_info=exc)
+        what = "a tracker change"
+        if change is not None:
+            try:
+                issue = self.p.tracker.read_issue(change.issue_id)
+            except Exception:  # noqa: BLE001 - only to name it
+                issue = None
+            what = f"change {change.id} ({change.op} of {issue.key if issue else 'issue ' + change.issue_id})"
+        with self.p.db.write() as s:
+            sync = s.get(Synchronization, side.sync_key)
+            if sync is not None:
+                sync.status = STOPPED
+                sync.status_detail = (
+                    f"stopped: {what} could not be sent, internal error, please report: "
+                    f"{type(exc).__name__}: {exc}"
+                )[:500]
+                s.add(sync)
+        side.status = STOPPED
+        self.p.ledger.publish_status(side.sync_key)

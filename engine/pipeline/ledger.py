@@ -1,91 +1,279 @@
-"""The records the pipeline steps share: messages to queue, moves to make once committed,
-classified arrivals, retry back-off and generated file names."""
+"""The ledger: write transactions whose file moves happen after the commit, and the records of
+every message's folder and reason (RELIABILITY rules 2 and 6)."""
 
 from __future__ import annotations
 
-import random
-import time
+import logging
+import threading
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from engine.domain import folders as F
 from engine.domain.envelope import Envelope
 from engine.domain.side import SideCtx
-from engine.store.models import Message
+from engine.events import MessageMoved, SyncChanged
+from engine.pipeline.records import (
+    LOGGED_FOLDERS,
+    Outgoing,
+    Queued,
+    _Classified,
+    _escape,
+    _generated_name,
+    _Move,
+    _Outcome,
+    iso,
+)
+from engine.store import fsutil
+from engine.store import statements as S
+from engine.store.models import Message, Synchronization, SyncSide
+from engine.trackers.base import utcnow
 
 if TYPE_CHECKING:
-    from engine.pipeline.detect import _OutPair
-
-BACKOFF_BASE = 1.0
-BACKOFF_CAP = 300.0
-
-_Outcome = tuple[Message, str, str | None, str, str]  # row, folder, hold, reason code, reason text
+    from engine.pipeline.core import Pipeline
 
 
-def backoff(attempts: int) -> float:
-    """Seconds until the next try: exponential with full jitter, capped."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempts, 16)))
-    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+log = logging.getLogger("backbone.pipeline")
 
 
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="microseconds")
+class Ledger:
+    """Transactions whose file moves follow the commit, message rows and their moves, the outbox
+    insert (sequence allocated with the message row) and activity and status events."""
 
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self.active: set[str] = set()  # synchronizations with activity to record
+        self.batch = threading.local()  # this thread's open apply chunk: moves and after-commit actions
+        self.held_somewhere: dict[int, bool] = {}  # side -> may have WAITING or MISSING messages
 
-@dataclass
-class Outgoing:
-    """A message to queue inside the caller's transaction."""
+    @contextmanager
+    def tx(self, side: SideCtx, *, savepoint: bool = True) -> Iterator[tuple[Session, list[_Move]]]:
+        """A write transaction whose file moves happen only once it has committed."""
+        moves: list[_Move] = []
+        with self.p.db.write(savepoint=savepoint) as s:
+            yield s, moves
+        batch: list[_Move] | None = getattr(self.batch, "moves", None)
+        if batch is not None:
+            batch.extend(moves)  # the batch's commit is still to come
+        else:
+            self.apply_moves(side, moves)
 
-    type: str
-    body: dict[str, Any]
-    pair: _OutPair | None = None
+    def queue(self, s: Session, side: SideCtx, out: Outgoing) -> Queued:
+        """Insert one outgoing message (sequence allocated here, in the caller's transaction)."""
+        pair_id, epoch, seq = None, 0, 0
+        if out.pair is not None:
+            out.pair.out_seq += 1
+            out.pair.dirty = True  # written by the detector's save()
+            pair_id, epoch, seq = out.pair.pair_id, out.pair.out_epoch, out.pair.out_seq
+        message_id = str(uuid.uuid4())
+        now = utcnow()
+        envelope = Envelope(
+            sync=side.sync_key,
+            sender=side.endpoint,
+            recipient=side.partner_endpoint,
+            id=message_id,
+            type=out.type,
+            created=iso(now),
+            config=side.config_version,
+            issue=pair_id,
+            epoch=epoch,
+            seq=seq,
+            body=out.body,
+        )
+        file_name, payload = _generated_name(".bac"), envelope.to_json()
+        data = payload.encode()
+        inserted = s.connection().execute(
+            S.INSERT_MESSAGE,
+            {
+                "side_id": side.id,
+                "direction": "out",
+                "uuid": message_id,
+                "type": out.type,
+                "pair_id": pair_id,
+                "epoch": epoch,
+                "seq": seq,
+                "folder": F.SEND,
+                "file_name": file_name,
+                "payload": payload,
+                "size": len(data),
+                "created": now,
+                "updated": now,
+            },
+        )
+        return Queued(int(inserted.inserted_primary_key[0]), file_name, data)  # type: ignore[index]
 
+    def write_send_files(self, side: SideCtx, rows: list[Queued]) -> None:
+        """Project freshly queued messages into `SEND` (the database already holds them)."""
+        for row in rows:
+            fsutil.write_atomic(side.folders.path(F.SEND, row.file_name), row.data, durable=False)
 
-@dataclass(frozen=True)
-class Queued:
-    """An outgoing message just inserted: what its `SEND` file and its event need."""
+    def insert_rows(self, side: SideCtx, items: list[tuple[str, _Classified, str, int]]) -> None:
+        """One commit for the rows of arrived files: (file name, outcome, original name, size)."""
+        now = utcnow()
+        rows: list[dict[str, Any]] = []
+        for name, outcome, original, size in items:
+            env = outcome.envelope
+            rows.append(
+                {
+                    "side_id": side.id,
+                    "direction": "in",
+                    "uuid": env.id if env else "",
+                    "type": env.type if env else "",
+                    "pair_id": env.issue if env else None,
+                    "epoch": env.epoch if env else 0,
+                    "seq": env.seq if env else 0,
+                    "folder": outcome.folder,
+                    "file_name": name,
+                    "original_name": _escape(original),
+                    "size": size,
+                    "reason_code": outcome.code,
+                    "reason_text": outcome.text,
+                    "payload": outcome.payload,
+                    "created": now,
+                    "updated": now,
+                }
+            )
+        with self.p.db.write() as s:
+            ids = [
+                row_id
+                for (row_id,) in s.connection().execute(S.INSERT_MESSAGES_RETURNING_ID, rows)  # one statement
+            ]
+            self.touch(side.sync_key)
+        for row_id, row in zip(ids, rows, strict=True):
+            if row["folder"] in LOGGED_FOLDERS:
+                log.warning(
+                    "%s: arrived file %s (message %s) to %s: %s %s",
+                    side.sync_key,
+                    row["original_name"],
+                    row_id,
+                    row["folder"],
+                    row["reason_code"],
+                    row["reason_text"][:200],
+                )
+            self.p.events.publish(MessageMoved(side.sync_key, row_id, row["folder"], row["reason_code"]))
 
-    id: int
-    file_name: str
-    data: bytes  # the envelope JSON, as its SEND file holds it
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run `action` once the current write is committed (at once outside an apply chunk;
+        never if the chunk is rolled back)."""
+        pending: list[Callable[[], None]] | None = getattr(self.batch, "after", None)
+        if pending is None:
+            action()
+        else:
+            pending.append(action)
 
+    def record(self, side: SideCtx, moves: list[_Outcome]) -> None:
+        with self.tx(side, savepoint=False) as (s, pending):  # updates only: nothing to undo alone
+            params = [self.move_params(pending, side, move) for move in moves]
+            if params:
+                s.connection().execute(S.MOVE_MESSAGE, params)  # one statement for all
 
-@dataclass(frozen=True)
-class _Move:
-    message_id: int
-    file_name: str
-    old_folder: str
-    old_hold: str | None
-    folder: str
-    hold: str | None
-    code: str
+    def move_in_tx(
+        self,
+        s: Session,
+        moves: list[_Move],
+        side: SideCtx,
+        row: Message,
+        folder: str,
+        hold: str | None,
+        code: str,
+        text: str,
+    ) -> None:
+        """Update the row (the truth); its file follows once the transaction commits."""
+        s.connection().execute(S.MOVE_MESSAGE, self.move_params(moves, side, (row, folder, hold, code, text)))
 
+    def move_params(self, moves: list[_Move], side: SideCtx, outcome: _Outcome) -> dict[str, Any]:
+        """Note a move (the row object follows it) and return its update's parameters."""
+        row, folder, hold, code, text = outcome
+        moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
+        if folder in (F.WAITING, F.MISSING):
+            self.held_somewhere[side.id] = True
+        elif folder in LOGGED_FOLDERS and (folder, code) != (row.folder, row.reason_code):
+            log.warning(
+                "%s: message %s (%s) to %s: %s %s",
+                side.sync_key,
+                row.id,
+                row.type or "file",
+                folder if not hold else f"{folder}/{hold}",
+                code,
+                text[:200],
+            )
+        if folder in (F.SENT, F.PROCESSED):
+            self.touch(side.sync_key)
+        row.folder, row.hold = folder, hold
+        row.reason_code, row.reason_text = code, text[:500]
+        return {
+            "b_id": row.id,
+            "folder": folder,
+            "hold": hold,
+            "reason_code": code,
+            "reason_text": row.reason_text,
+            "attempts": row.attempts,
+            "next_attempt": row.next_attempt,
+            "updated": utcnow(),
+        }
 
-@dataclass
-class _Classified:
-    """Where an arriving message goes; `content` is the bytes to keep for it (None: the file)."""
+    def apply_moves(self, side: SideCtx, moves: list[_Move]) -> None:
+        """Rename files to where the committed rows say they are."""
+        for move in moves:
+            source = side.folders.path(move.old_folder, move.file_name, move.old_hold)
+            target = side.folders.path(move.folder, move.file_name, move.hold)
+            if source != target:
+                try:
+                    fsutil.move(source, target)
+                except FileNotFoundError:
+                    log.warning(
+                        "message file %s missing from %s; reconciled at next start",
+                        move.file_name,
+                        move.old_folder,
+                    )
+            self.p.events.publish(MessageMoved(side.sync_key, move.message_id, move.folder, move.code))
 
-    folder: str
-    envelope: Envelope | None = None
-    code: str = ""
-    text: str = ""
-    payload: str | None = None
-    content: bytes | None = None
+    def touch(self, sync_key: str) -> None:
+        """Note activity; written once per pass by `flush_activity`, not once per message."""
+        self.active.add(sync_key)
 
+    def flush_activity(self) -> None:
+        """Record the last-activity time of every synchronization that moved messages."""
+        if not self.active:
+            return
+        keys, self.active = self.active, set()
+        with self.p.db.write() as s:
+            s.execute(
+                update(Synchronization)
+                .where(col(Synchronization.key).in_(sorted(keys)))
+                .values(last_activity=utcnow())
+            )
+        for key in keys:
+            self.p.events.publish(SyncChanged(key, ""))
 
-def _send_failure(side: SideCtx, exc: Exception) -> tuple[str, str]:
-    code = getattr(exc, "reason_code", None)
-    if code is None:
-        code = "EXCHANGE_NOT_WRITABLE" if isinstance(exc, OSError) else "ENCRYPTION_FAILED"
-    if isinstance(exc, OSError) and exc.filename:
-        return code, f"{exc.strerror or exc} ({exc.filename})"
-    return code, str(exc)
+    def publish_status(self, sync_key: str) -> None:
+        self.p.events.publish(SyncChanged(sync_key, self.status(sync_key)))
 
+    def status(self, sync_key: str) -> str:
+        with self.p.db.session() as s:
+            sync = s.get(Synchronization, sync_key)
+            return sync.status if sync else ""
 
-def _generated_name(suffix: str) -> str:
-    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:12]}{suffix}"
-
-
-def _escape(name: str) -> str:
-    return name.encode("utf-8", "surrogateescape").decode("ascii", "backslashreplace")[:300]
+    def report_channel(self, side: SideCtx, text: str) -> bool:
+        """Show (or, with "", clear) what is wrong with a side's channel; True if that changed."""
+        text = text[:500]
+        if text == side.channel_error:
+            return False
+        with self.p.db.write() as s:
+            row = s.get(SyncSide, side.id)
+            if row is None or row.channel_error == text:
+                side.channel_error = text
+                return False
+            row.channel_error = text
+            s.add(row)
+        side.channel_error = text
+        if text:
+            log.warning("%s: channel error: %s", side.sync_key, text)
+        else:
+            log.info("%s: channel works again", side.sync_key)
+        self.p.events.publish(SyncChanged(side.sync_key, ""))
+        return True

@@ -31,7 +31,7 @@ from engine.errors import BackboneError, RejectedError
 from engine.events import EventBus, SyncChanged
 from engine.pipeline import control as C
 from engine.pipeline.core import Pipeline
-from engine.pipeline.ledger import Outgoing
+from engine.pipeline.records import Outgoing
 from engine.store import fsutil
 from engine.store.database import Database
 from engine.store.home import EngineLock, HomePaths, resolve_home

@@ -1,0 +1,103 @@
+"""The start-up reconcile of folders with the database (G8)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
+
+from engine.domain import folders as F
+from engine.domain.side import SideCtx
+from engine.pipeline.records import _Classified
+from engine.store import fsutil
+from engine.store.models import Message
+
+if TYPE_CHECKING:
+    from engine.pipeline.core import Pipeline
+
+
+log = logging.getLogger("backbone.pipeline")
+
+
+class Reconciler:
+    """Makes the folders match the database at start (the database is the truth)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+
+    def placements(self) -> dict[int, list[tuple[int, str, str | None, str]]]:
+        """Side id -> (message id, folder, hold, file name) of every message, in one query."""
+        result: dict[int, list[tuple[int, str, str | None, str]]] = {}
+        with self.p.db.session() as s:
+            for message_id, side_id, folder, hold, file_name in s.execute(
+                sa_select(
+                    col(Message.id),
+                    col(Message.side_id),
+                    col(Message.folder),
+                    col(Message.hold),
+                    col(Message.file_name),
+                )
+            ):
+                result.setdefault(side_id, []).append((message_id or 0, folder, hold, file_name))
+        return result
+
+    def reconcile(self, side: SideCtx, rows: list[tuple[int, str, str | None, str]] | None = None) -> int:
+        """Make the folders match the database (run at every start); returns files fixed."""
+        side.folders.ensure()
+        on_disk: dict[str, Path] = {}
+        stale_parts: list[Path] = []
+        for folder, _dirs, names in os.walk(side.folders.root):
+            for name in names:
+                path = Path(folder, name)
+                if name.startswith(".") and name.endswith(".part"):
+                    stale_parts.append(path)
+                else:
+                    on_disk[name] = path
+        if side.protocol == "file" and side.exchange is not None:
+            send_dir = F.exchange_paths(side.exchange)[0]
+            with contextlib.suppress(OSError):  # missing or not a folder: sending will say so
+                stale_parts += [
+                    p for p in send_dir.iterdir() if p.name.startswith(".") and p.name.endswith(".part")
+                ]
+        for path in stale_parts:
+            log.info("removing our own unfinished write %s", path)
+            path.unlink(missing_ok=True)
+        fixed = 0
+        if rows is None:
+            rows = self.placements().get(side.id, [])
+        for message_id, folder, hold, file_name in rows:
+            expected = side.folders.path(folder, file_name, hold)
+            found = on_disk.pop(file_name, None)
+            if found is None:
+                with self.p.db.session() as s:
+                    payload = s.exec(select(Message.payload).where(Message.id == message_id)).first()
+                if payload is not None:  # the row is the truth: write its file again
+                    fsutil.write_atomic(expected, payload.encode(), durable=False)
+                    fixed += 1
+                continue
+            if found != expected:
+                fsutil.move(found, expected)
+                fixed += 1
+        for name, path in sorted(on_disk.items()):  # generated names sort in arrival order
+            # a file moved in before a crash kept its row from committing: file it again
+            fixed += 1
+            if path.suffix == ".bac":
+                data = path.read_bytes()
+                outcomes = self.p.receiver.classify(side, data, settled=True) or [
+                    _Classified(F.REJECTED, None, "UNREADABLE", "could not be opened at start")
+                ]
+                self.p.receiver.store(side, outcomes, name, data, source=path)
+            else:
+                self.p.receiver.store(
+                    side,
+                    [_Classified(F.UNKNOWN, None, "ORPHAN_FILE", "found without a record at start")],
+                    name,
+                    b"",
+                    source=path,
+                )
+        return fixed

@@ -1,0 +1,103 @@
+"""The sides of this installation's synchronizations, read for the pipeline steps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, select
+
+from engine.config.mapping import MappingConfig, parse_config
+from engine.domain import folders as F
+from engine.domain.side import SideCtx
+from engine.store.models import Message, Synchronization, SyncSide
+
+if TYPE_CHECKING:
+    from engine.pipeline.core import Pipeline
+
+
+log = logging.getLogger("backbone.pipeline")
+
+
+class Sides:
+    """The synchronization sides as the pipeline sees them, and their parsed configurations."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.p = pipeline
+        self._configs: dict[tuple[int, int], MappingConfig] = {}
+
+    def sides(self) -> list[SideCtx]:
+        with self.p.db.session() as s:
+            syncs = {row.key: row for row in s.exec(select(Synchronization))}
+            rows = s.exec(select(SyncSide).order_by(col(SyncSide.id))).all()
+        by_sync: dict[str, list[SyncSide]] = {}
+        for row in rows:
+            by_sync.setdefault(row.sync_key, []).append(row)
+        result = []
+        for row in rows:
+            sync = syncs.get(row.sync_key)
+            if sync is None:
+                continue
+            partner = next((o.id for o in by_sync[row.sync_key] if o.id != row.id), None)
+            result.append(self._ctx(sync, row, partner))
+        return result
+
+    def pending(self) -> dict[int, set[str]]:
+        """Side id -> the work folders (SEND, SEND_ERROR, RECEIVE, OFFLINE) that hold messages."""
+        with self.p.db.session() as s:
+            rows = s.exec(
+                select(Message.side_id, Message.folder)
+                .where(col(Message.folder).in_([F.SEND, F.SEND_ERROR, F.RECEIVE, F.OFFLINE]))
+                .distinct()
+            ).all()
+        result: dict[int, set[str]] = {}
+        for side_id, folder in rows:
+            result.setdefault(side_id, set()).add(folder)
+        return result
+
+    def side(self, side_id: int) -> SideCtx:
+        """The side as stored now; LookupError once its synchronization is deleted."""
+        with self.p.db.session() as s:
+            row = s.get(SyncSide, side_id)
+            sync = s.get(Synchronization, row.sync_key) if row is not None else None
+            if row is None or sync is None:
+                raise LookupError(f"synchronization side {side_id} no longer exists")
+            others = s.exec(select(SyncSide).where(SyncSide.sync_key == row.sync_key)).all()
+        partner = next((o.id for o in others if o.id != row.id), None)
+        return self._ctx(sync, row, partner)
+
+    def _ctx(self, sync: Synchronization, row: SyncSide, partner_side_id: int | None) -> SideCtx:
+        return SideCtx(
+            id=row.id or 0,
+            sync_key=row.sync_key,
+            project=row.project,
+            folder=row.folder,
+            role=row.role,
+            endpoint=row.endpoint,
+            partner_endpoint=row.partner_endpoint,
+            partner_project=row.partner_project,
+            exchange=Path(row.exchange) if row.exchange else None,
+            cursor=row.cursor,
+            config_version=row.config_version,
+            config_text=row.config_text,
+            sync_user=sync.sync_user,
+            status=sync.status,
+            protocol=sync.protocol,
+            folders=F.SideFolders(self.p.data_root / row.sync_key / row.folder),
+            pairing_secret=row.pairing_secret,
+            partner_side_id=partner_side_id,
+            encryption=sync.encryption,
+            own_fingerprint=row.own_fingerprint,
+            partner_fingerprint=row.partner_fingerprint,
+            mail_settings=row.mail_settings,
+            channel_error=row.channel_error,
+        )
+
+    def config(self, side: SideCtx) -> MappingConfig:
+        key = (side.id, side.config_version)
+        cached = self._configs.get(key)
+        if cached is None:
+            cached = parse_config(side.config_text, f"configuration of {side.sync_key}/{side.folder}")
+            self._configs[key] = cached
+        return cached
