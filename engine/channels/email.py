@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from imapclient import IMAPClient  # type: ignore[import-untyped]
@@ -963,3 +964,38 @@ class MailReceiver:
             self._call(step, lambda: client.uid_expunge([uid]))
         # Without UIDPLUS the mail stays flagged \Deleted: a plain EXPUNGE would remove other
         # clients' deleted mail too. Fetching skips \Deleted mail.
+
+
+class EmailChannel:
+    """Sends each sealed message file as a mail attachment, over one SMTP connection per pass.
+
+    Arrivals come through `MailReceiver` (IMAP IDLE, its own thread), so there is no inbox."""
+
+    bundles = True
+    inbox: Path | None = None
+
+    def __init__(self, settings: MailSettings, subject: str) -> None:
+        self.settings = settings
+        self.subject = subject
+        self._sender = MailSender(settings)
+
+    def deliver(self, name: str, data: bytes) -> None:
+        """Send one mail with the file attached; `MailSendError` names the server and its answer."""
+        if not self.settings.send.to_addr:
+            raise MailError(self.settings.send.server, "address", "the partner's address is not known yet")
+        self._sender.send(self.subject, name, data)
+
+    def flush(self) -> None:
+        """The server accepted each mail already."""
+
+    def close(self) -> None:
+        """Log out of the SMTP server."""
+        self._sender.close()
+
+    def problem(self) -> str:
+        """Receive failures are reported by the mail receiver; nothing to check here."""
+        return ""
+
+    def unfinished(self) -> list[Path]:
+        """Nothing is staged."""
+        return []

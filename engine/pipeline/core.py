@@ -8,9 +8,12 @@ from pathlib import Path
 
 from sqlmodel import Session
 
+from engine.channels import open_channel
 from engine.channels.base import Channel
+from engine.channels.email import MailSettings
 from engine.domain.envelope import Codec, Envelope, PlainCodec
 from engine.domain.side import SideCtx
+from engine.errors import BackboneError
 from engine.events import EventBus
 from engine.pipeline.apply import ApplyStep, _Applier
 from engine.pipeline.detect import DetectStep
@@ -46,6 +49,7 @@ class Pipeline:
         data_root: Path,
         events: EventBus,
         codec_for: Callable[[SideCtx], Codec] | None = None,
+        channel_for: Callable[[SideCtx], Channel] | None = None,
     ) -> None:
         self.db = db
         self.tracker = tracker
@@ -54,7 +58,7 @@ class Pipeline:
         self.codec_for = codec_for or (lambda side: PlainCodec())
         self.control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None
         self.should_stop: Callable[[], bool] = lambda: False
-        self.channel_for: Callable[[SideCtx], Channel] | None = None
+        self.channel_for: Callable[[SideCtx], Channel] = channel_for or self._default_channel
         self.side_store = Sides(self)
         self.ledger = Ledger(self)
         self.detector = DetectStep(self)
@@ -82,6 +86,19 @@ class Pipeline:
         self.retry_folder = self.operator.retry_folder
         self.placements = self.reconciler.placements
         self.reconcile = self.reconciler.reconcile
+
+    def _default_channel(self, side: SideCtx) -> Channel:
+        """Exchange folders and local delivery; email needs the installation's mail settings."""
+
+        def no_mail(_: SideCtx) -> MailSettings:
+            raise BackboneError(f"{side.sync_key}: no mail settings are known to this pipeline")
+
+        return open_channel(side, mail_settings=no_mail, hand_over=self.hand_over)
+
+    def hand_over(self, side: SideCtx, name: str, data: bytes) -> int:
+        """Local delivery: the file goes to the other side's receive step."""
+        assert side.partner_side_id is not None
+        return self.receiver.ingest_bytes(self.side_store.side(side.partner_side_id), name, data)
 
     @property
     def caught_up(self) -> set[int]:

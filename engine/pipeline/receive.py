@@ -42,11 +42,13 @@ class ReceiveStep:
         self.max_message_bytes = MAX_MESSAGE_BYTES
 
     def ingest(self, side: SideCtx) -> int:
-        """Take the partner's files from the exchange `RECEIVE` into ours, each with a row."""
-        if side.protocol != "file" or side.exchange is None:
+        """Take the partner's files from the channel's inbox (the exchange `RECEIVE`) into ours,
+        each with a row; a channel without an inbox hands its arrivals to `ingest_bytes`."""
+        channel = self.p.channel_for(side)
+        receive_dir = channel.inbox
+        if receive_dir is None:
             return 0
-        send_dir, receive_dir = F.exchange_paths(side.exchange)
-        problem = fsutil.folder_problem(send_dir, os.W_OK) or fsutil.folder_problem(receive_dir, os.W_OK)
+        problem = channel.problem()
         try:
             names = [] if problem else [e.name for e in os.scandir(receive_dir) if not e.name.startswith(".")]
         except OSError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -58,12 +57,7 @@ class Reconciler:
                     stale_parts.append(path)
                 else:
                     on_disk[name] = path
-        if side.protocol == "file" and side.exchange is not None:
-            send_dir = F.exchange_paths(side.exchange)[0]
-            with contextlib.suppress(OSError):  # missing or not a folder: sending will say so
-                stale_parts += [
-                    p for p in send_dir.iterdir() if p.name.startswith(".") and p.name.endswith(".part")
-                ]
+        stale_parts += self.p.channel_for(side).unfinished()
         for path in stale_parts:
             log.info("removing our own unfinished write %s", path)
             path.unlink(missing_ok=True)

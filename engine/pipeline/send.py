@@ -18,7 +18,6 @@ from engine.pipeline.records import (
     _send_failure,
     backoff,
 )
-from engine.store import fsutil
 from engine.store.models import Message
 
 if TYPE_CHECKING:
@@ -58,34 +57,32 @@ class SendStep:
         if not ready:
             return 0
         codec = self.p.codec_for(side)
+        channel = self.p.channel_for(side)
         # queued messages travel together: one file, gpg call or mail for up to `bundle_max`
-        bundle = self.bundle_max if side.protocol != "local" else 1
-        channel = self.p.channel_for(side) if side.protocol == "email" and self.p.channel_for else None
+        bundle = self.bundle_max if channel.bundles else 1
         delivered: list[Message] = []
         failed: Message | None = None
         failure = ("", "")
-        for start in range(0, len(ready), bundle):
-            if self.p.should_stop():
-                break
-            group = ready[start : start + bundle]
-            try:
-                payloads = [row.payload or "" for row in group]
-                data = codec.seal(payloads[0]) if len(group) == 1 else codec.seal_many(payloads)
-                if channel is not None:
+        try:
+            for start in range(0, len(ready), bundle):
+                if self.p.should_stop():
+                    break
+                group = ready[start : start + bundle]
+                try:
+                    payloads = [row.payload or "" for row in group]
+                    data = codec.seal(payloads[0]) if len(group) == 1 else codec.seal_many(payloads)
                     channel.deliver(group[0].file_name, data)
-                else:
-                    self._deliver(side, group[0].file_name, data)
-            except (OSError, BackboneError) as exc:
-                failed, failure = group[0], _send_failure(side, exc)
-                break
-            delivered.extend(group)
-        if channel is not None:
-            getattr(channel, "close", lambda: None)()
-        if delivered:
-            try:
-                self._flush_channel(side)
-            except OSError as exc:  # not known to be out (rule 11): they are sent again
-                failed, failure, delivered = delivered[0], _send_failure(side, exc), []
+                except (OSError, BackboneError) as exc:
+                    failed, failure = group[0], _send_failure(side, exc)
+                    break
+                delivered.extend(group)
+            if delivered:
+                try:
+                    channel.flush()
+                except OSError as exc:  # not known to be out (rule 11): they are sent again
+                    failed, failure, delivered = delivered[0], _send_failure(side, exc), []
+        finally:
+            channel.close()
         if delivered:
             self.p.ledger.record(side, [(row, F.SENT, None, "", "") for row in delivered])
         if failed is not None:
@@ -97,18 +94,3 @@ class SendStep:
                 [(failed, F.SEND_ERROR, None, code, f"attempt {failed.attempts}: {text}")],
             )
         return len(delivered) + (1 if failed else 0)
-
-    def _deliver(self, side: SideCtx, name: str, data: bytes) -> None:
-        if side.protocol == "local":
-            assert side.partner_side_id is not None
-            self.p.receiver.ingest_bytes(self.p.side_store.side(side.partner_side_id), name, data)
-        elif side.protocol == "file":
-            assert side.exchange is not None
-            send_dir, _ = F.exchange_paths(side.exchange)
-            fsutil.write_atomic(send_dir / name, data, sync_dir=False, mode=0o644)  # the partner reads it
-        else:  # email goes through send()'s channel
-            raise OSError(f"protocol {side.protocol!r} has no built-in channel")
-
-    def _flush_channel(self, side: SideCtx) -> None:
-        if side.protocol == "file" and side.exchange is not None:
-            fsutil.fsync_dir(F.exchange_paths(side.exchange)[0])

@@ -22,7 +22,9 @@ from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select
 
-from engine.channels.email import MailError, MailReceiver, MailSender, MailSettings, check_settings, line_safe
+from engine.channels import open_channel
+from engine.channels.base import Channel
+from engine.channels.email import MailError, MailReceiver, MailSettings, check_settings, line_safe
 from engine.config.mapping import check_against, identity_config, parse_config
 from engine.domain import folders as F
 from engine.domain.envelope import Codec, Envelope, PlainCodec, load_json
@@ -169,23 +171,6 @@ class MessageInfo:
         return data
 
 
-class _MailChannel:
-    """Sends each sealed message file as a mail attachment, over one SMTP connection per pass."""
-
-    def __init__(self, settings: MailSettings, subject: str) -> None:
-        self.settings = settings
-        self.subject = subject
-        self._sender = MailSender(settings)
-
-    def deliver(self, name: str, data: bytes) -> None:
-        if not self.settings.send.to_addr:
-            raise MailError(self.settings.send.server, "address", "the partner's address is not known yet")
-        self._sender.send(self.subject, name, data)
-
-    def close(self) -> None:
-        self._sender.close()
-
-
 class Installation:
     """An opened home: database, embedded tracker, pipeline and the operations on them."""
 
@@ -213,9 +198,10 @@ class Installation:
             raise BackboneError(self.db.damage_text(exc.orig or exc)) from None
         self.tracker = EmbeddedTracker(self.db, self.paths.attachments)
         self.events = EventBus()
-        self.pipeline = Pipeline(self.db, self.tracker, self.paths.data, self.events, self._codec_for)
+        self.pipeline = Pipeline(
+            self.db, self.tracker, self.paths.data, self.events, self._codec_for, self._channel_for
+        )
         self.pipeline.control_handler = self._handle_control
-        self.pipeline.channel_for = self._channel_for
         self.lock = EngineLock(self.paths.lock_file)
         self._keyring: Keyring | None = None
         self._codecs: dict[tuple[Any, ...], Codec] = {}
@@ -357,8 +343,8 @@ class Installation:
             settings.send.password = smtp
         return settings
 
-    def _channel_for(self, side: SideCtx) -> _MailChannel:
-        return _MailChannel(self.mail_settings(side), f"[Backbone] {side.sync_key}")
+    def _channel_for(self, side: SideCtx) -> Channel:
+        return open_channel(side, mail_settings=self.mail_settings, hand_over=self.pipeline.hand_over)
 
     def poll_mail(self, side: SideCtx, receiver: MailReceiver) -> int:
         """Fetch the partner's mails: their `.bac` files into RECEIVE, then the mail out of the inbox."""

@@ -99,8 +99,8 @@ def row(screen: str, key: str) -> str:
 
 def test_backbone_in_a_real_terminal(terminal: Terminal) -> None:
     key = "ACME-GLOBEX-1"
-    screen = terminal.wait(lambda s: "RUNNING" in row(s, key) and "q Quit" in s)
-    assert "all projects" in screen and "engine running" in screen
+    screen = terminal.wait(lambda s: "RUNNING" in row(s, key) and "q Quit" in s and "engine running" in s)
+    assert "all projects" in screen
     assert row(screen, key).rstrip().endswith("...")
 
     terminal.keys("Space")

@@ -1,0 +1,42 @@
+"""The file-exchange channel: `SEND` (we write) and `RECEIVE` (the partner's messages) in one folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from engine.domain import folders as F
+from engine.store import fsutil
+
+
+class FileChannel:
+    """Writes each sealed file under a staging name into the exchange `SEND`, then renames it."""
+
+    bundles = True
+
+    def __init__(self, exchange: Path) -> None:
+        self.send_dir, inbox = F.exchange_paths(exchange)
+        self.inbox: Path | None = inbox
+
+    def deliver(self, name: str, data: bytes) -> None:
+        """Write the file into SEND (readable by the partner's reader, maybe another user)."""
+        fsutil.write_atomic(self.send_dir / name, data, sync_dir=False, mode=0o644)
+
+    def flush(self) -> None:
+        """fsync the SEND folder once for the files of this pass."""
+        fsutil.fsync_dir(self.send_dir)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def problem(self) -> str:
+        """A missing folder, a dangling link, a file in its place or missing rights, by path."""
+        inbox = self.send_dir.parent / F.RECEIVE
+        return fsutil.folder_problem(self.send_dir, os.W_OK) or fsutil.folder_problem(inbox, os.W_OK)
+
+    def unfinished(self) -> list[Path]:
+        """Staging files in SEND that a killed writer left."""
+        with contextlib.suppress(OSError):  # missing or not a folder: sending will say so
+            return [p for p in self.send_dir.iterdir() if p.name.startswith(".") and p.name.endswith(".part")]
+        return []
