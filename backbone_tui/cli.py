@@ -10,20 +10,47 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import BackboneError
+
+if TYPE_CHECKING:
+    from engine.service.installation import Installation
 
 EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
 EXIT_PIPE = 128 + signal.SIGPIPE  # as a shell reports a command whose reader went away
 CREATING_COMMANDS = {("project", "create"), ("sync", "create")}
 
 
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _sub(group: Any, name: str, help: str, *examples: str) -> argparse.ArgumentParser:
+    """A subcommand with its help line (listed in --help and in completion) and examples."""
+    return group.add_parser(  # type: ignore[no-any-return]
+        name,
+        help=help,
+        description=help[:1].upper() + help[1:] + ".",
+        epilog=_examples(*examples) if examples else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backbone",
-        description="Keep issues in sync between two trackers over file exchange or email.",
+        description="Keep issues in sync between two trackers over file exchange or email. "
+        "Without a command: the terminal UI.",
+        epilog=_examples(
+            "backbone demo ./demo                       two paired installations, then the TUI",
+            "backbone --home ./demo/acme                the TUI of one home",
+            "backbone --home H sync list --status RUNNING",
+            "backbone completion bash > /etc/bash_completion.d/backbone",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"backbone {_version()}")
     parser.add_argument("--home", help="installation folder (default: $BACKBONE_HOME or the user data dir)")
     parser.add_argument("--project", help="open the project overview of this project (TUI)")
     parser.add_argument(
@@ -34,11 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="two paired installations syncing sample issues")
-    demo.add_argument("dir", type=Path)
+    demo = _sub(
+        sub, "demo", "two paired installations syncing sample issues", "backbone demo ./demo --no-tui"
+    )
+    demo.add_argument("dir", type=Path, help="folder for acme/, globex/ and exchange/")
     demo.add_argument("--no-encryption", action="store_true", help="plain messages instead of OpenPGP")
     demo.add_argument("--no-tui", action="store_true", help="sync, print a summary and exit")
-    demo.add_argument("--protocol", choices=("file", "email"), default="file")
+    demo.add_argument("--protocol", choices=("file", "email"), default="file", help="how messages travel")
     demo.add_argument(
         "--mail-server",
         metavar="HOST:IMAP_PORT:SMTP_PORT",
@@ -46,139 +75,244 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--acme-mail", metavar="ADDRESS", help="email demo: Acme's account (also its login)")
     demo.add_argument("--globex-mail", metavar="ADDRESS", help="email demo: Globex's account")
+    demo.set_defaults(handler=None)
 
-    run = sub.add_parser("run", help="the headless engine")
+    run = _sub(sub, "run", "the headless engine", "backbone --home H run", "backbone --home H run --once")
     run.add_argument("--once", action="store_true", help="do all pending work, then exit")
     run.add_argument("--api", metavar="HOST:PORT", help="also serve the REST API (not available yet)")
+    run.set_defaults(handler=_run)
 
-    sync = sub.add_parser("sync", help="synchronizations").add_subparsers(
-        dest="action", metavar="ACTION", required=True
-    )
-    p = sync.add_parser("list")
-    p.add_argument("--status")
-    p.add_argument("--project", dest="filter_project")
-    p.add_argument("--json", action="store_true")
-    p = sync.add_parser("show")
+    doctor = _sub(sub, "doctor", "check the home's database file (read-only) and say what is damaged")
+    doctor.set_defaults(handler=None)
+    completion = _sub(sub, "completion", "print a shell completion script", "backbone completion bash")
+    completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
+    completion.set_defaults(handler=None)
+
+    sync = _sub(sub, "sync", "synchronizations: create, pair, start, stop, inspect, delete")
+    sync.set_defaults(handler=_sync)
+    actions = sync.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _sub(actions, "list", "every synchronization, one line each", "backbone sync list --status STOPPED")
+    p.add_argument("--status", help="only this status (e.g. RUNNING or 'REQUEST SENT')")
+    p.add_argument("--project", dest="filter_project", help="only this local project")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p = _sub(actions, "show", "one synchronization in full", "backbone sync show ACME-GLOBEX-1 --json")
     p.add_argument("key")
-    p.add_argument("--json", action="store_true")
-    p = sync.add_parser("create")
-    p.add_argument("--role", choices=("primary", "secondary", "local"), required=True)
-    p.add_argument("--project", dest="sync_project", required=True)
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p = _sub(
+        actions,
+        "create",
+        "a new synchronization: a primary's request, a secondary from a handshake file, or local",
+        "backbone sync create --role primary --project ACME --user sync-bot --name N "
+        "--exchange /srv/x --handshake-out hs.json",
+        "backbone sync create --role secondary --handshake hs.json --project GLOBEX --user sync-bot "
+        "--exchange /srv/y",
+    )
+    p.add_argument(
+        "--role", choices=("primary", "secondary", "local"), required=True, help="this side's role"
+    )
+    p.add_argument("--project", dest="sync_project", required=True, help="the local project")
     p.add_argument("--partner-project", help="primary: the partner's project key; local: the second project")
-    p.add_argument("--user", required=True)
-    p.add_argument("--protocol", default="file")
-    p.add_argument("--name")
-    p.add_argument("--description", default="")
-    p.add_argument("--exchange")
-    p.add_argument("--handshake-out")
-    p.add_argument("--handshake")
+    p.add_argument("--user", required=True, help="the synchronization user (fixed once set)")
+    p.add_argument("--protocol", default="file", help="file (default) or email")
+    p.add_argument("--name", help="primary, local: the synchronization's name")
+    p.add_argument("--description", default="", help="free text")
+    p.add_argument("--exchange", help="file protocol: the exchange folder (SEND and RECEIVE)")
+    p.add_argument("--handshake-out", help="primary: where to write the handshake file for the partner")
+    p.add_argument("--handshake", help="secondary: the partner's handshake file")
     p.add_argument(
         "--fingerprint", help="secondary: the primary's key fingerprint, confirmed with the partner"
     )
     p.add_argument("--no-encryption", action="store_true", help="primary: plain messages (not advised)")
     _mail_options(p)
-    p.add_argument("--review", action="store_true")
-    for name in ("accept", "decline"):
-        p = sync.add_parser(name)
+    p.add_argument("--review", action="store_true", help="review mode: configuration changes are drafts")
+    for name, text in (("accept", "accept an incoming request"), ("decline", "decline an incoming request")):
+        p = _sub(actions, name, text, f"backbone sync {name} ACME-GLOBEX-1")
         p.add_argument("key")
     for name in ("start", "stop"):
-        p = sync.add_parser(name)
-        p.add_argument("keys", nargs="*")
+        p = _sub(
+            actions,
+            name,
+            f"{name} synchronizing issues (several keys, or all in one state)",
+            f"backbone sync {name} ACME-GLOBEX-1",
+            f"backbone sync {name} --status {'STOPPED' if name == 'start' else 'RUNNING'}",
+        )
+        p.add_argument("keys", nargs="*", help="synchronization keys")
         p.add_argument("--status", help="all synchronizations in this state instead of keys")
-    p = sync.add_parser(
-        "support-zip", help="a ZIP for the support team (no passwords, keys or issue contents)"
+    p = _sub(
+        actions,
+        "support-zip",
+        "a ZIP for the support team (no passwords, keys or issue contents)",
+        "backbone sync support-zip ACME-GLOBEX-1 -o /tmp",
     )
     p.add_argument("key")
     p.add_argument("-o", "--output", help="file or folder (default: HOME/support/)")
-    p = sync.add_parser("handshake", help="write the handshake file again (primary, REQUEST SENT)")
+    p = _sub(
+        actions,
+        "handshake",
+        "write the handshake file again (primary, REQUEST SENT)",
+        "backbone sync handshake ACME-GLOBEX-1 -o hs2.json",
+    )
     p.add_argument("key")
     p.add_argument("-o", "--output", required=True, help="the new file (its folder must exist)")
-    p = sync.add_parser("test", help="check the channel again (mail log-in, exchange folder)")
+    p = _sub(
+        actions,
+        "test",
+        "check the channel again (mail log-in, exchange folder)",
+        "backbone sync test ACME-GLOBEX-1",
+    )
     p.add_argument("key")
-    p = sync.add_parser("edit")
+    p = _sub(
+        actions, "edit", "change name or description", "backbone sync edit ACME-GLOBEX-1 --name 'New name'"
+    )
     p.add_argument("key")
-    p.add_argument("--name")
-    p.add_argument("--description")
+    p.add_argument("--name", help="the new name")
+    p.add_argument("--description", help="the new description")
     p.add_argument("--user", help=argparse.SUPPRESS)
     p.add_argument("--protocol", help=argparse.SUPPRESS)
-    p = sync.add_parser("delete")
+    p = _sub(
+        actions,
+        "delete",
+        "stop and delete (message files are kept)",
+        "backbone sync delete ACME-GLOBEX-1 --yes",
+    )
     p.add_argument("key")
     p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
-    config = sub.add_parser("config", help="mapping configuration").add_subparsers(
-        dest="action", metavar="ACTION", required=True
+    config = _sub(sub, "config", "mapping configuration")
+    config.set_defaults(handler=_config)
+    actions = config.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _sub(
+        actions,
+        "export",
+        "print (or write) this side's configuration",
+        "backbone config export ACME-GLOBEX-1 -o acme.toml",
     )
-    p = config.add_parser("export")
     p.add_argument("key")
-    p.add_argument("-o", "--output")
-    p.add_argument("--project", dest="side_project")
-    p = config.add_parser("import")
-    p.add_argument("key")
-    p.add_argument("file")
-    p.add_argument("--project", dest="side_project")
-
-    messages = sub.add_parser("messages", help="messages of a synchronization")
-    messages.add_argument("key_or_action", metavar="KEY | retry KEY | skip KEY")
-    messages.add_argument("key", nargs="?")
-    messages.add_argument("--folder")
-    messages.add_argument("--issue", help="pair id of the issue (retry, skip)")
-    messages.add_argument("--json", action="store_true")
-
-    project = sub.add_parser("project", help="embedded tracker projects").add_subparsers(
-        dest="action", metavar="ACTION", required=True
+    p.add_argument("-o", "--output", help="write to this file instead of printing")
+    p.add_argument("--project", dest="side_project", help="local synchronizations: which side")
+    p = _sub(
+        actions,
+        "import",
+        "replace this side's configuration from a file",
+        "backbone config import ACME-GLOBEX-1 acme.toml",
     )
-    p = project.add_parser("create")
     p.add_argument("key")
-    p.add_argument("--name", required=True)
-    p = project.add_parser("field")
+    p.add_argument("file", help="a TOML file as 'config export' writes it")
+    p.add_argument("--project", dest="side_project", help="local synchronizations: which side")
+
+    messages = _sub(
+        sub,
+        "messages",
+        "messages of a synchronization: list, retry, skip",
+        "backbone messages ACME-GLOBEX-1 --folder ERROR",
+        "backbone messages retry ACME-GLOBEX-1 --issue GLOBEX-12",
+        "backbone messages skip ACME-GLOBEX-1 --issue GLOBEX-12",
+    )
+    messages.set_defaults(handler=_messages)
+    actions = messages.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _sub(
+        actions,
+        "list",
+        "the messages, folder by folder (also: 'messages KEY')",
+        "backbone messages list ACME-GLOBEX-1",
+    )
+    p.add_argument("key")
+    p.add_argument("--folder", help="only this folder (ERROR, REJECTED, SEND_ERROR, ...)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p = _sub(
+        actions, "retry", "queue held and failed messages again", "backbone messages retry ACME-GLOBEX-1"
+    )
+    p.add_argument("key")
+    p.add_argument("--issue", help="only this issue: a pair id or a local key like GLOBEX-12")
+    p = _sub(
+        actions,
+        "skip",
+        "skip the first held message of an issue",
+        "backbone messages skip ACME-GLOBEX-1 --issue GLOBEX-12",
+    )
+    p.add_argument("key")
+    p.add_argument("--issue", required=True, help="a pair id or a local key like GLOBEX-12")
+
+    project = _sub(sub, "project", "embedded tracker projects")
+    project.set_defaults(handler=_project)
+    actions = project.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _sub(actions, "create", "a new project", "backbone project create ACME --name Acme")
+    p.add_argument("key", help="upper-case letters and digits")
+    p.add_argument("--name", required=True, help="the project's name")
+    p = _sub(
+        actions,
+        "field",
+        "add a custom field",
+        "backbone project field ACME Impact --kind select --option Low",
+    )
     p.add_argument("key")
     p.add_argument("name")
-    p.add_argument("--kind", choices=("text", "number", "select"), default="text")
-    p.add_argument("--option", action="append", default=[])
-    p = project.add_parser("list")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--kind", choices=("text", "number", "select"), default="text", help="the field's kind")
+    p.add_argument("--option", action="append", default=[], help="select fields: an allowed value (repeat)")
+    p = _sub(actions, "list", "every project")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
 
-    issue = sub.add_parser("issue", help="embedded tracker issues").add_subparsers(
-        dest="action", metavar="ACTION", required=True
+    issue = _sub(sub, "issue", "embedded tracker issues")
+    issue.set_defaults(handler=_issue)
+    actions = issue.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _sub(
+        actions,
+        "create",
+        "a new issue",
+        "backbone issue create --project ACME --type Bug --summary 'It broke'",
     )
-    p = issue.add_parser("create")
-    p.add_argument("--project", dest="issue_project", required=True)
-    p.add_argument("--type", required=True)
-    p.add_argument("--summary", required=True)
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    p.add_argument("--parent")
-    p = issue.add_parser("update")
+    p.add_argument("--project", dest="issue_project", required=True, help="the project")
+    p.add_argument("--type", required=True, help="Bug, Task, Story or Sub-task")
+    p.add_argument("--summary", required=True, help="one line")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="another field (repeat)")
+    p.add_argument("--parent", help="sub-tasks: the parent's key")
+    p = _sub(actions, "update", "change fields", "backbone issue update ACME-1 --set priority=High")
     p.add_argument("issue")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", required=True)
-    p = issue.add_parser("comment")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", required=True, help="a field (repeat)"
+    )
+    p = _sub(actions, "comment", "add a comment", "backbone issue comment ACME-1 'Seen again'")
     p.add_argument("issue")
     p.add_argument("text")
-    p = issue.add_parser("attach")
+    p = _sub(actions, "attach", "attach a file", "backbone issue attach ACME-1 ./error.log")
     p.add_argument("issue")
     p.add_argument("file")
-    p = issue.add_parser("transition")
+    p = _sub(actions, "transition", "move to a status", "backbone issue transition ACME-1 Done")
     p.add_argument("issue")
     p.add_argument("status")
-    p = issue.add_parser("link")
+    p = _sub(actions, "link", "link to another issue", "backbone issue link ACME-2 ACME-1 --kind blocks")
     p.add_argument("issue")
     p.add_argument("target")
-    p.add_argument("--kind", default="relates")
-    p = issue.add_parser("show")
+    p.add_argument("--kind", default="relates", help="the link's kind (default: relates)")
+    p = _sub(actions, "show", "one issue in full", "backbone issue show ACME-1 --json")
     p.add_argument("issue")
-    p.add_argument("--json", action="store_true")
-    p = issue.add_parser("list")
-    p.add_argument("--project", dest="issue_project")
-    p.add_argument("--json", action="store_true")
-    for action in issue.choices.values():
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p = _sub(actions, "list", "every issue, one line each", "backbone issue list --project ACME")
+    p.add_argument("--project", dest="issue_project", help="only this project")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    for action in actions.choices.values():
         action.add_argument("--as", dest="as_user", default="admin", help="act as this user (default: admin)")
 
-    sub.add_parser("doctor", help="check the home's database file (read-only) and say what is damaged")
-    tracker = sub.add_parser("tracker", help="embedded tracker administration").add_subparsers(
-        dest="action", metavar="ACTION", required=True
+    tracker = _sub(sub, "tracker", "embedded tracker administration")
+    tracker.set_defaults(handler=_tracker)
+    actions = tracker.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = _sub(
+        actions,
+        "maintenance",
+        "take the tracker offline (or back) to test outages",
+        "backbone tracker maintenance on",
     )
-    p = tracker.add_parser("maintenance")
     p.add_argument("state", choices=("on", "off"))
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("backbone-tui")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _mail_options(p: argparse.ArgumentParser) -> None:
@@ -267,7 +401,7 @@ def _mail_settings(args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_with_default_actions(list(sys.argv[1:] if argv is None else argv)))
         try:
             code = _dispatch(parser, args)
         except BackboneError as exc:
@@ -283,11 +417,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_PIPE
 
 
+def _with_default_actions(argv: list[str]) -> list[str]:
+    """`messages KEY ...` is short for `messages list KEY ...` (the SPEC's form)."""
+    if "messages" in argv:
+        at = argv.index("messages") + 1
+        if at < len(argv) and argv[at] not in ("list", "retry", "skip", "-h", "--help"):
+            return [*argv[:at], "list", *argv[at:]]
+    return argv
+
+
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
         return _demo(args)
     if args.command == "doctor":
         return _doctor(args)
+    if args.command == "completion":
+        import shtab
+
+        print(shtab.complete(parser, shell=args.shell))
+        return EXIT_OK
     from sqlalchemy.exc import DatabaseError
 
     from engine.service.installation import Installation
@@ -308,16 +456,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         inst.close()
 
 
-def _command(inst: Any, args: argparse.Namespace) -> int:
-    handler: Callable[[Any, argparse.Namespace], int] = {
-        "run": _run,
-        "sync": _sync,
-        "config": _config,
-        "messages": _messages,
-        "project": _project,
-        "issue": _issue,
-        "tracker": _tracker,
-    }[args.command]
+def _command(inst: Installation, args: argparse.Namespace) -> int:
+    handler: Callable[[Installation, argparse.Namespace], int] = args.handler
     return handler(inst, args)
 
 
@@ -412,7 +552,7 @@ def _demo_mail(args: argparse.Namespace) -> Any:
     return account(args.acme_mail, passwords[0] or ""), account(args.globex_mail, passwords[1] or "")
 
 
-def _run(inst: Any, args: argparse.Namespace) -> int:
+def _run(inst: Installation, args: argparse.Namespace) -> int:
     from engine.runtime.engine import Engine
 
     if args.api:
@@ -453,7 +593,7 @@ def _print_table(rows: list[list[str]], header: list[str]) -> None:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _sync(inst: Any, args: argparse.Namespace) -> int:
+def _sync(inst: Installation, args: argparse.Namespace) -> int:
     action = args.action
     if action == "list":
         syncs = inst.list_syncs(
@@ -545,7 +685,7 @@ def _sync(inst: Any, args: argparse.Namespace) -> int:
     raise AssertionError(action)
 
 
-def _sync_create(inst: Any, args: argparse.Namespace) -> int:
+def _sync_create(inst: Installation, args: argparse.Namespace) -> int:
     if args.role == "primary":
         missing = [
             flag
@@ -648,7 +788,7 @@ def _spaced(fingerprint: str) -> str:
     return " ".join(fingerprint[i : i + 4] for i in range(0, len(fingerprint), 4))
 
 
-def _config(inst: Any, args: argparse.Namespace) -> int:
+def _config(inst: Installation, args: argparse.Namespace) -> int:
     if args.action == "export":
         text = inst.config_export(args.key, args.side_project)
         if args.output:
@@ -662,25 +802,16 @@ def _config(inst: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _messages(inst: Any, args: argparse.Namespace) -> int:
-    first = args.key_or_action
-    if first in ("retry", "skip"):
-        if not args.key:
-            raise BackboneError(f"messages {first} needs a synchronization key")
-        if first == "skip":
-            if not args.issue:
-                raise BackboneError("messages skip needs --issue PAIR (see 'messages KEY --folder ERROR')")
-            skipped, count = inst.skip(args.key, args.issue)
-            print(f"{args.key}: {skipped} message(s) skipped, {count} queued again")
-            return EXIT_OK
+def _messages(inst: Installation, args: argparse.Namespace) -> int:
+    if args.action == "skip":
+        skipped, count = inst.skip(args.key, args.issue)
+        print(f"{args.key}: {skipped} message(s) skipped, {count} queued again")
+        return EXIT_OK
+    if args.action == "retry":
         count = inst.retry(args.key, args.issue)
         print(f"{args.key}: {count} message(s) queued again")
         return EXIT_OK
-    if args.key:
-        raise BackboneError(
-            f"messages {first}: unexpected {args.key!r} (did you mean 'messages retry {first}'?)"
-        )
-    rows = inst.messages(first, args.folder)
+    rows = inst.messages(args.key, args.folder)
     if args.json:
         print(json.dumps([row.to_json() for row in rows], indent=2))
         return EXIT_OK
@@ -706,7 +837,7 @@ def _messages(inst: Any, args: argparse.Namespace) -> int:
 # -- embedded tracker -----------------------------------------------------------------------
 
 
-def _project(inst: Any, args: argparse.Namespace) -> int:
+def _project(inst: Installation, args: argparse.Namespace) -> int:
     if args.action == "create":
         inst.tracker.create_project(args.key, args.name)
         print(f"project {args.key} created")
@@ -732,7 +863,7 @@ def _parse_sets(pairs: list[str]) -> dict[str, Any]:
     return fields
 
 
-def _issue(inst: Any, args: argparse.Namespace) -> int:
+def _issue(inst: Installation, args: argparse.Namespace) -> int:
     from engine.errors import TrackerOffline, TrackerRefused
 
     t = inst.tracker
@@ -830,7 +961,7 @@ def _issue_json(issue: Any) -> dict[str, Any]:
     }
 
 
-def _tracker(inst: Any, args: argparse.Namespace) -> int:
+def _tracker(inst: Installation, args: argparse.Namespace) -> int:
     inst.tracker.set_maintenance(args.state == "on")
     print(f"embedded tracker maintenance {args.state}")
     return EXIT_OK

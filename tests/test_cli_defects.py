@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -142,7 +144,9 @@ def test_small_things_a_new_user_sees(paired: Demo, capsys: pytest.CaptureFixtur
     assert code == 0 and "parent       ACME-1" in out and "link         relates ACME-1" in out
     code, out, _ = cli(capsys, "--home", home, "sync", "show", paired.key)
     assert "exchange" in out and str(paired.root / "exchange" / "acme") in out
-    assert "unexpected" in one_line_error(capsys, "--home", home, "messages", paired.key, "extra")
+    with pytest.raises(SystemExit) as usage:  # bad usage: exit 2, as argparse says
+        main(["--home", home, "messages", paired.key, "extra"])
+    assert usage.value.code == 2 and "unrecognized arguments: extra" in capsys.readouterr().err
     pair = "ab" * 16
     drop(paired, "1.bac", envelope(paired, create_body("one"), pair=pair))
     drop(paired, "2.bac", envelope(paired, update_body(nonexistent="x"), pair=pair, seq=2))
@@ -174,3 +178,27 @@ def test_the_log_says_what_the_engine_did(paired: Demo, capsys: pytest.CaptureFi
     assert "never-logged" not in text
     assert stat.S_IMODE((home / "logs" / "backbone.log").stat().st_mode) == 0o600
     assert mail.log.name == "backbone.mail", "mail warnings reach the home's log"
+
+
+def test_every_command_explains_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every subcommand and action is listed with a help line; each has --help; --version works."""
+    from backbone_tui.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[tuple[list[str], str | None]]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {choice.dest: choice.help for choice in action._choices_actions}
+                for name, child in action.choices.items():
+                    yield [*path, name], helps.get(name)
+                    yield from walk(child, [*path, name])
+
+    commands = list(walk(build_parser(), []))
+    assert len(commands) >= 39
+    assert [path for path, text in commands if not text] == []
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("backbone ")
+    assert main(["completion", "bash"]) == 0 and "messages" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["messages", "retry", "--help"])
+    assert "--issue" in capsys.readouterr().out
