@@ -1,0 +1,154 @@
+"""Starting, stopping, editing, deleting and configuring synchronizations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlmodel import col, delete
+
+from engine.config.mapping import check_against, parse_config
+from engine.domain.side import SideCtx
+from engine.errors import BackboneError
+from engine.pipeline import control as C
+from engine.service.rules import _check_name
+from engine.service.views import SyncInfo
+from engine.store.models import (
+    FieldState,
+    History,
+    IssuePair,
+    Message,
+    Synchronization,
+    SyncSide,
+)
+from engine.trackers.base import utcnow
+
+if TYPE_CHECKING:
+    from engine.service.installation import Installation
+
+
+class Lifecycle:
+    """Starting, stopping, editing, deleting and configuring synchronizations."""
+
+    def __init__(self, installation: Installation) -> None:
+        self.i = installation
+
+    def start(self, keys: list[str]) -> list[SyncInfo]:
+        return self._set_running(keys, start=True)
+
+    def stop(self, keys: list[str]) -> list[SyncInfo]:
+        return self._set_running(keys, start=False)
+
+    def _set_running(self, keys: list[str], *, start: bool) -> list[SyncInfo]:
+        wanted_from, new = (C.STOPPED, C.RUNNING) if start else (C.RUNNING, C.STOPPED)
+        with self.i.db.write() as s:
+            rows = []
+            for key in keys:
+                sync = s.get(Synchronization, key)
+                if sync is None:
+                    raise BackboneError(f"synchronization {key} does not exist")
+                if sync.status != wanted_from:
+                    action = "started" if start else "stopped"
+                    raise BackboneError(f"{key} is {sync.status}: only a {wanted_from} one can be {action}")
+                rows.append(sync)
+            for sync in rows:
+                sync.status = new
+                sync.status_detail = "synchronizing issues" if start else "no issue updates are synchronized"
+                s.add(sync)
+        for key in keys:
+            self.i._changed(key)
+        return [self.i.queries.sync_info(key) for key in keys]
+
+    def edit(
+        self,
+        key: str,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        user: str | None = None,
+        protocol: str | None = None,
+    ) -> SyncInfo:
+        """Change name and description; the user and the protocol are fixed at creation."""
+        info = self.i.queries.sync_info(key)
+        if user is not None and user != info.sync_user:
+            raise BackboneError(
+                f"{key}: the synchronization user ({info.sync_user}) cannot be changed once set; "
+                "create a new synchronization for another user"
+            )
+        if protocol is not None and protocol != info.protocol:
+            raise BackboneError(
+                f"{key}: the protocol ({info.protocol}) cannot be switched after creation; "
+                "agree on a new synchronization with the partner"
+            )
+        with self.i.db.write() as s:
+            sync = s.get(Synchronization, key)
+            if sync is None:
+                raise BackboneError(f"synchronization {key} does not exist")
+            if name is not None:
+                sync.name = _check_name(name)
+            if description is not None:
+                if len(description) > 2000:
+                    raise BackboneError("description: at most 2000 characters")
+                sync.description = description
+            s.add(sync)
+        self.i._changed(key)
+        return self.i.queries.sync_info(key)
+
+    def delete(self, key: str) -> None:
+        """Stop and delete a synchronization; its message files move to `data/deleted/`."""
+        sides = self.i.queries.sides_of(key)
+        with self.i.db.write() as s:
+            sync = s.get(Synchronization, key)
+            assert sync is not None
+            side_ids = [side.id for side in sides]
+            s.exec(delete(Message).where(col(Message.side_id).in_(side_ids)))
+            s.exec(delete(IssuePair).where(col(IssuePair.side_id).in_(side_ids)))
+            s.exec(delete(FieldState).where(col(FieldState.side_id).in_(side_ids)))
+            s.exec(delete(History).where(col(History.side_id).in_(side_ids)))
+            s.exec(delete(SyncSide).where(col(SyncSide.sync_key) == key))
+            s.delete(sync)
+        folder = self.i.paths.data / key
+        if folder.exists():
+            archive = self.i.paths.data / "deleted" / f"{key}-{utcnow():%Y%m%dT%H%M%S}"
+            archive.parent.mkdir(exist_ok=True)
+            folder.rename(archive)
+        self.i._changed(key)
+
+    def config_export(self, key: str, project: str | None = None) -> str:
+        side = self._one_side(key, project)
+        return side.config_text
+
+    def config_import(self, key: str, path: str | Path, project: str | None = None) -> None:
+        side = self._one_side(key, project)
+        source = Path(path)
+        try:
+            text = source.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BackboneError(f"{source}: cannot read ({exc})") from None
+        self.config_import_text(key, text, str(source), project=side.project)
+
+    def config_import_text(self, key: str, text: str, source: str, project: str | None = None) -> None:
+        side = self._one_side(key, project)
+        config = parse_config(text, source)
+        check_against(
+            config,
+            source,
+            issue_types=self.i.tracker.issue_types(side.project),
+            statuses=self.i.tracker.statuses(side.project),
+            field_kinds=self.i.tracker.field_names(side.project),
+        )
+        with self.i.db.write() as s:
+            row = s.get(SyncSide, side.id)
+            assert row is not None
+            row.config_text = text
+            row.config_version += 1
+            s.add(row)
+        self.i.pipeline.release_config_pending(self.i.pipeline.side(side.id))
+        self.i._changed(key)
+
+    def _one_side(self, key: str, project: str | None) -> SideCtx:
+        sides = self.i.queries.sides_of(key, project)
+        if len(sides) > 1:
+            names = ", ".join(side.project for side in sides)
+            raise BackboneError(f"{key} is local with two sides ({names}): name one with --project")
+        return sides[0]

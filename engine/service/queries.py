@@ -1,0 +1,123 @@
+"""What a screen or a script reads: synchronizations, messages, history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from engine.domain import folders as F
+from engine.domain.side import SideCtx
+from engine.errors import BackboneError
+from engine.service.views import MessageInfo, SyncInfo, _info
+from engine.store.models import (
+    History,
+    IssuePair,
+    Message,
+    Synchronization,
+    SyncSide,
+)
+
+if TYPE_CHECKING:
+    from engine.service.installation import Installation
+
+
+class Queries:
+    """What a screen or a script reads: synchronizations, messages, history."""
+
+    def __init__(self, installation: Installation) -> None:
+        self.i = installation
+
+    def list_syncs(self, status: str | None = None, project: str | None = None) -> list[SyncInfo]:
+        with self.i.db.session() as s:
+            query = select(Synchronization).order_by(col(Synchronization.key))
+            if status:
+                query = query.where(Synchronization.status == status.upper())
+            syncs = s.exec(query).all()
+            sides = s.exec(select(SyncSide)).all()
+            counts = s.exec(
+                select(Message.side_id, Message.folder, func.count()).group_by(
+                    col(Message.side_id), col(Message.folder)
+                )
+            ).all()
+        side_counts: dict[int, dict[str, int]] = {}
+        for side_id, folder, count in counts:
+            side_counts.setdefault(side_id, {})[folder] = count
+        by_sync: dict[str, list[SyncSide]] = {}
+        for side in sides:
+            by_sync.setdefault(side.sync_key, []).append(side)
+        result = []
+        for sync in syncs:
+            own = by_sync.get(sync.key, [])
+            if project and not any(side.project == project for side in own):
+                continue
+            folder_counts: dict[str, int] = {}
+            for side in own:
+                for folder, count in side_counts.get(side.id or 0, {}).items():
+                    folder_counts[folder] = folder_counts.get(folder, 0) + count
+            result.append(_info(sync, own, folder_counts))
+        return result
+
+    def sync_info(self, key: str) -> SyncInfo:
+        for info in self.list_syncs():
+            if info.key == key:
+                return info
+        raise BackboneError(f"synchronization {key} does not exist")
+
+    def sides_of(self, key: str, project: str | None = None) -> list[SideCtx]:
+        sides = [side for side in self.i.pipeline.sides() if side.sync_key == key]
+        if not sides:
+            raise BackboneError(f"synchronization {key} does not exist")
+        if project:
+            sides = [side for side in sides if side.project == project]
+            if not sides:
+                raise BackboneError(f"synchronization {key} has no side for project {project}")
+        return sides
+
+    def messages(self, key: str, folder: str | None = None) -> list[MessageInfo]:
+        if folder and folder.upper() not in F.ALL_FOLDERS:
+            raise BackboneError(f"folder {folder!r}: expected one of {', '.join(F.ALL_FOLDERS)}")
+        side_ids = [side.id for side in self.sides_of(key)]
+        with self.i.db.session() as s:
+            query = select(Message).where(col(Message.side_id).in_(side_ids)).order_by(col(Message.id))
+            if folder:
+                query = query.where(Message.folder == folder.upper())
+            rows = s.exec(query).all()
+        return [
+            MessageInfo(
+                row.id or 0,
+                row.direction,
+                row.type,
+                row.pair_id,
+                row.epoch,
+                row.seq,
+                row.folder,
+                row.hold,
+                row.reason_code,
+                row.reason_text,
+                row.file_name,
+                row.original_name,
+                row.size,
+                row.updated,
+            )
+            for row in rows
+        ]
+
+    def history(self, key: str) -> list[tuple[datetime, str, str | None, str]]:
+        side_ids = [side.id for side in self.sides_of(key)]
+        with self.i.db.session() as s:
+            rows = s.exec(
+                select(History).where(col(History.side_id).in_(side_ids)).order_by(col(History.id))
+            ).all()
+        return [(row.at, row.kind, row.pair_id, row.text) for row in rows]
+
+    def issue_pairs(self, key: str) -> dict[str, dict[str, str | None]]:
+        """Pair id -> {project: local issue id} for every side of this synchronization."""
+        result: dict[str, dict[str, str | None]] = {}
+        with self.i.db.session() as s:
+            for side in self.sides_of(key):
+                for pair in s.exec(select(IssuePair).where(IssuePair.side_id == side.id)):
+                    result.setdefault(pair.pair_id, {})[side.project] = pair.issue_id
+        return result
