@@ -15,7 +15,8 @@ from engine.domain.envelope import Codec, Envelope, PlainCodec
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError
 from engine.events import EventBus
-from engine.pipeline.apply import ApplyStep, _Applier
+from engine.pipeline.applier import _Applier
+from engine.pipeline.apply import ApplyStep
 from engine.pipeline.detect import DetectStep
 from engine.pipeline.ledger import Ledger
 from engine.pipeline.operator import OperatorActions
@@ -31,9 +32,10 @@ from engine.pipeline.sides import Sides
 from engine.store.database import Database
 from engine.trackers.base import Tracker
 
-log = logging.getLogger("backbone.pipeline")
-
 __all__ = ["RUNNING", "STOPPED", "Pipeline", "_Applier"]
+
+
+log = logging.getLogger("backbone.pipeline")
 
 
 class Pipeline:

@@ -5,39 +5,36 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row
+from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlmodel import Session
 
 from engine.config.mapping import MappingConfig
-from engine.domain.side import SideCtx
-from engine.pipeline.records import Outgoing, iso
-from engine.store import statements as S
-from engine.store.models import History
-from engine.trackers.base import Change, utcnow
-
-if TYPE_CHECKING:
-    from engine.pipeline.core import Pipeline
-import logging
-from typing import TYPE_CHECKING
-
-from sqlalchemy.exc import DatabaseError as SADatabaseError
-
 from engine.domain import folders as F
+from engine.domain.side import SideCtx
 from engine.errors import TrackerOffline
 from engine.events import MessageMoved
 from engine.pipeline.records import (
     BATCH,
     STOPPED,
+    Outgoing,
     Queued,
+    iso,
 )
-from engine.store.models import Synchronization, SyncSide
+from engine.store import statements as S
+from engine.store.models import History, Synchronization, SyncSide
+from engine.trackers.base import Change, utcnow
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
+
+
+log = logging.getLogger("backbone.pipeline")
 
 
 @dataclass
@@ -321,9 +318,6 @@ def _pair_of(row: Row[Any]) -> _OutPair:
 
 def _state_of(row: Row[Any]) -> _OutState:
     return _OutState(row.mapping_id, row.value, row.at, row.origin, row.id)
-
-
-log = logging.getLogger("backbone.pipeline")
 
 
 class DetectStep:

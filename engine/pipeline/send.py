@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from typing import TYPE_CHECKING
@@ -22,9 +21,6 @@ from engine.store.models import Message
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
-
-
-log = logging.getLogger("backbone.pipeline")
 
 
 class SendStep:

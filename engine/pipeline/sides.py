@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,9 +14,6 @@ from engine.store.models import Message, Synchronization, SyncSide
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
-
-
-log = logging.getLogger("backbone.pipeline")
 
 
 class Sides:

@@ -1,0 +1,1 @@
+"""The email channel's parts: account settings and errors, SMTP sending, IMAP receiving."""
