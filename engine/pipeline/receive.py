@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import stat
@@ -183,9 +182,7 @@ class ReceiveStep:
             name = _generated_name(".bac" if original.endswith(".bac") else ".dat")
             size = source.lstat().st_size
             target = side.folders.path(outcome.folder, name)
-            fsutil.move(source, target)
-            with contextlib.suppress(PermissionError):  # a file another user wrote stays theirs
-                os.chmod(target, 0o600)
+            fsutil.move(source, target)  # the partner's file keeps its mode: the 0700 home guards it
             if deferred is not None:
                 deferred.append((name, outcome, original, size))
             else:
