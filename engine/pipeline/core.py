@@ -52,14 +52,17 @@ class Pipeline:
         events: EventBus,
         codec_for: Callable[[SideCtx], Codec] | None = None,
         channel_for: Callable[[SideCtx], Channel] | None = None,
+        *,
+        control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.db = db
         self.tracker = tracker
         self.data_root = data_root
         self.events = events
         self.codec_for = codec_for or (lambda side: PlainCodec())
-        self.control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None
-        self.should_stop: Callable[[], bool] = lambda: False
+        self.control_handler = control_handler
+        self.should_stop: Callable[[], bool] = should_stop or (lambda: False)
         self.channel_for: Callable[[SideCtx], Channel] = channel_for or self._default_channel
         self.side_store = Sides(self)
         self.ledger = Ledger(self)

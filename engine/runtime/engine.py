@@ -43,8 +43,8 @@ class Engine:
     def __init__(self, installation: Installation) -> None:
         self.inst = installation
         self.pipeline = installation.pipeline
-        self._stop = threading.Event()
-        self.pipeline.should_stop = self._stop.is_set
+        self._stop = installation.stop_event  # the pipeline's steps watch the same event
+        self._stop.clear()
         self._wakes = {name: threading.Event() for name in ("detect", "send", "receive", "apply")}
         self._threads: list[threading.Thread] = []
         self._side_locks: dict[int, threading.Lock] = {}

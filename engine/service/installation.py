@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -105,10 +106,17 @@ class Installation:
         self.mail_settings = self.mailboxes.mail_settings
         self.poll_mail = self.mailboxes.poll_mail
         self.test_channel = self.mailboxes.test_channel
+        self.stop_event = threading.Event()  # the engine's cooperative stop, seen by every step
         self.pipeline = Pipeline(
-            self.db, self.tracker, self.paths.data, self.events, self._codec_for, self.mailboxes.channel_for
+            self.db,
+            self.tracker,
+            self.paths.data,
+            self.events,
+            self._codec_for,
+            self.mailboxes.channel_for,
+            control_handler=self._handle_control,
+            should_stop=self.stop_event.is_set,
         )
-        self.pipeline.control_handler = self._handle_control
         self.lock = EngineLock(self.paths.lock_file)
         self._keyring: Keyring | None = None
         self._codecs: dict[tuple[Any, ...], Codec] = {}
