@@ -66,7 +66,7 @@ class Installation:
         try:
             if existed and not self._has_identity():
                 self.check_database()  # a home lost the rows every home has: look before writing them
-            self.db.create_all()
+            self.db.migrate()
             os.chmod(self.paths.database, 0o600)  # it holds mail passwords
             self._check_schema()
             self.id = self._installation_id()

@@ -40,8 +40,12 @@ class Database:
     def for_file(cls, path: Path) -> Database:
         return cls(f"sqlite:///{path}")
 
-    def create_all(self) -> None:
-        SQLModel.metadata.create_all(self.engine)
+    def migrate(self) -> bool:
+        """Bring the schema to the newest revision (a new database is built by the revisions)."""
+        from engine.store import migrations
+
+        with self.engine.begin() as connection:
+            return migrations.upgrade(connection, SQLModel.metadata)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
