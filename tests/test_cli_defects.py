@@ -141,7 +141,9 @@ def test_small_things_a_new_user_sees(paired: Demo, capsys: pytest.CaptureFixtur
     parent = t.create_issue("ACME", "Task", {"summary": "parent"}, as_user="alice")
     child = t.create_issue("ACME", "Sub-task", {"summary": "child"}, as_user="alice", parent_id=parent)
     t.add_link(child, parent, "relates", as_user="alice")
-    code, out, _ = cli(capsys, "--home", home, "issue", "show", t.read_issue(child).key)
+    shown = t.read_issue(child)
+    assert shown is not None
+    code, out, _ = cli(capsys, "--home", home, "issue", "show", shown.key)
     assert code == 0 and "parent       ACME-1" in out and "link         relates ACME-1" in out
     code, out, _ = cli(capsys, "--home", home, "sync", "show", paired.key)
     assert "exchange" in out and str(paired.root / "exchange" / "acme") in out

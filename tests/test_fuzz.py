@@ -82,7 +82,7 @@ def _base(sync: str = "ACME-GLOBEX-1", sender: str = "a", recipient: str = "b") 
 @st.composite
 def mutated_envelopes(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
     """A valid envelope with some fields replaced, dropped or added, and its body likewise."""
-    data = json.loads(json.dumps(base))
+    data: dict[str, Any] = json.loads(json.dumps(base))
     data["id"] = str(uuid.uuid4())
     for key in draw(st.lists(st.sampled_from(ENVELOPE_KEYS), max_size=3)):
         if draw(st.booleans()):

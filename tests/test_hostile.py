@@ -126,7 +126,10 @@ def test_a_share_path_that_is_a_file_keeps_the_engine_running(paired: Demo) -> N
     engine.start()
     try:
         globex_receive = paired.root / "exchange" / "globex" / "RECEIVE"
-        shown = lambda: paired.globex.sync_info(paired.key).channel_error  # noqa: E731
+
+        def shown() -> str:
+            return paired.globex.sync_info(paired.key).channel_error
+
         assert wait_until(lambda: shown() == f"{globex_receive} is not a folder", 10), shown()
         acme_send.unlink()
         parked.rename(acme_send)

@@ -102,7 +102,7 @@ def _model(s: Stream, delivered: set[int]) -> tuple[set[int], dict[int, str]]:
                 in_seq[m.pair] = m.seq
                 applied.add(i)
                 progress = True
-    waits = {}
+    waits: dict[int, str] = {}
     for i in delivered - applied:
         m = s.messages[i]
         waits[i] = F.MISSING if m.seq == in_seq[m.pair] + 1 else F.WAITING

@@ -120,7 +120,7 @@ def test_untrusted_messages_are_rejected_with_reasons(paired_gpg: Demo, mallory:
         envelope_text(paired_gpg, "unsigned").encode(), globex_fpr, always_trust=True, armor=True
     )
     assert unsigned.ok
-    cases = {
+    cases: dict[str, tuple[bytes, str | None]] = {
         "unsigned.bac": (bytes(unsigned.data), "SIG_MISSING"),
         "stranger.bac": (
             mallory.encrypt_sign(

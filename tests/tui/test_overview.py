@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlmodel import select
 from textual.pilot import Pilot
@@ -311,7 +311,7 @@ def test_row_menu_offers_what_the_state_allows_and_starts(mixed: Installation) -
         await pilot.click(table, offset=(table.size.width - 2, 1 + app.overview.model.index["ACME-BETA-1"]))
         assert isinstance(app.screen, RowMenu) and app.screen.info.key == "ACME-BETA-1"
         await pilot.press("escape")
-        assert app.screen is app.overview
+        assert app.screen is cast(object, app.overview)  # mypy narrowed app.screen above
 
     run(app, scenario)
 
@@ -341,9 +341,9 @@ def test_edit_validates_saves_and_keeps_a_cancelled_draft(mixed: Installation) -
         await pilot.press("escape")  # cancel: the draft is kept
         assert mixed.sync_info("BETA-GAMMA-1").name == "Beta <-> Gamma"
         await pilot.press("e")
-        dialog = app.screen
-        assert isinstance(dialog, EditDialog)
-        assert dialog.query_one("#edit-name", Input).value == "Beta and Gamma"
+        edit = app.screen
+        assert isinstance(edit, EditDialog)
+        assert edit.query_one("#edit-name", Input).value == "Beta and Gamma"
         await pilot.click("#edit-save")
         await settle(pilot)
         info = mixed.sync_info("BETA-GAMMA-1")
@@ -557,7 +557,7 @@ def test_help_screen_lists_every_command(mixed: Installation) -> None:
         assert listed[next(c.help for c in ALL_COMMANDS if c.id == "overview.help")] == "?, f1"
         assert "DECLINED" in dict(rows["Statuses"])
         await pilot.press("escape")
-        assert app.screen is app.overview
+        assert app.screen is cast(object, app.overview)  # mypy narrowed app.screen above
 
     run(app, scenario)
 
