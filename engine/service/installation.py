@@ -135,6 +135,7 @@ class Installation:
             raise BackboneError(self.db.damage_text("; ".join(findings[:3]), damaged=True))
 
     def close(self) -> None:
+        """Release the engine lock, stop the key ring's gpg-agent and close the database."""
         self.lock.release()
         if self._keyring is not None:
             self._keyring.close()

@@ -34,9 +34,11 @@ class Lifecycle:
         self.i = installation
 
     def start(self, keys: list[str]) -> list[SyncInfo]:
+        """Start synchronizing issues; every key must be STOPPED (else nothing changes)."""
         return self._set_running(keys, start=True)
 
     def stop(self, keys: list[str]) -> list[SyncInfo]:
+        """Stop synchronizing issues; every key must be RUNNING (else nothing changes)."""
         return self._set_running(keys, start=False)
 
     def _set_running(self, keys: list[str], *, start: bool) -> list[SyncInfo]:
@@ -115,10 +117,12 @@ class Lifecycle:
         self.i._changed(key)
 
     def config_export(self, key: str, project: str | None = None) -> str:
+        """This side's configuration as TOML text."""
         side = self._one_side(key, project)
         return side.config_text
 
     def config_import(self, key: str, path: str | Path, project: str | None = None) -> None:
+        """Replace this side's configuration from a TOML file, checked against the tracker."""
         side = self._one_side(key, project)
         source = Path(path)
         try:
@@ -128,6 +132,7 @@ class Lifecycle:
         self.config_import_text(key, text, str(source), project=side.project)
 
     def config_import_text(self, key: str, text: str, source: str, project: str | None = None) -> None:
+        """Replace this side's configuration from TOML text; `source` names it in errors."""
         side = self._one_side(key, project)
         config = parse_config(text, source)
         check_against(

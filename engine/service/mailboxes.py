@@ -37,6 +37,7 @@ class Mailboxes:
         return settings
 
     def channel_for(self, side: SideCtx) -> Channel:
+        """The channel one side's messages travel by (file, email or local)."""
         return open_channel(side, mail_settings=self.mail_settings, hand_over=self.i.pipeline.hand_over)
 
     def poll_mail(self, side: SideCtx, receiver: MailReceiver) -> int:

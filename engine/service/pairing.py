@@ -376,6 +376,7 @@ class Pairing:
     def create_local(
         self, *, project: str, partner_project: str, user: str, name: str, description: str = ""
     ) -> SyncInfo:
+        """A synchronization between two projects of this installation (STOPPED, two sides)."""
         self._check_project(project)
         self._check_project(partner_project)
         _check_user(user)
@@ -426,6 +427,7 @@ class Pairing:
         )
 
     def decline(self, key: str) -> SyncInfo:
+        """Answer an INCOMING REQUEST with a DECLINE; the request stays, DECLINED."""
         return self._answer_request(key, "DECLINE", C.DECLINED, "you declined the request; delete it")
 
     def _answer_request(self, key: str, message_type: str, status: str, detail: str) -> SyncInfo:

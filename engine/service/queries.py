@@ -31,6 +31,7 @@ class Queries:
         self.i = installation
 
     def list_syncs(self, status: str | None = None, project: str | None = None) -> list[SyncInfo]:
+        """Every synchronization (optionally of one status or project) with its folder counts."""
         with self.i.db.session() as s:
             query = select(Synchronization).order_by(col(Synchronization.key))
             if status:
@@ -61,12 +62,14 @@ class Queries:
         return result
 
     def sync_info(self, key: str) -> SyncInfo:
+        """One synchronization; `BackboneError` if it does not exist."""
         for info in self.list_syncs():
             if info.key == key:
                 return info
         raise BackboneError(f"synchronization {key} does not exist")
 
     def sides_of(self, key: str, project: str | None = None) -> list[SideCtx]:
+        """The sides of a synchronization (one, or two for a local one; or the one of `project`)."""
         sides = [side for side in self.i.pipeline.sides() if side.sync_key == key]
         if not sides:
             raise BackboneError(f"synchronization {key} does not exist")
@@ -77,6 +80,7 @@ class Queries:
         return sides
 
     def messages(self, key: str, folder: str | None = None) -> list[MessageInfo]:
+        """A synchronization's messages, oldest first, optionally of one folder."""
         if folder and folder.upper() not in F.ALL_FOLDERS:
             raise BackboneError(f"folder {folder!r}: expected one of {', '.join(F.ALL_FOLDERS)}")
         side_ids = [side.id for side in self.sides_of(key)]
@@ -106,6 +110,7 @@ class Queries:
         ]
 
     def history(self, key: str) -> list[tuple[datetime, str, str | None, str]]:
+        """A synchronization's history: (when, kind, issue pair, text), oldest first."""
         side_ids = [side.id for side in self.sides_of(key)]
         with self.i.db.session() as s:
             rows = s.exec(

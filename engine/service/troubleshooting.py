@@ -38,6 +38,7 @@ class Troubleshooting:
         return pair.pair_id
 
     def retry(self, key: str, issue: str | None = None) -> int:
+        """Queue again what waits: one issue's held messages, or everything held or failed."""
         count = 0
         for side in self.i.queries.sides_of(key):
             if issue:

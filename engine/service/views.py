@@ -64,13 +64,16 @@ class SyncInfo:
 
     @property
     def errors(self) -> int:
+        """Messages in the error folders (ERROR, REJECTED, SEND_ERROR)."""
         return sum(self.folder_counts.get(name, 0) for name in F.ERROR_FOLDERS)
 
     @property
     def pending(self) -> int:
+        """Messages still to be sent or applied."""
         return sum(self.folder_counts.get(name, 0) for name in F.PENDING_FOLDERS)
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON shape the CLI's --json and the REST API share."""
         return {
             "key": self.key,
             "name": self.name,
@@ -119,6 +122,7 @@ class MessageInfo:
     updated: datetime
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON shape the CLI's --json and the REST API share."""
         data = dict(self.__dict__)
         data["updated"] = self.updated.isoformat()
         return data

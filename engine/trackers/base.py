@@ -34,6 +34,7 @@ class Change:
 
     @cached_property
     def data(self) -> dict[str, Any]:
+        """The change's details (fields with old and new values, a comment or attachment id)."""
         decoded = json.loads(self.raw)
         return decoded if isinstance(decoded, dict) else {}
 
@@ -78,11 +79,21 @@ class IssueData:
 class Tracker(Protocol):
     """What the engine needs from an issue tracker (embedded now, Jira and others later)."""
 
-    def is_online(self) -> bool: ...
-    def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]: ...
-    def read_issue(self, issue_id: str) -> IssueData | None: ...
-    def read_attachment(self, attachment_id: str) -> tuple[AttachmentInfo, bytes]: ...
-    def find_by_marker(self, project: str, marker: str) -> str | None: ...
+    def is_online(self) -> bool:
+        """Whether the tracker can be reached now."""
+
+    def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]:
+        """Up to `limit` changes of `project` after `cursor`, in order; raises TrackerOffline."""
+
+    def read_issue(self, issue_id: str) -> IssueData | None:
+        """A snapshot of one issue, or None when it does not exist (deleted)."""
+
+    def read_attachment(self, attachment_id: str) -> tuple[AttachmentInfo, bytes]:
+        """An attachment's metadata and content."""
+
+    def find_by_marker(self, project: str, marker: str) -> str | None:
+        """The issue created with `marker` (a pair id), so a repeated create finds it."""
+
     def create_issue(
         self,
         project: str,
@@ -93,9 +104,15 @@ class Tracker(Protocol):
         parent_id: str | None = None,
         status: str | None = None,
         marker: str | None = None,
-    ) -> str: ...
-    def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]: ...
-    def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str: ...
+    ) -> str:
+        """Create an issue as `as_user`, carrying `marker`; returns its id; raises TrackerRefused."""
+
+    def update_issue(self, issue_id: str, fields: dict[str, Any], *, as_user: str) -> list[str]:
+        """Write fields (compare first: unchanged ones are not written); returns the changed names."""
+
+    def add_comment(self, issue_id: str, body: str, *, as_user: str, marker: str | None = None) -> str:
+        """Add a comment unless one with `marker` (a message id) exists; returns its id."""
+
     def add_attachment(
         self,
         issue_id: str,
@@ -105,11 +122,22 @@ class Tracker(Protocol):
         as_user: str,
         media_type: str | None = None,
         marker: str | None = None,
-    ) -> str: ...
-    def transition(self, issue_id: str, status: str, *, as_user: str) -> bool: ...
+    ) -> str:
+        """Attach a file unless one with `marker` exists; returns its id."""
+
+    def transition(self, issue_id: str, status: str, *, as_user: str) -> bool:
+        """Move the issue to `status` along the workflow; False if it is there already."""
+
     def add_link(
         self, source_id: str, target_id: str, kind: str, *, as_user: str, marker: str | None = None
-    ) -> str: ...
-    def issue_types(self, project: str) -> list[str]: ...
-    def statuses(self, project: str) -> list[str]: ...
-    def field_names(self, project: str) -> dict[str, str]: ...
+    ) -> str:
+        """Link two issues unless a link with `marker` exists; returns its id."""
+
+    def issue_types(self, project: str) -> list[str]:
+        """The issue type names of `project`."""
+
+    def statuses(self, project: str) -> list[str]:
+        """The status names of `project`."""
+
+    def field_names(self, project: str) -> dict[str, str]:
+        """Field name -> kind (text, number, select, ...) of `project`."""
