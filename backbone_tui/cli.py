@@ -37,6 +37,13 @@ def _sub(group: Any, name: str, help: str, *examples: str) -> argparse.ArgumentP
     )
 
 
+def _group(group: Any, name: str, help: str, handler: Callable[..., int], *examples: str) -> Any:
+    """A command with actions (sync, config, ...): its parser handled by `handler`; returns the actions."""
+    parser = _sub(group, name, help, *examples)
+    parser.set_defaults(handler=handler)
+    return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="backbone",
@@ -88,9 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
     completion.set_defaults(handler=None)
 
-    sync = _sub(sub, "sync", "synchronizations: create, pair, start, stop, inspect, delete")
-    sync.set_defaults(handler=_sync)
-    actions = sync.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = _group(sub, "sync", "synchronizations: create, pair, start, stop, inspect, delete", _sync)
     p = _sub(actions, "list", "every synchronization, one line each", "backbone sync list --status STOPPED")
     p.add_argument("--status", help="only this status (e.g. RUNNING or 'REQUEST SENT')")
     p.add_argument("--project", dest="filter_project", help="only this local project")
@@ -178,9 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
-    config = _sub(sub, "config", "mapping configuration")
-    config.set_defaults(handler=_config)
-    actions = config.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = _group(sub, "config", "mapping configuration", _config)
     p = _sub(
         actions,
         "export",
@@ -200,16 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="a TOML file as 'config export' writes it")
     p.add_argument("--project", dest="side_project", help="local synchronizations: which side")
 
-    messages = _sub(
+    actions = _group(
         sub,
         "messages",
         "messages of a synchronization: list, retry, skip",
+        _messages,
         "backbone messages ACME-GLOBEX-1 --folder ERROR",
         "backbone messages retry ACME-GLOBEX-1 --issue GLOBEX-12",
         "backbone messages skip ACME-GLOBEX-1 --issue GLOBEX-12",
     )
-    messages.set_defaults(handler=_messages)
-    actions = messages.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = _sub(
         actions,
         "list",
@@ -233,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     p.add_argument("--issue", required=True, help="a pair id or a local key like GLOBEX-12")
 
-    project = _sub(sub, "project", "embedded tracker projects")
-    project.set_defaults(handler=_project)
-    actions = project.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = _group(sub, "project", "embedded tracker projects", _project)
     p = _sub(actions, "create", "a new project", "backbone project create ACME --name Acme")
     p.add_argument("key", help="upper-case letters and digits")
     p.add_argument("--name", required=True, help="the project's name")
@@ -252,9 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(actions, "list", "every project")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
 
-    issue = _sub(sub, "issue", "embedded tracker issues")
-    issue.set_defaults(handler=_issue)
-    actions = issue.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = _group(sub, "issue", "embedded tracker issues", _issue)
     p = _sub(
         actions,
         "create",
@@ -293,9 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action in actions.choices.values():
         action.add_argument("--as", dest="as_user", default="admin", help="act as this user (default: admin)")
 
-    tracker = _sub(sub, "tracker", "embedded tracker administration")
-    tracker.set_defaults(handler=_tracker)
-    actions = tracker.add_subparsers(dest="action", metavar="ACTION", required=True)
+    actions = _group(sub, "tracker", "embedded tracker administration", _tracker)
     p = _sub(
         actions,
         "maintenance",
