@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Row, and_, or_
@@ -22,6 +21,7 @@ from engine.errors import (
     TrackerRefused,
 )
 from engine.pipeline.applier import _Applier, _InPair, _upsert_pair
+from engine.pipeline.ledger import Work
 from engine.pipeline.records import (
     APPLY_CHUNK,
     BATCH,
@@ -90,24 +90,15 @@ class ApplyStep:
 
         File moves and other effects wait for the commit; if anything raises, nothing is done."""
         moved, offline = 0, False
-        moves: list[_Move] = []
-        after: list[Callable[[], None]] = []
-        self.p.ledger.batch.moves, self.p.ledger.batch.after = moves, after
-        try:
-            with self.p.db.write():  # one commit for the chunk
-                for row in rows:
-                    if self.p.should_stop():
-                        break
-                    try:
-                        moved += self._process(side, row)
-                    except TrackerOffline:
-                        offline = True
-                        break
-        finally:
-            self.p.ledger.batch.moves = self.p.ledger.batch.after = None
-        self.p.ledger.apply_moves(side, moves)
-        for action in after:
-            action()
+        with self.p.ledger.unit(side) as work:  # one commit for the chunk
+            for row in rows:
+                if self.p.should_stop():
+                    break
+                try:
+                    moved += self._process(side, row, work)
+                except TrackerOffline:
+                    offline = True
+                    break
         return moved, offline
 
     def _apply_isolated(self, side: SideCtx, ids: list[int]) -> tuple[int, bool]:
@@ -139,31 +130,33 @@ class ApplyStep:
                 return moved, True
         return moved, False
 
-    def _process(self, side: SideCtx, row: Message) -> int:
+    def _process(self, side: SideCtx, row: Message, work: Work) -> int:
         """Decide one message's fate; after a success, release what waited for it."""
         assert row.payload is not None
         envelope = Envelope.from_json(row.payload)
         if envelope.type in CONTROL_TYPES:
-            return self._process_control(side, row, envelope)
+            return self._process_control(side, row, envelope, work)
         if envelope.type not in ISSUE_TYPES:
             self.p.ledger.record(
-                side, [(row, F.PROCESSED, None, "IGNORED", f"{envelope.type} is not handled by this version")]
+                side,
+                [(row, F.PROCESSED, None, "IGNORED", f"{envelope.type} is not handled by this version")],
+                work,
             )
             return 1
         moved = 0
         queue = [(row, envelope)]
         while queue:
             current, env = queue.pop(0)
-            released = self._process_issue(side, current, env)
+            released = self._process_issue(side, current, env, work)
             moved += 1
             queue.extend((message, Envelope.from_json(message.payload or "")) for message in released)
         return moved
 
-    def _process_control(self, side: SideCtx, row: Message, envelope: Envelope) -> int:
+    def _process_control(self, side: SideCtx, row: Message, envelope: Envelope, work: Work) -> int:
         if self.p.control_handler is None:
             raise RuntimeError("no control handler installed")
         queued: list[Queued] = []
-        with self.p.ledger.tx(side) as (s, moves):
+        with self.p.ledger.tx(side, work) as (s, moves):
             duplicate = s.exec(
                 select(Message.id).where(
                     Message.side_id == side.id,
@@ -184,8 +177,8 @@ class ApplyStep:
                     queued = [self.p.ledger.queue(s, self._fresh(s, side), out) for out in outgoing]
                     self.p.ledger.move_in_tx(s, moves, side, row, F.PROCESSED, None, "", "")
         if queued:
-            self.p.ledger.after_commit(lambda: self.p.ledger.write_send_files(side, queued))
-        self.p.ledger.after_commit(lambda: self.p.ledger.publish_status(side.sync_key))
+            work.later(lambda: self.p.ledger.write_send_files(side, queued))
+        work.later(lambda: self.p.ledger.publish_status(side.sync_key))
         return 1
 
     def _fresh(self, s: Session, side: SideCtx) -> SideCtx:
@@ -198,7 +191,7 @@ class ApplyStep:
         side.config_version = row.config_version
         return side
 
-    def _process_issue(self, side: SideCtx, row: Message, env: Envelope) -> list[Message]:
+    def _process_issue(self, side: SideCtx, row: Message, env: Envelope, work: Work) -> list[Message]:
         assert env.issue is not None
         key = {"b_side": side.id, "b_pair": env.issue}
         config = self.p.side_store.config(side)
@@ -231,19 +224,22 @@ class ApplyStep:
             self.p.ledger.record(
                 side,
                 [(row, F.OUTDATED, None, "OLD_EPOCH", f"epoch {env.epoch} is older than {pair.in_epoch}")],
+                work,
             )
             return []
         if env.epoch == pair.in_epoch and env.seq <= pair.in_seq:
             if self._seen_before(side, env):
                 self.p.ledger.record(
-                    side, [(row, F.OUTDATED, None, "DUPLICATE", f"seq {env.seq} was applied already")]
+                    side,
+                    [(row, F.OUTDATED, None, "DUPLICATE", f"seq {env.seq} was applied already")],
+                    work,
                 )
             else:  # the sender reused the number (restored from a backup?): both sides must see it
                 text = (
                     f"seq {env.seq} of epoch {env.epoch} was applied already with other content: the "
                     "partner reused a sequence number; skip this message or resync the issue"
                 )
-                self._hold(side, row, pair, "SEQ_REUSED", text)
+                self._hold(side, row, pair, "SEQ_REUSED", text, work)
             return []
         if pair.held:
             self.p.ledger.record(
@@ -257,6 +253,7 @@ class ApplyStep:
                         "an earlier message of this issue is in ERROR",
                     )
                 ],
+                work,
             )
             return []
         is_next = (env.epoch == pair.in_epoch and env.seq == pair.in_seq + 1) or (
@@ -274,6 +271,7 @@ class ApplyStep:
                         f"waits for seq {pair.in_seq + 1} of epoch {max(pair.in_epoch, 1)}",
                     )
                 ],
+                work,
             )
             return []
         if env.config > side.config_version:  # built under a version this side has not put in force
@@ -281,11 +279,11 @@ class ApplyStep:
                 f"built under configuration version {env.config}; version {side.config_version} is in "
                 "force here: it applies once this side has that version"
             )
-            self.p.ledger.record(side, [(row, F.WAITING, None, "CONFIG_PENDING", text)])
+            self.p.ledger.record(side, [(row, F.WAITING, None, "CONFIG_PENDING", text)], work)
             return []
         if env.config < 1:
             text = f"built under configuration version {env.config}, which was never published"
-            self._hold(side, row, pair, "CONFIG_UNKNOWN", text)
+            self._hold(side, row, pair, "CONFIG_UNKNOWN", text, work)
             return []
         applier = _Applier(self.p, side, config, pair, env, states)
         try:
@@ -293,13 +291,13 @@ class ApplyStep:
         except TrackerOffline as exc:
             row.attempts += 1
             row.next_attempt = time.time() + backoff(row.attempts)
-            self.p.ledger.record(side, [(row, F.OFFLINE, None, "TRACKER_OFFLINE", str(exc))])
+            self.p.ledger.record(side, [(row, F.OFFLINE, None, "TRACKER_OFFLINE", str(exc))], work)
             raise
         except MissingIssueError as exc:
-            self.p.ledger.record(side, [(row, F.MISSING, exc.pair_id, exc.code, exc.text)])
+            self.p.ledger.record(side, [(row, F.MISSING, exc.pair_id, exc.code, exc.text)], work)
             return []
         except ApplyError as exc:
-            self._hold(side, row, pair, exc.code, exc.text)
+            self._hold(side, row, pair, exc.code, exc.text, work)
             return []
         except TrackerRefused as exc:
             code = "ISSUE_DELETED" if applier.issue_deleted() else "TRACKER_REFUSED"
@@ -308,10 +306,10 @@ class ApplyStep:
                 if code == "ISSUE_DELETED"
                 else str(exc)
             )
-            self._hold(side, row, pair, code, text)
+            self._hold(side, row, pair, code, text, work)
             return []
         created = applier.created_issue
-        with self.p.ledger.tx(side, savepoint=False) as (s, moves):
+        with self.p.ledger.tx(side, work, savepoint=False) as (s, moves):
             values: dict[str, Any] = {"in_epoch": env.epoch, "in_seq": env.seq}
             if applier.issue_id is not None:
                 values["issue_id"] = applier.issue_id
@@ -380,8 +378,10 @@ class ApplyStep:
         canonical = env.to_json()
         return not applied or any(Envelope.from_json(payload).to_json() == canonical for payload in applied)
 
-    def _hold(self, side: SideCtx, row: Message, pair: _InPair, code: str, text: str) -> None:
-        with self.p.ledger.tx(side, savepoint=False) as (s, moves):
+    def _hold(
+        self, side: SideCtx, row: Message, pair: _InPair, code: str, text: str, work: Work | None = None
+    ) -> None:
+        with self.p.ledger.tx(side, work, savepoint=False) as (s, moves):
             _upsert_pair(s, side.id, pair.pair_id, {"held": True})
             self.p.ledger.move_in_tx(s, moves, side, row, F.ERROR, pair.pair_id, code, text)
             # later messages of this issue that already wait join it, in order

@@ -4,7 +4,6 @@ every message's folder and reason (RELIABILITY rules 2 and 6)."""
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +39,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("backbone.pipeline")
 
 
+class Work:
+    """The deferred effects of one commit that spans several steps: the file moves its rows
+    describe and actions (writing SEND files, events) that must not run if it rolls back."""
+
+    def __init__(self) -> None:
+        self.moves: list[_Move] = []
+        self.after: list[Callable[[], None]] = []
+
+    def later(self, action: Callable[[], None]) -> None:
+        """Run `action` once the unit has committed."""
+        self.after.append(action)
+
+
 class Ledger:
     """Transactions whose file moves follow the commit, message rows and their moves, the outbox
     insert (sequence allocated with the message row) and activity and status events."""
@@ -47,18 +59,30 @@ class Ledger:
     def __init__(self, pipeline: Pipeline) -> None:
         self.p = pipeline
         self.active: set[str] = set()  # synchronizations with activity to record
-        self.batch = threading.local()  # this thread's open apply chunk: moves and after-commit actions
         self.held_somewhere: dict[int, bool] = {}  # side -> may have WAITING or MISSING messages
 
     @contextmanager
-    def tx(self, side: SideCtx, *, savepoint: bool = True) -> Iterator[tuple[Session, list[_Move]]]:
-        """A write transaction whose file moves happen only once it has committed."""
+    def unit(self, side: SideCtx) -> Iterator[Work]:
+        """One commit for many steps (an apply chunk): pass the `Work` to each step's `tx` and
+        `record`; its file moves and actions run once it has committed, never after a rollback."""
+        work = Work()
+        with self.p.db.write():
+            yield work
+        self.apply_moves(side, work.moves)
+        for action in work.after:
+            action()
+
+    @contextmanager
+    def tx(
+        self, side: SideCtx, work: Work | None = None, *, savepoint: bool = True
+    ) -> Iterator[tuple[Session, list[_Move]]]:
+        """A write transaction whose file moves happen only once it has committed: at its own
+        end, or, inside a `unit`, at the unit's commit."""
         moves: list[_Move] = []
         with self.p.db.write(savepoint=savepoint) as s:
             yield s, moves
-        batch: list[_Move] | None = getattr(self.batch, "moves", None)
-        if batch is not None:
-            batch.extend(moves)  # the batch's commit is still to come
+        if work is not None:
+            work.moves.extend(moves)  # the unit's commit is still to come
         else:
             self.apply_moves(side, moves)
 
@@ -156,17 +180,9 @@ class Ledger:
                 )
             self.p.events.publish(MessageMoved(side.sync_key, row_id, row["folder"], row["reason_code"]))
 
-    def after_commit(self, action: Callable[[], None]) -> None:
-        """Run `action` once the current write is committed (at once outside an apply chunk;
-        never if the chunk is rolled back)."""
-        pending: list[Callable[[], None]] | None = getattr(self.batch, "after", None)
-        if pending is None:
-            action()
-        else:
-            pending.append(action)
-
-    def record(self, side: SideCtx, moves: list[_Outcome]) -> None:
-        with self.tx(side, savepoint=False) as (s, pending):  # updates only: nothing to undo alone
+    def record(self, side: SideCtx, moves: list[_Outcome], work: Work | None = None) -> None:
+        """Move messages (row, folder, hold, code, text) in one statement."""
+        with self.tx(side, work, savepoint=False) as (s, pending):  # updates only: nothing to undo alone
             params = [self.move_params(pending, side, move) for move in moves]
             if params:
                 s.connection().execute(S.MOVE_MESSAGE, params)  # one statement for all
