@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import BackboneError
+from engine.errors import BackboneError, FieldError
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -28,13 +28,29 @@ def _examples(*lines: str) -> str:
 
 def _sub(group: Any, name: str, help: str, *examples: str) -> argparse.ArgumentParser:
     """A subcommand with its help line (listed in --help and in completion) and examples."""
-    return group.add_parser(  # type: ignore[no-any-return]
+    parser: argparse.ArgumentParser = group.add_parser(
         name,
         help=help,
         description=help[:1].upper() + help[1:] + ".",
         epilog=_examples(*examples) if examples else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(parser=parser)  # the innermost command's parser: it names the flags
+    return parser
+
+
+#: engine fields that no single flag stands for
+FIELD_TEXT = {"mail": "mail settings (--imap-*, --smtp-*)"}
+
+
+def _flag(parsers: Sequence[argparse.ArgumentParser], field: str) -> str:
+    """The option that sets the engine's `field` in the command that ran (`--handshake-out`)."""
+    for parser in parsers:
+        for action in parser._actions:  # noqa: SLF001 - argparse has no public list of its options
+            if action.dest == field and not isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                longest = max(action.option_strings, key=len, default="")
+                return longest or str(action.metavar or field.upper())
+    return FIELD_TEXT.get(field, field)
 
 
 def _group(group: Any, name: str, help: str, handler: Callable[..., int], *examples: str) -> Any:
@@ -158,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone sync handshake ACME-GLOBEX-1 -o hs2.json",
     )
     p.add_argument("key")
-    p.add_argument("-o", "--output", required=True, help="the new file (its folder must exist)")
+    p.add_argument(
+        "-o", "--output", dest="handshake_out", required=True, help="the new file (its folder must exist)"
+    )
     p = _sub(
         actions,
         "test",
@@ -400,6 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(_with_default_actions(list(sys.argv[1:] if argv is None else argv)))
         try:
             code = _dispatch(parser, args)
+        except FieldError as exc:  # the flag that set the field, and what was expected
+            command_parser = getattr(args, "parser", None)
+            flag = _flag([p for p in (command_parser, parser) if p is not None], exc.field)
+            print(f"backbone: {flag}: {exc.text}", file=sys.stderr)
+            code = EXIT_USER
         except BackboneError as exc:
             print(f"backbone: {exc}", file=sys.stderr)
             code = EXIT_USER
@@ -636,7 +659,7 @@ def _sync(inst: Installation, args: argparse.Namespace) -> int:
         print(f"{args.key}: support ZIP written to {path}")
         return EXIT_OK
     if action == "handshake":
-        print(f"{args.key}: handshake file written to {inst.export_handshake(args.key, args.output)}")
+        print(f"{args.key}: handshake file written to {inst.export_handshake(args.key, args.handshake_out)}")
         return EXIT_OK
     if action == "test":
         for line in inst.test_channel(args.key):

@@ -7,6 +7,17 @@ class BackboneError(Exception):
     """A user-facing error: the CLI prints its text and exits 1."""
 
 
+class FieldError(BackboneError):
+    """A wrong input: `field` names it (the CLI shows its flag, a form marks its field), `text`
+    says what was expected. Field names are the service's parameter names (`protocol`, `user`,
+    `exchange`, `mail`, `project`, `name`, `description`, `handshake_out`, `home`, `folder`)."""
+
+    def __init__(self, field: str, text: str) -> None:
+        super().__init__(f"{field}: {text}")
+        self.field = field
+        self.text = text
+
+
 class ReasonError(Exception):
     """An outcome with an `UPPER_SNAKE` reason code and a one-line text for people."""
 

@@ -11,12 +11,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from backbone_tui.cli import main
 from engine.channels import email as mail
+from engine.errors import FieldError
 from engine.runtime.demo import Demo
+from engine.service.installation import Installation
 
 from .conftest import sync_all
 from .test_bad_input import create_body, drop, envelope, run_globex, update_body
@@ -205,3 +208,61 @@ def test_every_command_explains_itself(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         main(["messages", "retry", "--help"])
     assert "--issue" in capsys.readouterr().out
+
+
+def test_an_error_about_one_input_names_its_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = str(tmp_path / "h")
+    cli(capsys, "--home", home, "project", "create", "ACME", "--name", "Acme")
+    create = ["--home", home, "sync", "create", "--role", "primary", "--name", "n", "--no-encryption"]
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    out = str(tmp_path / "hs.json")
+    nope = one_line_error(capsys, *create, "--project", "NOPE", "--user", "bot", "--handshake-out", out)
+    assert nope.startswith("backbone: --project: project NOPE does not exist")
+    bad_user = one_line_error(capsys, *create, "--project", "ACME", "--user", "a b", "--handshake-out", out)
+    assert bad_user.startswith("backbone: --user: 'a b': expected a user name")
+    made = ["--project", "ACME", "--user", "bot", "--exchange", str(tmp_path / "x"), "--handshake-out", out]
+    assert cli(capsys, *create, *made)[0] == 0
+    (key,) = [info["key"] for info in json.loads(cli(capsys, "--home", home, "sync", "list", "--json")[1])]
+    again = one_line_error(capsys, "--home", home, "sync", "handshake", key, "-o", out)
+    assert again.startswith("backbone: --output: handshake file") and "exists already" in again
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "SEND").write_text("")
+    second = ["--project", "ACME", "--user", "bot", "--exchange", str(blocked)]
+    exchange = one_line_error(capsys, *create, *second, "--handshake-out", str(tmp_path / "hs2.json"))
+    assert exchange.startswith("backbone: --exchange: exchange folder") and "is not a folder" in exchange
+    assert "--home: " in one_line_error(capsys, "--home", str(tmp_path / "nothing"), "sync", "list")
+
+
+def test_the_service_names_the_field_a_form_marks(tmp_path: Path) -> None:
+    inst = Installation(tmp_path / "h")
+    try:
+        inst.tracker.create_project("ACME", "Acme")
+        blocked = tmp_path / "blocked"
+        blocked.mkdir()
+        (blocked / "RECEIVE").write_text("")
+        out = tmp_path / "hs.json"
+
+        def create(protocol: str = "file", **extra: Any) -> None:
+            inst.create_primary(
+                project="ACME", user="bot", name="n", protocol=protocol, encryption=False, **extra
+            )
+
+        with pytest.raises(FieldError) as caught:
+            create(handshake_out=out, exchange=blocked)
+        assert caught.value.field == "exchange"
+        with pytest.raises(FieldError) as caught:
+            create(handshake_out=tmp_path / "no" / "hs.json")
+        assert caught.value.field == "handshake_out"
+        with pytest.raises(FieldError) as caught:
+            create("pigeon", handshake_out=out)
+        assert (caught.value.field, caught.value.text) == (
+            "protocol",
+            "'pigeon': expected one of file, email, local",
+        )
+        with pytest.raises(FieldError) as caught:
+            create("email", handshake_out=out)
+        assert caught.value.field == "mail"
+    finally:
+        inst.close()

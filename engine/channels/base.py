@@ -15,8 +15,11 @@ class Channel(Protocol):
 
     #: several envelopes may travel in one file or mail (a bundle)
     bundles: bool
-    #: the folder the receive step scans for arrivals; None when arrivals are handed in
+    #: the folder the receive step scans for arrivals (and the engine watches to wake up);
+    #: None when arrivals are fetched or handed in
     inbox: Path | None
+    #: arrivals are fetched from a server by a receive loop of their own (IMAP IDLE)
+    fetched: bool
 
     def deliver(self, name: str, data: bytes) -> None:
         """Hand one sealed file to the partner; raises `OSError` or `BackboneError` on failure."""
@@ -29,6 +32,9 @@ class Channel(Protocol):
 
     def problem(self) -> str:
         """What keeps the channel from working, naming the path or server; "" when it works."""
+
+    def check(self) -> str:
+        """Try the channel for real (log in, write a probe): what works, or `BackboneError`."""
 
     def unfinished(self) -> list[Path]:
         """Our own half-written files a crash left behind (removed at start)."""

@@ -51,6 +51,7 @@ class EmailChannel:
 
     bundles = True
     inbox: Path | None = None
+    fetched = True
 
     def __init__(self, settings: MailSettings, subject: str) -> None:
         self.settings = settings
@@ -73,6 +74,11 @@ class EmailChannel:
     def problem(self) -> str:
         """Receive failures are reported by the mail receiver; nothing to check here."""
         return ""
+
+    def check(self) -> str:
+        """Log in to the IMAP and the SMTP server (before the partner is known, mail to ourselves)."""
+        check_settings(self.settings.checkable())
+        return "IMAP and SMTP log-in work"
 
     def unfinished(self) -> list[Path]:
         """Nothing is staged."""

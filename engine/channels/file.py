@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from pathlib import Path
 
 from engine.domain import folders as F
+from engine.errors import BackboneError, FieldError
 from engine.store import fsutil
 
 
@@ -14,10 +16,22 @@ class FileChannel:
     """Writes each sealed file under a staging name into the exchange `SEND`, then renames it."""
 
     bundles = True
+    fetched = False
 
     def __init__(self, exchange: Path) -> None:
+        self.exchange = exchange
         self.send_dir, inbox = F.exchange_paths(exchange)
         self.inbox: Path | None = inbox
+
+    @staticmethod
+    def prepare(exchange: Path) -> Path:
+        """Make a new side's exchange folder with SEND and RECEIVE (kept where they exist)."""
+        for path in F.exchange_paths(exchange):
+            if not path.exists():
+                path.mkdir(parents=True, exist_ok=True)
+            elif not path.is_dir():
+                raise FieldError("exchange", f"exchange folder {path} exists but is not a folder")
+        return exchange
 
     def deliver(self, name: str, data: bytes) -> None:
         """Write the file into SEND (readable by the partner's reader, maybe another user)."""
@@ -34,6 +48,19 @@ class FileChannel:
         """A missing folder, a dangling link, a file in its place or missing rights, by path."""
         inbox = self.send_dir.parent / F.RECEIVE
         return fsutil.folder_problem(self.send_dir, os.W_OK) or fsutil.folder_problem(inbox, os.W_OK)
+
+    def check(self) -> str:
+        """Both folders are there and SEND takes a file."""
+        for folder in F.exchange_paths(self.exchange):
+            if not folder.is_dir():
+                raise BackboneError(f"{folder}: not a folder")
+        probe = self.send_dir / f".probe-{secrets.token_hex(4)}.part"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise BackboneError(f"{self.send_dir}: cannot write ({exc.strerror})") from None
+        return f"exchange folder {self.exchange} is usable"
 
     def unfinished(self) -> list[Path]:
         """Staging files in SEND that a killed writer left."""

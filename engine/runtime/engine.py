@@ -13,11 +13,12 @@ from sqlalchemy.exc import DatabaseError as SADatabaseError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from engine.channels.email import MailReceiver
+from engine.channels import channel_class
 from engine.domain import folders as F
 from engine.domain.side import SideCtx
 from engine.events import EngineFailed, SyncChanged
 from engine.service.installation import Installation
+from engine.vocab import SyncStatus
 
 log = logging.getLogger("backbone.engine")
 
@@ -51,7 +52,7 @@ class Engine:
         self._locks_guard = threading.Lock()
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._watched: set[Path] = set()
-        self._receivers: dict[int, MailReceiver] = {}
+        self._arranged: set[int] = set()  # sides whose arrivals are watched or fetched by a thread
         self._mail_threads: dict[int, threading.Thread] = {}
         self._threaded = False
         self.failure: str | None = None
@@ -106,15 +107,14 @@ class Engine:
         for thread in self._mail_threads.values():
             thread.join(timeout)
         self._mail_threads.clear()
-        for receiver in self._receivers.values():
-            receiver.close()
-        self._receivers.clear()
+        self.inst.close_receivers()
         self._threaded = False
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
             self._observer = None
             self._watched.clear()
+        self._arranged.clear()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -146,9 +146,7 @@ class Engine:
 
     def close_channels(self) -> None:
         """Log out of mail servers opened by passes outside the worker threads."""
-        for receiver in self._receivers.values():
-            receiver.close()
-        self._receivers.clear()
+        self.inst.close_receivers()
 
     def step(self, max_passes: int = 10_000) -> int:
         """Passes over every side until one does nothing (the lock must be held)."""
@@ -260,34 +258,25 @@ class Engine:
         self._watch(sides)
         work = 0
         for side in sides:
-            if side.protocol == "email":
-                if not self._threaded and side.status != "DECLINED":
-                    work += self.inst.poll_mail(side, self._receiver(side))
+            if channel_class(side).fetched:  # in threaded mode, by the side's own receive loop
+                if not self._threaded and side.status != SyncStatus.DECLINED:
+                    work += self.inst.fetch_arrivals(side)
             else:
                 work += self.pipeline.ingest(side)
         return work
 
-    def _receiver(self, side: SideCtx) -> MailReceiver:
-        receiver = self._receivers.get(side.id)
-        if receiver is None:
-            settings = self.inst.mail_settings(side)
-            receiver = MailReceiver(settings.receive, timeout=settings.timeout, stop=self._stop)
-            self._receivers[side.id] = receiver
-        return receiver
-
-    def _mail_loop(self, side_id: int) -> None:
-        """One email side: fetch, then wait in IMAP IDLE until the server announces mail."""
+    def _fetch_loop(self, side_id: int) -> None:
+        """One side whose channel fetches: fetch, then wait (IMAP IDLE) until the server has more."""
         while not self._stop.is_set():
             try:
                 side = self.pipeline.side(side_id)
             except LookupError:
                 return  # the synchronization was deleted
             try:
-                receiver = self._receiver(side)
-                if self.inst.poll_mail(side, receiver):
+                if self.inst.fetch_arrivals(side):
                     self._wakes["apply"].set()
                     continue
-                receiver.idle_wait(MAIL_IDLE_SECONDS)
+                self.inst.wait_for_arrivals(side, MAIL_IDLE_SECONDS)
             except SADatabaseError as exc:
                 self._fail(f"the engine stopped (mail receive): {self.inst.db.damage_text(exc.orig or exc)}")
                 return
@@ -309,26 +298,36 @@ class Engine:
         return work
 
     def _watch(self, sides: list[SideCtx]) -> None:
+        """Arrange, once per side, to be woken by arrivals: a receive loop for a channel that
+        fetches, a watch on the inbox folder of one that has one."""
         if self._observer is None:
             return
         for side in sides:
-            if side.protocol == "email" and side.id not in self._mail_threads:
+            if side.id in self._arranged:
+                continue
+            if channel_class(side).fetched:
                 thread = threading.Thread(
-                    target=self._mail_loop, args=(side.id,), name=f"backbone-mail-{side.id}", daemon=True
+                    target=self._fetch_loop, args=(side.id,), name=f"backbone-mail-{side.id}", daemon=True
                 )
                 self._mail_threads[side.id] = thread
+                self._arranged.add(side.id)
                 thread.start()
-            if side.protocol != "file" or side.exchange is None:
                 continue
-            folder = F.exchange_paths(side.exchange)[1]
-            if folder in self._watched or not folder.is_dir():
+            channel = self.pipeline.channel_for(side)
+            folder = channel.inbox
+            channel.close()
+            if folder is None or folder in self._watched:
+                self._arranged.add(side.id)  # handed in (local), or watched already
                 continue
+            if not folder.is_dir():
+                continue  # looked at again next pass: the share may come back
             try:
                 # watch where a symbolic link points: watchdog does not follow it
                 self._observer.schedule(
                     _Wake(self._wakes["receive"].set), os.path.realpath(folder), recursive=False
                 )
                 self._watched.add(folder)
+                self._arranged.add(side.id)
             except OSError as exc:
                 log.warning("cannot watch %s (%s); the periodic scan covers it", folder, exc)
 

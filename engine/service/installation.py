@@ -18,7 +18,7 @@ from sqlmodel import Session, select
 
 from engine.domain.envelope import Codec, Envelope, PlainCodec
 from engine.domain.side import SideCtx
-from engine.errors import BackboneError, RejectedError
+from engine.errors import BackboneError, FieldError, RejectedError
 from engine.events import EventBus, SyncChanged
 from engine.pipeline import control as C
 from engine.pipeline.core import Pipeline
@@ -56,9 +56,10 @@ class Installation:
         self.paths = HomePaths(resolve_home(home))
         self.paths.check()
         if not create and not self.paths.database.is_file():
-            raise BackboneError(
-                f"{self.paths.root}: no Backbone home here (check --home or $BACKBONE_HOME; "
-                "'project create' or 'sync create' makes a new one)"
+            raise FieldError(
+                "home",
+                f"{self.paths.root}: no Backbone home here (check it, or $BACKBONE_HOME; "
+                "'project create' or 'sync create' makes a new one)",
             )
         self.paths.create()
         existed = self.paths.database.is_file() and self.paths.database.stat().st_size > 0
@@ -104,7 +105,9 @@ class Installation:
         self.retry = self.troubleshooting.retry
         self.skip = self.troubleshooting.skip
         self.mail_settings = self.mailboxes.mail_settings
-        self.poll_mail = self.mailboxes.poll_mail
+        self.fetch_arrivals = self.mailboxes.fetch
+        self.wait_for_arrivals = self.mailboxes.wait_for_arrivals
+        self.close_receivers = self.mailboxes.close_receivers
         self.test_channel = self.mailboxes.test_channel
         self.stop_event = threading.Event()  # the engine's cooperative stop, seen by every step
         self.pipeline = Pipeline(

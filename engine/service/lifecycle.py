@@ -9,7 +9,7 @@ from sqlmodel import col, delete
 
 from engine.config.mapping import check_against, parse_config
 from engine.domain.side import SideCtx
-from engine.errors import BackboneError
+from engine.errors import BackboneError, FieldError
 from engine.pipeline import control as C
 from engine.service.rules import _check_name
 from engine.service.views import SyncInfo
@@ -73,14 +73,16 @@ class Lifecycle:
         """Change name and description; the user and the protocol are fixed at creation."""
         info = self.i.queries.sync_info(key)
         if user is not None and user != info.sync_user:
-            raise BackboneError(
+            raise FieldError(
+                "user",
                 f"{key}: the synchronization user ({info.sync_user}) cannot be changed once set; "
-                "create a new synchronization for another user"
+                "create a new synchronization for another user",
             )
         if protocol is not None and protocol != info.protocol:
-            raise BackboneError(
+            raise FieldError(
+                "protocol",
                 f"{key}: the protocol ({info.protocol}) cannot be switched after creation; "
-                "agree on a new synchronization with the partner"
+                "agree on a new synchronization with the partner",
             )
         with self.i.db.write() as s:
             sync = s.get(Synchronization, key)
@@ -90,7 +92,7 @@ class Lifecycle:
                 sync.name = _check_name(name)
             if description is not None:
                 if len(description) > 2000:
-                    raise BackboneError("description: at most 2000 characters")
+                    raise FieldError("description", "at most 2000 characters")
                 sync.description = description
             s.add(sync)
         self.i._changed(key)
@@ -155,5 +157,5 @@ class Lifecycle:
         sides = self.i.queries.sides_of(key, project)
         if len(sides) > 1:
             names = ", ".join(side.project for side in sides)
-            raise BackboneError(f"{key} is local with two sides ({names}): name one with --project")
+            raise FieldError("project", f"{key} is local with two sides ({names}): name one")
         return sides[0]

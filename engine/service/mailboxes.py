@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import threading
 from typing import TYPE_CHECKING
 
 from engine.channels import open_channel
 from engine.channels.base import Channel
-from engine.channels.email import MailError, MailReceiver, MailSettings, check_settings
-from engine.domain import folders as F
+from engine.channels.email import MailError, MailReceiver, MailSettings
 from engine.domain.side import SideCtx
-from engine.errors import BackboneError
 from engine.service.rules import _env_name
 
 if TYPE_CHECKING:
@@ -24,6 +22,32 @@ class Mailboxes:
 
     def __init__(self, installation: Installation) -> None:
         self.i = installation
+        self._receivers: dict[int, MailReceiver] = {}  # side -> its IMAP connection, kept open
+        self._guard = threading.Lock()
+
+    def _receiver(self, side: SideCtx) -> MailReceiver:
+        with self._guard:
+            receiver = self._receivers.get(side.id)
+            if receiver is None:
+                settings = self.mail_settings(side)
+                receiver = MailReceiver(settings.receive, timeout=settings.timeout, stop=self.i.stop_event)
+                self._receivers[side.id] = receiver
+            return receiver
+
+    def fetch(self, side: SideCtx) -> int:
+        """Fetch what arrived for a side whose channel fetches (`Channel.fetched`); mails seen."""
+        return self.poll_mail(side, self._receiver(side))
+
+    def wait_for_arrivals(self, side: SideCtx, seconds: float) -> None:
+        """Wait until the server announces mail (IMAP IDLE), at most `seconds` or until stopped."""
+        self._receiver(side).idle_wait(seconds)
+
+    def close_receivers(self) -> None:
+        """Log out of every mail server a fetch opened."""
+        with self._guard:
+            receivers, self._receivers = list(self._receivers.values()), {}
+        for receiver in receivers:
+            receiver.close()
 
     def mail_settings(self, side: SideCtx) -> MailSettings:
         """A side's mail settings; `BACKBONE_<KEY>_IMAP_PASSWORD` / `_SMTP_PASSWORD` override."""
@@ -67,29 +91,9 @@ class Mailboxes:
         """Check each side's channel again (log in to the mail servers, or try the folders)."""
         results = []
         for side in self.i.queries.sides_of(key):
-            if side.protocol == "email":
-                check_settings(self.checkable(self.mail_settings(side)))
-                results.append(f"{side.folder}: IMAP and SMTP log-in work")
-            elif side.protocol == "file" and side.exchange is not None:
-                send_dir, receive_dir = F.exchange_paths(side.exchange)
-                for folder in (send_dir, receive_dir):
-                    if not folder.is_dir():
-                        raise BackboneError(f"{folder}: not a folder")
-                probe = send_dir / f".probe-{secrets.token_hex(4)}.part"
-                try:
-                    probe.write_bytes(b"")
-                    probe.unlink()
-                except OSError as exc:
-                    raise BackboneError(f"{send_dir}: cannot write ({exc.strerror})") from None
-                results.append(f"{side.folder}: exchange folder {side.exchange} is usable")
-            else:
-                results.append(f"{side.folder}: local, nothing to test")
+            channel = self.channel_for(side)
+            try:
+                results.append(f"{side.folder}: {channel.check()}")
+            finally:
+                channel.close()
         return results
-
-    @staticmethod
-    def checkable(settings: MailSettings) -> MailSettings:
-        """A copy that, before the partner's address is known, sends to our own address."""
-        copy = MailSettings.from_dict(settings.to_dict())
-        if not copy.send.to_addr:
-            copy.send.to_addr = copy.send.from_addr
-        return copy

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import select
 
-from engine.channels.email import MailSettings, check_settings
+from engine.channels import channel_fields
+from engine.channels.email import MailSettings
 from engine.config.mapping import identity_config
-from engine.domain import folders as F
 from engine.domain.envelope import load_json
-from engine.errors import BackboneError, RejectedError
+from engine.errors import BackboneError, FieldError, RejectedError
 from engine.pipeline import control as C
 from engine.pipeline.records import Outgoing
 from engine.service.rules import (
@@ -38,6 +38,7 @@ from engine.store.models import (
 )
 from engine.trackers.base import utcnow
 from engine.trust.gpg import Keyring, normalize_fingerprint
+from engine.vocab import Protocol
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -61,7 +62,7 @@ class Pairing:
 
     def _check_project(self, project: str) -> None:
         if project not in {key for key, _ in self.i.tracker.projects()}:
-            raise BackboneError(f"project {project} does not exist here (create it first)")
+            raise FieldError("project", f"project {project} does not exist here (create it first)")
 
     def _default_config_text(self, project: str) -> str:
         return identity_config(
@@ -72,33 +73,15 @@ class Pairing:
 
     def _prepare_channel(
         self, protocol: str, key: str, exchange: str | Path | None, mail: MailSettings | None, address: str
-    ) -> dict[str, Any]:
+    ) -> dict[str, str]:
         """The side's channel fields: an exchange folder, or checked and stored mail settings."""
-        if protocol == "file":
-            if mail is not None:
-                raise BackboneError("mail settings are for --protocol email")
-            return {"exchange": str(self._prepare_exchange(exchange, key))}
-        if mail is None:
-            raise BackboneError("--protocol email needs receive (IMAP) and send (SMTP) settings")
-        if exchange is not None:
-            raise BackboneError("--exchange is for --protocol file")
-        problems = [p for p in self.i.mailboxes.checkable(mail).problems()]
-        if problems:
-            raise BackboneError("mail settings: " + "; ".join(problems))
-        check_settings(self.i.mailboxes.checkable(mail))
-        stored = mail.to_dict()
-        stored["address"] = address or mail.send.from_addr
-        return {"mail_settings": json.dumps(stored)}
-
-    def _prepare_exchange(self, exchange: str | Path | None, key: str) -> Path:
-        folder = Path(exchange).absolute() if exchange else self.i.paths.root / "exchange" / key
-        for name in (F.SEND, F.RECEIVE):
-            path = folder / name
-            if not path.exists():
-                path.mkdir(parents=True, exist_ok=True)
-            elif not path.is_dir():
-                raise BackboneError(f"exchange folder {path} exists but is not a folder")
-        return folder
+        return channel_fields(
+            protocol,
+            exchange=Path(exchange) if exchange else None,
+            default_exchange=self.i.paths.root / "exchange" / key,
+            mail=mail,
+            address=address,
+        )
 
     def _add_side(
         self, sync: Synchronization, project: str, role: str, endpoint: str, **fields: Any
@@ -138,7 +121,7 @@ class Pairing:
     ) -> tuple[SyncInfo, Path]:
         """This side of a new synchronization (REQUEST SENT) and the handshake file for the partner."""
         self._check_project(project)
-        _check_protocol(protocol, allowed=("file", "email"))
+        _check_protocol(protocol, allowed=(Protocol.FILE, Protocol.EMAIL))
         _check_user(user)
         out = _handshake_target(handshake_out)
         key = self._new_key(project, partner_project)
@@ -216,7 +199,8 @@ class Pairing:
             staging.chmod(0o600)
         except OSError as exc:
             staging.unlink(missing_ok=True)
-            raise BackboneError(f"handshake file {out}: cannot write ({exc.strerror})") from None
+            text = f"handshake file {out}: cannot write ({exc.strerror})"
+            raise FieldError("handshake_out", text) from None
         return staging
 
     def export_handshake(self, key: str, handshake_out: str | Path) -> Path:
@@ -328,7 +312,7 @@ class Pairing:
         with self.i.db.session() as s:
             if s.get(Synchronization, key) is not None:
                 raise BackboneError(f"synchronization {key} exists here already")
-        _check_protocol(data["protocol"], allowed=("file", "email"))
+        _check_protocol(data["protocol"], allowed=(Protocol.FILE, Protocol.EMAIL))
         if mail is not None and not mail.send.to_addr:
             mail.send.to_addr = str(data["primary"].get("address") or "")
         channel = self._prepare_channel(data["protocol"], key, exchange, mail, address)

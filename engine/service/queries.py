@@ -10,7 +10,7 @@ from sqlmodel import col, select
 
 from engine.domain import folders as F
 from engine.domain.side import SideCtx
-from engine.errors import BackboneError
+from engine.errors import BackboneError, FieldError
 from engine.service.views import MessageInfo, SyncInfo, _info
 from engine.store.models import (
     History,
@@ -82,7 +82,7 @@ class Queries:
     def messages(self, key: str, folder: str | None = None) -> list[MessageInfo]:
         """A synchronization's messages, oldest first, optionally of one folder."""
         if folder and folder.upper() not in F.ALL_FOLDERS:
-            raise BackboneError(f"folder {folder!r}: expected one of {', '.join(F.ALL_FOLDERS)}")
+            raise FieldError("folder", f"{folder!r}: expected one of {', '.join(F.ALL_FOLDERS)}")
         side_ids = [side.id for side in self.sides_of(key)]
         with self.i.db.session() as s:
             query = select(Message).where(col(Message.side_id).in_(side_ids)).order_by(col(Message.id))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.channels.email import line_safe
-from engine.errors import BackboneError
+from engine.errors import FieldError
 
 SCHEMA_VERSION = 3
 SCHEMA_SETTING = "schema.version"
@@ -48,9 +48,9 @@ def _handshake_target(path: str | Path) -> Path:
     """Where a handshake file may be written: a new file in an existing folder."""
     out = Path(path).absolute()
     if out.exists():
-        raise BackboneError(f"handshake file {out} exists already; choose another name")
+        raise FieldError("handshake_out", f"handshake file {out} exists already; choose another name")
     if not out.parent.is_dir():
-        raise BackboneError(f"handshake file {out}: the folder {out.parent} does not exist")
+        raise FieldError("handshake_out", f"handshake file {out}: the folder {out.parent} does not exist")
     return out
 
 
@@ -69,18 +69,18 @@ def _canonical(data: dict[str, Any]) -> str:
 
 def _check_protocol(protocol: str, allowed: tuple[str, ...]) -> None:
     if protocol not in PROTOCOLS:
-        raise BackboneError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+        raise FieldError("protocol", f"{protocol!r}: expected one of {', '.join(PROTOCOLS)}")
     if protocol not in allowed:
-        raise BackboneError(f"--protocol {protocol}: not available yet in this version (use file)")
+        raise FieldError("protocol", f"{protocol}: not available yet in this version (use file)")
 
 
 def _check_user(user: str) -> None:
     if not user or len(user) > 64 or not user.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise BackboneError(f"--user {user!r}: expected a user name (letters, digits, - _ .)")
+        raise FieldError("user", f"{user!r}: expected a user name (letters, digits, - _ .)")
 
 
 def _check_name(name: str) -> str:
     name = name.strip()
     if not name or len(name) > 120:
-        raise BackboneError("name: expected 1-120 characters")
+        raise FieldError("name", "expected 1-120 characters")
     return name

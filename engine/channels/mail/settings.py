@@ -125,6 +125,13 @@ class MailSettings:
                 found.append(f"send: the {label} address {address!r} is not an email address")
         return found
 
+    def checkable(self) -> MailSettings:
+        """A copy that, before the partner's address is known, sends its test to our own address."""
+        copy = MailSettings.from_dict(self.to_dict())
+        if not copy.send.to_addr:
+            copy.send.to_addr = copy.send.from_addr
+        return copy
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data for storage; it holds the passwords, so never log it."""
         return asdict(self)
