@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import BackboneError, FieldError
+from engine.vocab import ALL_STATUSES, Protocol, Role, SyncStatus
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -90,7 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("dir", type=Path, help="folder for acme/, globex/ and exchange/")
     demo.add_argument("--no-encryption", action="store_true", help="plain messages instead of OpenPGP")
     demo.add_argument("--no-tui", action="store_true", help="sync, print a summary and exit")
-    demo.add_argument("--protocol", choices=("file", "email"), default="file", help="how messages travel")
+    demo.add_argument(
+        "--protocol",
+        choices=(Protocol.FILE.value, Protocol.EMAIL.value),
+        default=Protocol.FILE.value,
+        help="how messages travel",
+    )
     demo.add_argument(
         "--mail-server",
         metavar="HOST:IMAP_PORT:SMTP_PORT",
@@ -129,12 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--exchange /srv/y",
     )
     p.add_argument(
-        "--role", choices=("primary", "secondary", "local"), required=True, help="this side's role"
+        "--role", choices=tuple(role.value for role in Role), required=True, help="this side's role"
     )
     p.add_argument("--project", dest="sync_project", required=True, help="the local project")
     p.add_argument("--partner-project", help="primary: the partner's project key; local: the second project")
     p.add_argument("--user", required=True, help="the synchronization user (fixed once set)")
-    p.add_argument("--protocol", default="file", help="file (default) or email")
+    p.add_argument("--protocol", default=Protocol.FILE.value, help="file (default) or email")
     p.add_argument("--name", help="primary, local: the synchronization's name")
     p.add_argument("--description", default="", help="free text")
     p.add_argument("--exchange", help="file protocol: the exchange folder (SEND and RECEIVE)")
@@ -518,7 +524,7 @@ def _demo(args: argparse.Namespace) -> int:
     from engine.runtime.engine import Engine
 
     started = time.monotonic()
-    mail = _demo_mail(args) if args.protocol == "email" else None
+    mail = _demo_mail(args) if args.protocol == Protocol.EMAIL else None
     demo = build_demo(args.dir, encryption=not args.no_encryption, mail=mail)
     for inst in (demo.acme, demo.globex):
         inst.setup_logging()
@@ -696,7 +702,7 @@ def _sync(inst: Installation, args: argparse.Namespace) -> int:
         if not args.yes:
             raise BackboneError(f"deleting {args.key} cannot be undone: add --yes to confirm")
         info = inst.sync_info(args.key)
-        if info.status == "RUNNING":
+        if info.status == SyncStatus.RUNNING:
             inst.stop([args.key])
         inst.delete(args.key)
         print(f"{args.key}: deleted (message files kept under {inst.paths.data / 'deleted'})")
@@ -705,7 +711,7 @@ def _sync(inst: Installation, args: argparse.Namespace) -> int:
 
 
 def _sync_create(inst: Installation, args: argparse.Namespace) -> int:
-    if args.role == "primary":
+    if args.role == Role.PRIMARY:
         missing = [
             flag
             for flag, value in (("--name", args.name), ("--handshake-out", args.handshake_out))
@@ -738,7 +744,7 @@ def _sync_create(inst: Installation, args: argparse.Namespace) -> int:
             "backbone sync create --role secondary --handshake FILE ..."
         )
         return EXIT_OK
-    if args.role == "secondary":
+    if args.role == Role.SECONDARY:
         if not args.handshake:
             raise BackboneError("sync create --role secondary needs --handshake FILE")
         data = inst.read_handshake(args.handshake, args.fingerprint)
@@ -782,8 +788,6 @@ def _sync_create(inst: Installation, args: argparse.Namespace) -> int:
 
 def _status_arg(status: str | None) -> str | None:
     """A --status value as stored (any case, `_` for spaces), or an error listing the valid ones."""
-    from engine.pipeline.control import ALL_STATUSES
-
     if status is None:
         return None
     wanted = status.upper().replace("_", " ")

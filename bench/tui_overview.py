@@ -32,10 +32,9 @@ if str(ROOT) not in sys.path:
 
 from sqlmodel import col, select  # noqa: E402
 
-from engine.domain import folders as F  # noqa: E402
-from engine.pipeline import control as C  # noqa: E402
 from engine.service.installation import Installation  # noqa: E402
 from engine.store.models import Message, Synchronization, SyncSide  # noqa: E402
+from engine.vocab import Folder, SyncStatus  # noqa: E402
 
 TARGET_FIRST_PAINT = 1.5
 TARGET_FILTER = 0.150
@@ -47,7 +46,7 @@ def populate(inst: Installation, count: int) -> None:
     now = datetime.now(UTC)
     inst.tracker.create_project("ACME", "Acme")
     exchange = inst.paths.root / "exchange"
-    for name in (F.SEND, F.RECEIVE):
+    for name in (Folder.SEND, Folder.RECEIVE):
         (exchange / name).mkdir(parents=True, exist_ok=True)
     with inst.db.write() as s:
         for n in range(count):
@@ -59,7 +58,7 @@ def populate(inst: Installation, count: int) -> None:
                     role="primary",
                     protocol="file",
                     sync_user="sync-bot",
-                    status=C.RUNNING if n % 2 else C.STOPPED,
+                    status=SyncStatus.RUNNING if n % 2 else SyncStatus.STOPPED,
                     created=now,
                     status_detail="benchmark row",
                     last_activity=now - timedelta(minutes=n % 600),
@@ -81,7 +80,7 @@ def populate(inst: Installation, count: int) -> None:
         for n, side_id in enumerate(side_ids):
             if n % 10:
                 continue
-            for folder, number in ((F.ERROR, 2), (F.SEND, 3)):
+            for folder, number in ((Folder.ERROR, 2), (Folder.SEND, 3)):
                 for m in range(number):
                     s.add(
                         Message(
@@ -128,7 +127,7 @@ async def measure(inst: Installation, count: int) -> dict[str, float]:
 
         painted.clear()
         began = time.perf_counter()
-        app.overview.set_filter(C.RUNNING)
+        app.overview.set_filter(SyncStatus.RUNNING)
         await pilot.pause()
         while not painted:
             await pilot.pause(0.001)
@@ -139,7 +138,7 @@ async def measure(inst: Installation, count: int) -> dict[str, float]:
         await pilot.pause()
         painted.clear()
         began = time.perf_counter()
-        app.overview.check_status(C.STOPPED)
+        app.overview.check_status(SyncStatus.STOPPED)
         await pilot.pause()
         while not painted:
             await pilot.pause(0.001)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from engine.vocab import Reason
+
 
 class BackboneError(Exception):
     """A user-facing error: the CLI prints its text and exits 1."""
@@ -39,7 +41,7 @@ class MissingIssueError(ReasonError):
     """A message needs an issue that is not synced yet: the message goes to `MISSING/<pair>/`."""
 
     def __init__(self, pair_id: str, text: str) -> None:
-        super().__init__("PARENT_MISSING", text)
+        super().__init__(Reason.PARENT_MISSING, text)
         self.pair_id = pair_id
 
 

@@ -14,6 +14,7 @@ from textual.widgets import Button, Input, Label, OptionList, Static, TabbedCont
 from textual.widgets.option_list import Option
 
 from engine.service.installation import SyncInfo
+from engine.vocab import SyncStatus
 
 from .commands import ALL_COMMANDS, NAVIGATION_HELP
 from .model import START, STOP, action_for
@@ -74,7 +75,7 @@ class RowMenu(ModalScreen[str | None]):
     def _why_not(self, action: str) -> str:
         if self.enabled(action):
             return ""
-        wanted = "STOPPED" if action == START else "RUNNING"
+        wanted = SyncStatus.STOPPED if action == START else SyncStatus.RUNNING
         return f" (only when {wanted})"
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -196,7 +197,9 @@ class ConfirmDelete(ModalScreen[bool]):
         self.info = info
 
     def compose(self) -> ComposeResult:
-        running = " It is RUNNING and will be stopped first." if self.info.status == "RUNNING" else ""
+        running = ""
+        if self.info.status == SyncStatus.RUNNING:
+            running = " It is RUNNING and will be stopped first."
         with Vertical(id="delete-box", classes="dialog"):
             yield Static(Text("Delete synchronization?"), classes="dialog-title")
             yield Static(
@@ -300,14 +303,14 @@ class HelpScreen(ModalScreen[None]):
 
 
 STATUS_HELP: tuple[tuple[str, str], ...] = (
-    ("RUNNING", "Issue updates are synchronized according to the configuration."),
-    ("STOPPED", "Paired and idle: no issue updates are synchronized."),
-    ("REQUEST SENT", "Waiting for the partner to accept the request."),
-    ("INCOMING REQUEST", "Requested by the partner: accept or decline it (CLI: sync accept)."),
-    ("HANDSHAKE", "Both sides exist; pairing messages are being exchanged."),
-    ("DECLINED", "The request was declined. Please delete it."),
-    ("WAITING FOR PARTNER", "A configuration was published; the partner has not completed it."),
-    ("UPDATE REQUIRED", "A new configuration arrived and must be completed before running."),
+    (SyncStatus.RUNNING, "Issue updates are synchronized according to the configuration."),
+    (SyncStatus.STOPPED, "Paired and idle: no issue updates are synchronized."),
+    (SyncStatus.REQUEST_SENT, "Waiting for the partner to accept the request."),
+    (SyncStatus.INCOMING_REQUEST, "Requested by the partner: accept or decline it (CLI: sync accept)."),
+    (SyncStatus.HANDSHAKE, "Both sides exist; pairing messages are being exchanged."),
+    (SyncStatus.DECLINED, "The request was declined. Please delete it."),
+    (SyncStatus.WAITING_FOR_PARTNER, "A configuration was published; the partner has not completed it."),
+    (SyncStatus.UPDATE_REQUIRED, "A new configuration arrived and must be completed before running."),
     ("Err / Pend", "Messages in ERROR, REJECTED, SEND_ERROR / in RECEIVE, WAITING, MISSING, OFFLINE, SEND."),
 )
 

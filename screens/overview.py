@@ -14,7 +14,7 @@ from textual.widgets import Button, Checkbox, Footer, Label, Select, Static
 from engine.service.installation import SyncInfo
 from engine.service.support import create_support_zip
 from engine.vocab import ALL_STATUSES as SYNC_STATUSES
-from engine.vocab import SyncStatus
+from engine.vocab import Role, SyncStatus
 
 from .commands import OVERVIEW_COMMANDS, TABLE_COMMANDS
 from .dialogs import ConfigView, ConfirmDelete, EditDialog, EditResult, HelpScreen, RowMenu
@@ -388,7 +388,7 @@ class OverviewScreen(Screen[None]):
         if info is None:
             return
         installation = self.driver.installation
-        projects = [info.local_project, info.partner_project] if info.role == "local" else [None]
+        projects = [info.local_project, info.partner_project] if info.role == Role.LOCAL else [None]
 
         def load() -> list[tuple[str, str]]:
             return [

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
-from engine.domain import folders as F
 from engine.runtime.demo import pair_installations, settle
 from engine.runtime.engine import Engine
 from engine.service.installation import Installation
 from engine.store.models import IssuePair, Message
+from engine.vocab import Folder
 
 # shared id of Acme's "Severity" and Globex's "Impact" options (see engine/defaults/demo-*.toml)
 SEVERITY = {"Critical": "i1", "Major": "i2", "Minor": "i3"}
@@ -115,7 +115,7 @@ def order_problems(inst: Installation, key: str, direction: str) -> list[str]:
     """Per issue pair: the PROCESSED (in) or queued/sent (out) seqs are exactly 1..n, once each,
     and incoming ones were applied in seq order."""
     problems = []
-    done_folders = {F.PROCESSED} if direction == "in" else {F.SEND, F.SENT, F.SEND_ERROR}
+    done_folders = {Folder.PROCESSED} if direction == "in" else {Folder.SEND, Folder.SENT, Folder.SEND_ERROR}
     by_pair: dict[str, list[Row]] = defaultdict(list)
     for row in rows(inst, key):
         if row.direction == direction and row.pair_id and row.folder in done_folders:
@@ -137,7 +137,7 @@ def order_problems(inst: Installation, key: str, direction: str) -> list[str]:
 
 def pending(inst: Installation, key: str) -> Counter[str]:
     """How many messages sit in each folder that is not a final one."""
-    final = {F.PROCESSED, F.SENT, F.OUTDATED}
+    final = {Folder.PROCESSED, Folder.SENT, Folder.OUTDATED}
     return Counter(row.folder for row in rows(inst, key) if row.folder not in final)
 
 
@@ -292,7 +292,7 @@ def build_stream(base: Path) -> Stream:
     for row in rows(demo.acme, key):
         if row.direction != "out" or row.type != "ISSUE":
             continue
-        assert row.folder == F.SENT, row
+        assert row.folder == Folder.SENT, row
         source = demo.root / "exchange" / "acme" / "SEND" / row.file_name
         target = aside / row.file_name
         os.replace(source, target)

@@ -9,10 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from engine.domain import folders as F
 from engine.domain.envelope import Envelope
 from engine.runtime.demo import Demo
 from engine.runtime.engine import Engine
+from engine.vocab import Folder
 
 from .conftest import issue_by_summary, sync_all
 
@@ -90,13 +90,13 @@ def test_malformed_envelopes_are_rejected_with_the_field_named(paired: Demo) -> 
     drop(paired, "format9.bac", json.dumps({"format": 9}).encode())
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["garbage.bac"] == (F.REJECTED, "ENVELOPE_INVALID")
-    assert seen["array.bac"] == (F.REJECTED, "ENVELOPE_INVALID")
-    assert seen["noseq.bac"] == (F.REJECTED, "ENVELOPE_INVALID")
-    assert seen["format9.bac"] == (F.REJECTED, "FORMAT_UNSUPPORTED")
+    assert seen["garbage.bac"] == (Folder.REJECTED, "ENVELOPE_INVALID")
+    assert seen["array.bac"] == (Folder.REJECTED, "ENVELOPE_INVALID")
+    assert seen["noseq.bac"] == (Folder.REJECTED, "ENVELOPE_INVALID")
+    assert seen["format9.bac"] == (Folder.REJECTED, "FORMAT_UNSUPPORTED")
     texts = {m.original_name: m.reason_text for m in paired.globex.messages(paired.key)}
     assert "field 'from'" in texts["noseq.bac"]
-    folder = paired.globex.paths.data / paired.key / "GLOBEX-1" / F.REJECTED
+    folder = paired.globex.paths.data / paired.key / "GLOBEX-1" / Folder.REJECTED
     assert len(list(folder.iterdir())) == 4
     still_syncs(paired, "after malformed")
 
@@ -108,9 +108,9 @@ def test_messages_for_someone_else_are_rejected(paired: Demo) -> None:
     drop(paired, "wrongfrom.bac", envelope(paired, create_body("x"), pair=pair, sender="mallory"))
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["wrongsync.bac"] == (F.REJECTED, "WRONG_SYNCHRONIZATION")
-    assert seen["wrongto.bac"] == (F.REJECTED, "WRONG_RECIPIENT")
-    assert seen["wrongfrom.bac"] == (F.REJECTED, "WRONG_SENDER")
+    assert seen["wrongsync.bac"] == (Folder.REJECTED, "WRONG_SYNCHRONIZATION")
+    assert seen["wrongto.bac"] == (Folder.REJECTED, "WRONG_RECIPIENT")
+    assert seen["wrongfrom.bac"] == (Folder.REJECTED, "WRONG_SENDER")
     assert issue_by_summary(paired.globex, "GLOBEX", "x") is None
 
 
@@ -128,9 +128,9 @@ def test_unknown_mapping_type_and_value_go_to_error_per_issue(paired: Demo) -> N
     seen = {m.original_name: m for m in paired.globex.messages(paired.key)}
     for name, (_body, code) in cases.items():
         message = seen[name]
-        assert (message.folder, message.reason_code) == (F.ERROR, code)
+        assert (message.folder, message.reason_code) == (Folder.ERROR, code)
         assert message.hold == pairs[name]
-        path = paired.globex.paths.data / paired.key / "GLOBEX-1" / F.ERROR / pairs[name] / message.file
+        path = paired.globex.paths.data / paired.key / "GLOBEX-1" / Folder.ERROR / pairs[name] / message.file
         assert path.is_file()
     still_syncs(paired, "after mapping errors")
 
@@ -142,7 +142,7 @@ def test_a_message_naming_a_quarter_million_fields_is_an_error_not_a_crash(paire
     many = {f"f{k}": "v" for k in range(260_000)}
     drop(paired, "wide.bac", envelope(paired, create_body("wide", **many), pair=pair))
     run_globex(paired)
-    assert reasons(paired)["wide.bac"] == (F.ERROR, "UNKNOWN_MAPPING")
+    assert reasons(paired)["wide.bac"] == (Folder.ERROR, "UNKNOWN_MAPPING")
     still_syncs(paired, "after a wide message")
 
 
@@ -157,7 +157,7 @@ def test_values_of_the_wrong_shape_are_errors_of_their_issue(paired: Demo) -> No
     run_globex(paired)
     seen = reasons(paired)
     for name in cases:
-        assert seen[name] == (F.ERROR, "BODY_INVALID")
+        assert seen[name] == (Folder.ERROR, "BODY_INVALID")
     still_syncs(paired, "after values of the wrong shape")
 
 
@@ -182,9 +182,9 @@ def test_a_message_that_hits_a_bug_is_set_aside_and_its_chunk_still_applies(
     drop(paired, "4.bac", envelope(paired, update_body(title="boom 2"), pair=poisoned, seq=2))
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["2.bac"] == (F.ERROR, "INTERNAL_ERROR")
-    assert seen["4.bac"] == (F.ERROR, "HELD_BEHIND_ERROR")
-    assert seen["1.bac"] == seen["3.bac"] == (F.PROCESSED, "")
+    assert seen["2.bac"] == (Folder.ERROR, "INTERNAL_ERROR")
+    assert seen["4.bac"] == (Folder.ERROR, "HELD_BEHIND_ERROR")
+    assert seen["1.bac"] == seen["3.bac"] == (Folder.PROCESSED, "")
     for summary in ("before the bug", "after the bug"):
         assert issue_by_summary(paired.globex, "GLOBEX", summary) is not None  # once, not twice
     text = next(m.reason_text for m in paired.globex.messages(paired.key) if m.original_name == "2.bac")
@@ -203,8 +203,8 @@ def test_error_holds_later_messages_of_that_issue_until_retried_or_skipped(paire
     drop(paired, "2.bac", envelope(paired, update_body(details="second"), pair=pair, seq=2))
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["1.bac"] == (F.ERROR, "VALUE_NOT_MAPPED")
-    assert seen["2.bac"] == (F.ERROR, "HELD_BEHIND_ERROR")
+    assert seen["1.bac"] == (Folder.ERROR, "VALUE_NOT_MAPPED")
+    assert seen["2.bac"] == (Folder.ERROR, "HELD_BEHIND_ERROR")
     drop(
         paired,
         "3.bac",
@@ -216,17 +216,17 @@ def test_error_holds_later_messages_of_that_issue_until_retried_or_skipped(paire
         ),
     )
     run_globex(paired)
-    assert reasons(paired)["3.bac"] == (F.ERROR, "HELD_BEHIND_ERROR")
+    assert reasons(paired)["3.bac"] == (Folder.ERROR, "HELD_BEHIND_ERROR")
     # retrying without fixing fails the same way and keeps the order
     paired.globex.retry(paired.key, pair)
     run_globex(paired)
-    assert reasons(paired)["1.bac"] == (F.ERROR, "VALUE_NOT_MAPPED")
+    assert reasons(paired)["1.bac"] == (Folder.ERROR, "VALUE_NOT_MAPPED")
     # skipping the first lets the rest apply, but the issue does not exist: update cannot apply
     paired.globex.skip(paired.key, pair)
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["1.bac"] == (F.PROCESSED, "SKIPPED")
-    assert seen["2.bac"] == (F.ERROR, "ISSUE_NOT_SYNCED")
+    assert seen["1.bac"] == (Folder.PROCESSED, "SKIPPED")
+    assert seen["2.bac"] == (Folder.ERROR, "ISSUE_NOT_SYNCED")
 
 
 def test_attachment_name_with_a_path_is_not_written(paired: Demo) -> None:
@@ -254,7 +254,7 @@ def test_attachment_name_with_a_path_is_not_written(paired: Demo) -> None:
         ),
     )
     run_globex(paired)
-    assert reasons(paired)["a.bac"] == (F.ERROR, "ATTACHMENT_NAME_UNSAFE")
+    assert reasons(paired)["a.bac"] == (Folder.ERROR, "ATTACHMENT_NAME_UNSAFE")
     issue = issue_by_summary(paired.globex, "GLOBEX", "with attachment")
     assert issue is not None and issue.attachments == []
     assert not (paired.globex.paths.root / "evil.sh").exists()
@@ -272,11 +272,11 @@ def test_empty_huge_unknown_and_special_files(paired: Demo) -> None:
     os.mkfifo(inbox(paired) / "pipe.bac")
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["empty.bac"] == (F.REJECTED, "EMPTY_FILE")
-    assert seen["huge.bac"] == (F.REJECTED, "TOO_LARGE")
-    assert seen["notes.txt"] == (F.UNKNOWN, "NOT_A_MESSAGE_FILE")
-    assert seen["link.bac"] == (F.UNKNOWN, "NOT_A_REGULAR_FILE")
-    assert seen["pipe.bac"] == (F.UNKNOWN, "NOT_A_REGULAR_FILE")
+    assert seen["empty.bac"] == (Folder.REJECTED, "EMPTY_FILE")
+    assert seen["huge.bac"] == (Folder.REJECTED, "TOO_LARGE")
+    assert seen["notes.txt"] == (Folder.UNKNOWN, "NOT_A_MESSAGE_FILE")
+    assert seen["link.bac"] == (Folder.UNKNOWN, "NOT_A_REGULAR_FILE")
+    assert seen["pipe.bac"] == (Folder.UNKNOWN, "NOT_A_REGULAR_FILE")
     assert fresh_empty.exists(), "a zero-byte file may still be being written: it waits"
     assert "fresh-empty.bac" not in seen
     still_syncs(paired, "after special files")
@@ -290,7 +290,7 @@ def test_file_still_being_written_waits_until_complete(paired: Demo) -> None:
     assert "slow.bac" not in reasons(paired)
     path.write_bytes(data)
     run_globex(paired)
-    assert reasons(paired)["slow.bac"] == (F.PROCESSED, "")
+    assert reasons(paired)["slow.bac"] == (Folder.PROCESSED, "")
     assert issue_by_summary(paired.globex, "GLOBEX", "written slowly") is not None
 
 
@@ -301,8 +301,8 @@ def test_replayed_message_is_outdated_not_an_error(paired: Demo) -> None:
     drop(paired, "again.bac", data)
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["first.bac"] == (F.PROCESSED, "")
-    assert seen["again.bac"] == (F.OUTDATED, "DUPLICATE")
+    assert seen["first.bac"] == (Folder.PROCESSED, "")
+    assert seen["again.bac"] == (Folder.OUTDATED, "DUPLICATE")
     assert len([i for i in paired.globex.tracker.list_issues("GLOBEX") if i.fields["summary"] == "once"]) == 1
 
 
@@ -316,13 +316,13 @@ def test_gap_waits_and_subtask_waits_for_its_parent(paired: Demo) -> None:
     drop(paired, "parent2.bac", envelope(paired, update_body(details="two"), pair=parent, seq=2))
     run_globex(paired)
     seen = {m.original_name: m for m in paired.globex.messages(paired.key)}
-    assert (seen["child.bac"].folder, seen["child.bac"].reason_code) == (F.MISSING, "PARENT_MISSING")
+    assert (seen["child.bac"].folder, seen["child.bac"].reason_code) == (Folder.MISSING, "PARENT_MISSING")
     assert seen["child.bac"].hold == parent
-    assert (seen["parent2.bac"].folder, seen["parent2.bac"].reason_code) == (F.WAITING, "SEQ_GAP")
+    assert (seen["parent2.bac"].folder, seen["parent2.bac"].reason_code) == (Folder.WAITING, "SEQ_GAP")
     drop(paired, "parent1.bac", envelope(paired, create_body("parent"), pair=parent, seq=1))
     run_globex(paired)
     seen = {m.original_name: m for m in paired.globex.messages(paired.key)}
-    assert {seen[n].folder for n in ("child.bac", "parent1.bac", "parent2.bac")} == {F.PROCESSED}
+    assert {seen[n].folder for n in ("child.bac", "parent1.bac", "parent2.bac")} == {Folder.PROCESSED}
     parent_issue = issue_by_summary(paired.globex, "GLOBEX", "parent")
     child_issue = issue_by_summary(paired.globex, "GLOBEX", "child")
     assert parent_issue is not None and child_issue is not None
@@ -334,13 +334,13 @@ def test_tracker_offline_keeps_messages_and_retries(paired: Demo) -> None:
     paired.globex.tracker.set_maintenance(True)
     paired.acme.tracker.create_issue("ACME", "Task", {"summary": "during maintenance"}, as_user="alice")
     sync_all(paired)
-    offline = [m for m in paired.globex.messages(paired.key, F.OFFLINE)]
+    offline = [m for m in paired.globex.messages(paired.key, Folder.OFFLINE)]
     assert [m.reason_code for m in offline] == ["TRACKER_OFFLINE"]
     paired.globex.tracker.set_maintenance(False)
     paired.globex.retry(paired.key)
     sync_all(paired)
     assert issue_by_summary(paired.globex, "GLOBEX", "during maintenance") is not None
-    assert paired.globex.messages(paired.key, F.OFFLINE) == []
+    assert paired.globex.messages(paired.key, Folder.OFFLINE) == []
 
 
 def test_unwritable_exchange_folder_goes_to_send_error_and_recovers_in_order(paired: Demo) -> None:
@@ -352,13 +352,13 @@ def test_unwritable_exchange_folder_goes_to_send_error_and_recovers_in_order(pai
     issue = t.create_issue("ACME", "Task", {"summary": "queued 1"}, as_user="alice")
     t.add_comment(issue, "queued 2", as_user="alice")
     Engine(paired.acme).run_once()
-    errors = paired.acme.messages(paired.key, F.SEND_ERROR)
+    errors = paired.acme.messages(paired.key, Folder.SEND_ERROR)
     assert [m.reason_code for m in errors] == ["EXCHANGE_NOT_WRITABLE"]
-    assert len(paired.acme.messages(paired.key, F.SEND)) == 1, "the next message waits behind it"
+    assert len(paired.acme.messages(paired.key, Folder.SEND)) == 1, "the next message waits behind it"
     send_dir.unlink()
     parked.rename(send_dir)
     paired.acme.retry(paired.key)
     sync_all(paired)
     mirrored = issue_by_summary(paired.globex, "GLOBEX", "queued 1")
     assert mirrored is not None and [c.body for c in mirrored.comments] == ["alice wrote:\nqueued 2"]
-    assert paired.acme.messages(paired.key, F.SEND_ERROR) == []
+    assert paired.acme.messages(paired.key, Folder.SEND_ERROR) == []

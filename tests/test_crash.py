@@ -32,7 +32,6 @@ from typing import Any
 
 import pytest
 
-from engine.domain import folders as F
 from engine.pipeline import core as P
 from engine.runtime.demo import pair_installations
 from engine.runtime.engine import Engine
@@ -40,6 +39,7 @@ from engine.service.installation import Installation
 from engine.store import fsutil
 from engine.store.database import Database
 from engine.trackers.embedded import EmbeddedTracker
+from engine.vocab import Folder
 
 from . import ledger
 from .conftest import sync_all
@@ -201,14 +201,14 @@ def _receiving_problems(
     if left:
         problems.append(f"left in {dict(left)}")
     incoming = [r for r in ledger.rows(globex, key) if r.direction == "in" and r.type == "ISSUE"]
-    processed = Counter(r.uuid for r in incoming if r.folder == F.PROCESSED)
+    processed = Counter(r.uuid for r in incoming if r.folder == Folder.PROCESSED)
     wanted = Counter(list(sent))
     if processed != wanted:
         problems.append(f"lost {len(wanted - processed)}, applied twice or unknown {len(processed - wanted)}")
     problems += [
         f"seq {r.seq} of {r.pair_id}: {r.folder}/{r.reason_code}"
         for r in incoming
-        if r.folder == F.OUTDATED and r.reason_code != "DUPLICATE"
+        if r.folder == Folder.OUTDATED and r.reason_code != "DUPLICATE"
     ]
     return problems
 
@@ -511,7 +511,7 @@ def test_crash_after_the_gap_closes_still_applies_the_waiting_message(
             for r in ledger.rows(globex, crash_stream.key)
             if r.direction == "in" and r.pair_id == target.pair
         ]
-        assert [(r.seq, r.folder) for r in rows] == [(2, F.PROCESSED), (1, F.PROCESSED)]
+        assert [(r.seq, r.folder) for r in rows] == [(2, Folder.PROCESSED), (1, Folder.PROCESSED)]
     finally:
         globex.close()
 
@@ -595,7 +595,7 @@ def test_sender_crash_at_every_step_then_restart(tmp_path: Path) -> None:
     def outcome(acme: Installation) -> tuple[list[tuple[Any, ...]], list[str]]:
         rows = [r for r in ledger.rows(acme, key) if r.uuid not in earlier]
         problems = ledger.folder_problems(acme, key) + ledger.order_problems(acme, key, "out")
-        problems += [f"seq {r.seq} of {r.pair_id} in {r.folder}" for r in rows if r.folder != F.SENT]
+        problems += [f"seq {r.seq} of {r.pair_id} in {r.folder}" for r in rows if r.folder != Folder.SENT]
         handed = sorted(os.listdir(exchange))
         if handed != sorted(r.file_name for r in rows):
             problems.append(f"the exchange holds {len(handed)} files for {len(rows)} messages")

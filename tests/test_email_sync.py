@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from backbone_tui.cli import main
-from engine.domain import folders as F
 from engine.errors import BackboneError
 from engine.runtime.demo import Demo, pair_installations
 from engine.runtime.engine import Engine, wait_until
 from engine.service.installation import Installation
+from engine.vocab import Folder
 from tests import mailserver
 from tests.mailserver import MailServer
 
@@ -76,10 +76,10 @@ def test_smtp_outage_sends_later_in_order(mail_pair_plain: Demo, mail_server: Ma
         issue = demo.acme.tracker.create_issue("ACME", "Task", {"summary": "during outage"}, as_user="alice")
         demo.acme.tracker.add_comment(issue, "second", as_user="alice")
         Engine(demo.acme).run_once()
-        errors = demo.acme.messages(demo.key, F.SEND_ERROR)
+        errors = demo.acme.messages(demo.key, Folder.SEND_ERROR)
         assert [m.reason_code for m in errors] == ["MAIL_SEND_FAILED"]
         assert "SMTP" in errors[0].reason_text
-        assert len(demo.acme.messages(demo.key, F.SEND)) == 1
+        assert len(demo.acme.messages(demo.key, Folder.SEND)) == 1
     finally:
         mail_server.start_smtp()
     demo.acme.retry(demo.key)
@@ -132,7 +132,7 @@ def test_foreign_and_odd_mails(mail_pair_plain: Demo, mail_server: MailServer) -
         "a foreign mail is set aside, not deleted"
     )
     seen = [m for m in demo.globex.messages(demo.key) if m.original_name in ("../../a.bac", "b.bac")]
-    assert sorted((m.folder, m.reason_code) for m in seen) == [(F.OUTDATED, "DUPLICATE")] * 2
+    assert sorted((m.folder, m.reason_code) for m in seen) == [(Folder.OUTDATED, "DUPLICATE")] * 2
     assert not (demo.globex.paths.root.parent / "a.bac").exists()
 
 
@@ -334,7 +334,7 @@ def test_compression_bomb_by_mail_is_rejected_and_leaves_the_inbox(
     mail_server.lmtp_deliver("x@example.test", inbox, bomb.as_bytes())
     Engine(demo.globex).run_once()
     (message,) = [m for m in demo.globex.messages(demo.key) if m.original_name == "bomb.bac"]
-    assert (message.folder, message.reason_code) == (F.REJECTED, "TOO_LARGE")
+    assert (message.folder, message.reason_code) == (Folder.REJECTED, "TOO_LARGE")
     assert mail_server.maildir_count(inbox, "INBOX") == 0
     demo.acme.tracker.create_issue("ACME", "Task", {"summary": "after the bomb"}, as_user="alice")
     sync_all(demo)
@@ -356,7 +356,7 @@ def test_huge_mail_is_rejected_and_still_leaves_the_inbox(
     mail_server.lmtp_deliver("x@example.test", inbox, huge.as_bytes())
     Engine(demo.globex).run_once()
     (message,) = [m for m in demo.globex.messages(demo.key) if m.original_name == "huge.bac"]
-    assert (message.folder, message.reason_code) == (F.REJECTED, "TOO_LARGE")
+    assert (message.folder, message.reason_code) == (Folder.REJECTED, "TOO_LARGE")
     assert mail_server.maildir_count(inbox, "INBOX") == 0
     demo.acme.tracker.create_issue("ACME", "Task", {"summary": "after the huge one"}, as_user="alice")
     sync_all(demo)

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from engine.domain import folders as F
 from engine.events import EngineFailed, Event
 from engine.runtime.demo import Demo
 from engine.runtime.engine import Engine, wait_until
+from engine.vocab import Folder
 
 from .conftest import issue_by_summary, sync_all
 
@@ -31,7 +31,7 @@ def test_threaded_engines_sync_with_watchdog_and_publish_events(paired: Demo) ->
     finally:
         for engine in engines:
             engine.stop()
-    assert any(getattr(e, "folder", None) == F.PROCESSED for e in events)
+    assert any(getattr(e, "folder", None) == Folder.PROCESSED for e in events)
     assert not paired.acme.lock.held and not paired.globex.lock.held
 
 
@@ -80,23 +80,23 @@ def test_reconcile_puts_files_where_the_database_says(paired: Demo) -> None:
         paired.acme.tracker.create_issue("ACME", "Task", {"summary": f"r{n}"}, as_user="alice")
     sync_all(paired)
     side = paired.globex.paths.data / paired.key / "GLOBEX-1"
-    processed = sorted((side / F.PROCESSED).iterdir())
+    processed = sorted((side / Folder.PROCESSED).iterdir())
     # a crash between the database commit and the rename leaves a file behind
-    processed[0].rename(side / F.RECEIVE / processed[0].name)
+    processed[0].rename(side / Folder.RECEIVE / processed[0].name)
     # a file we renamed into RECEIVE before the crash, without its row
-    orphan = side / F.RECEIVE / "00000000000000000001-orphan.bac"
+    orphan = side / Folder.RECEIVE / "00000000000000000001-orphan.bac"
     orphan.write_bytes(processed[1].read_bytes())
     # our own unfinished write
-    (side / F.RECEIVE / ".x.bac.1234.part").write_bytes(b"half")
+    (side / Folder.RECEIVE / ".x.bac.1234.part").write_bytes(b"half")
     fixed = Engine(paired.globex).reconcile()
     assert fixed >= 2
-    assert (side / F.PROCESSED / processed[0].name).exists()
-    assert not list((side / F.RECEIVE).iterdir()) or all(
-        not p.name.endswith(".part") for p in (side / F.RECEIVE).iterdir()
+    assert (side / Folder.PROCESSED / processed[0].name).exists()
+    assert not list((side / Folder.RECEIVE).iterdir()) or all(
+        not p.name.endswith(".part") for p in (side / Folder.RECEIVE).iterdir()
     )
     Engine(paired.globex).run_once()
     names = {m.original_name: m for m in paired.globex.messages(paired.key)}
-    assert names[orphan.name].folder == F.OUTDATED and names[orphan.name].reason_code == "DUPLICATE"
+    assert names[orphan.name].folder == Folder.OUTDATED and names[orphan.name].reason_code == "DUPLICATE"
     for message in paired.globex.messages(paired.key):
         folder = side / message.folder / (message.hold or "")
         assert (folder / message.file).is_file(), message

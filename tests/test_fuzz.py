@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.domain import folders as F
 from engine.domain.envelope import MAX_SEQ, MESSAGE_TYPES, Envelope, bundle_text, split_bundle
 from engine.errors import BackboneError, RejectedError
 from engine.runtime.demo import Demo
 from engine.runtime.engine import Engine
 from engine.service.installation import Installation
+from engine.vocab import Folder
 
 FIXTURE_OK = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -194,4 +194,4 @@ def test_the_receive_path_files_every_input_with_a_reason(paired: Demo, data: st
     Engine(paired.globex).run_once()
     bugs = [m for m in paired.globex.messages(paired.key) if m.reason_code == "INTERNAL_ERROR"]
     assert not bugs, bugs[0].reason_text
-    assert not paired.globex.messages(paired.key, F.RECEIVE)
+    assert not paired.globex.messages(paired.key, Folder.RECEIVE)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from backbone_tui.cli import main
-from engine.domain import folders as F
 from engine.domain.envelope import bundle_text
 from engine.runtime.demo import Demo
 from engine.runtime.engine import Engine, wait_until
 from engine.trust.gpg import DEFAULT_MAX_PLAINTEXT_BYTES
+from engine.vocab import Folder
 
 from .conftest import issue_by_summary, sync_all
 from .hostile import compression_bomb
@@ -34,7 +34,7 @@ def test_a_compression_bomb_is_rejected_with_bounded_memory(paired_gpg: Demo) ->
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert reasons(paired_gpg)["bomb.bac"] == (F.REJECTED, "TOO_LARGE")
+    assert reasons(paired_gpg)["bomb.bac"] == (Folder.REJECTED, "TOO_LARGE")
     assert peak < DEFAULT_MAX_PLAINTEXT_BYTES + (8 << 20), f"{peak} bytes held while opening the bomb"
     still_syncs(paired_gpg, "after the bomb")
 
@@ -42,7 +42,7 @@ def test_a_compression_bomb_is_rejected_with_bounded_memory(paired_gpg: Demo) ->
 def test_large_garbage_that_gpg_stops_reading_is_rejected(paired_gpg: Demo) -> None:
     drop(paired_gpg, "junk.bac", os.urandom(8 << 20))
     run_globex(paired_gpg)
-    assert reasons(paired_gpg)["junk.bac"] == (F.REJECTED, "DECRYPT_FAILED")
+    assert reasons(paired_gpg)["junk.bac"] == (Folder.REJECTED, "DECRYPT_FAILED")
     still_syncs(paired_gpg, "after the junk")
 
 
@@ -66,7 +66,9 @@ def test_signed_payloads_that_crash_a_json_parser_are_rejected(paired_gpg: Demo)
     drop(paired_gpg, "bundle.bac", _sealed_by_acme(paired_gpg, bundle_text([_deep(100)])))
     run_globex(paired_gpg)
     seen = reasons(paired_gpg)
-    assert seen["deep.bac"] == seen["number.bac"] == seen["bundle.bac"] == (F.REJECTED, "ENVELOPE_INVALID")
+    assert (
+        seen["deep.bac"] == seen["number.bac"] == seen["bundle.bac"] == (Folder.REJECTED, "ENVELOPE_INVALID")
+    )
     texts = {m.original_name: m.reason_text for m in paired_gpg.globex.messages(paired_gpg.key)}
     assert "nested deeper than" in texts["deep.bac"] and "nested deeper than" in texts["bundle.bac"]
     assert "digits" in texts["number.bac"]
@@ -89,7 +91,7 @@ def test_without_encryption_any_file_is_only_rejected(paired: Demo) -> None:
         drop(paired, name, data)
     run_globex(paired)
     seen = reasons(paired)
-    assert {name: seen[name] for name in cases} == dict.fromkeys(cases, (F.REJECTED, "ENVELOPE_INVALID"))
+    assert {name: seen[name] for name in cases} == dict.fromkeys(cases, (Folder.REJECTED, "ENVELOPE_INVALID"))
     still_syncs(paired, "after the plain ones")
 
 
@@ -100,7 +102,7 @@ def test_a_missing_share_shows_as_a_channel_error_and_resumes_when_back(paired: 
     paired.acme.tracker.create_issue("ACME", "Task", {"summary": "while away"}, as_user="alice")
     Engine(paired.acme).run_once()
     run_globex(paired)
-    assert [m.reason_code for m in paired.acme.messages(paired.key, F.SEND_ERROR)] == [
+    assert [m.reason_code for m in paired.acme.messages(paired.key, Folder.SEND_ERROR)] == [
         "EXCHANGE_NOT_WRITABLE"
     ]
     assert paired.acme.sync_info(paired.key).channel_error == f"{acme_send} is missing"
@@ -112,7 +114,7 @@ def test_a_missing_share_shows_as_a_channel_error_and_resumes_when_back(paired: 
     parked.rename(acme_send)
     sync_all(paired)  # no operator action: the share coming back re-arms what waited
     assert issue_by_summary(paired.globex, "GLOBEX", "while away") is not None
-    assert paired.acme.messages(paired.key, F.SEND_ERROR) == []
+    assert paired.acme.messages(paired.key, Folder.SEND_ERROR) == []
     assert paired.acme.sync_info(paired.key).channel_error == ""
     assert paired.globex.sync_info(paired.key).channel_error == ""
 
@@ -152,24 +154,24 @@ def test_another_message_under_an_applied_seq_is_held_as_seq_reused(paired: Demo
     drop(paired, "3.bac", envelope(paired, update_body(title="third"), pair=pair, seq=3))
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["2-copy.bac"] == (F.OUTDATED, "DUPLICATE")
-    assert seen["2-other.bac"] == (F.ERROR, "SEQ_REUSED")
-    assert seen["3.bac"] == (F.ERROR, "HELD_BEHIND_ERROR")
+    assert seen["2-copy.bac"] == (Folder.OUTDATED, "DUPLICATE")
+    assert seen["2-other.bac"] == (Folder.ERROR, "SEQ_REUSED")
+    assert seen["3.bac"] == (Folder.ERROR, "HELD_BEHIND_ERROR")
     assert issue_by_summary(paired.globex, "GLOBEX", "first") is not None
     assert paired.globex.sync_info(paired.key).errors == 2
     paired.globex.skip(paired.key, pair)  # the admin's choice: drop the reused one
     run_globex(paired)
-    assert reasons(paired)["3.bac"] == (F.PROCESSED, "")
+    assert reasons(paired)["3.bac"] == (Folder.PROCESSED, "")
     assert issue_by_summary(paired.globex, "GLOBEX", "third") is not None
     third = next(m for m in paired.globex.messages(paired.key) if m.original_name == "3.bac")
     drop(paired, "2-late.bac", envelope(paired, update_body(title="late"), pair=pair, seq=2))
     run_globex(paired)
-    assert reasons(paired)["2-late.bac"] == (F.ERROR, "SEQ_REUSED")
+    assert reasons(paired)["2-late.bac"] == (Folder.ERROR, "SEQ_REUSED")
     paired.globex.skip(paired.key, pair)
     side = paired.globex.paths.data / paired.key / "GLOBEX-1"
-    drop(paired, "3-copy.bac", (side / F.PROCESSED / third.file).read_bytes())
+    drop(paired, "3-copy.bac", (side / Folder.PROCESSED / third.file).read_bytes())
     run_globex(paired)
-    assert reasons(paired)["3-copy.bac"] == (F.OUTDATED, "DUPLICATE"), "skipping moved the sequence back"
+    assert reasons(paired)["3-copy.bac"] == (Folder.OUTDATED, "DUPLICATE"), "skipping moved the sequence back"
     assert issue_by_summary(paired.globex, "GLOBEX", "third") is not None
 
 
@@ -231,11 +233,11 @@ def test_a_newer_config_version_waits_and_a_never_published_one_is_held(paired: 
     drop(paired, "0.bac", envelope(paired, create_body("version 0"), pair=unknown, config=0))
     run_globex(paired)
     seen = reasons(paired)
-    assert seen["1.bac"] == (F.WAITING, "CONFIG_PENDING")
-    assert seen["2.bac"] == (F.WAITING, "SEQ_GAP")
-    assert seen["0.bac"] == (F.ERROR, "CONFIG_UNKNOWN")
+    assert seen["1.bac"] == (Folder.WAITING, "CONFIG_PENDING")
+    assert seen["2.bac"] == (Folder.WAITING, "SEQ_GAP")
+    assert seen["0.bac"] == (Folder.ERROR, "CONFIG_UNKNOWN")
     assert issue_by_summary(paired.globex, "GLOBEX", "newer config") is None
     paired.globex.config_import_text(paired.key, paired.globex.config_export(paired.key), "again")
     run_globex(paired)
-    assert reasons(paired)["1.bac"] == reasons(paired)["2.bac"] == (F.PROCESSED, "")
+    assert reasons(paired)["1.bac"] == reasons(paired)["2.bac"] == (Folder.PROCESSED, "")
     assert issue_by_summary(paired.globex, "GLOBEX", "then this") is not None

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.domain import folders as F
 from engine.runtime.engine import Engine
 from engine.service.installation import Installation
+from engine.vocab import Folder
 
 from . import ledger
 from .ledger import Stream, build_stream, one_message_per_file  # noqa: F401  (autouse)
@@ -50,10 +50,10 @@ def _judge_final(globex: Installation, s: Stream, delivered: Counter[int]) -> No
     assert set(by_uuid) == {m.uuid for m in s.messages}
     for uuid, copies in by_uuid.items():
         folders = Counter(row.folder for row in copies)
-        assert folders[F.PROCESSED] == 1, (uuid, folders)
+        assert folders[Folder.PROCESSED] == 1, (uuid, folders)
         for row in copies:
-            if row.folder != F.PROCESSED:
-                assert (row.folder, row.reason_code) == (F.OUTDATED, "DUPLICATE"), row
+            if row.folder != Folder.PROCESSED:
+                assert (row.folder, row.reason_code) == (Folder.OUTDATED, "DUPLICATE"), row
     assert ledger.pending(globex, key) == Counter()
 
 
@@ -105,7 +105,7 @@ def _model(s: Stream, delivered: set[int]) -> tuple[set[int], dict[int, str]]:
     waits: dict[int, str] = {}
     for i in delivered - applied:
         m = s.messages[i]
-        waits[i] = F.MISSING if m.seq == in_seq[m.pair] + 1 else F.WAITING
+        waits[i] = Folder.MISSING if m.seq == in_seq[m.pair] + 1 else Folder.WAITING
     return applied, waits
 
 
@@ -138,16 +138,16 @@ def test_each_issue_applies_in_sequence_order_and_gaps_wait(stream: Stream, data
                 where = f"after delivery {number}: seq {m.seq} of {m.pair[:8]}: {dict(found)}"
                 assert sum(found.values()) == delivered[i], where
                 folders = Counter({folder: n for (folder, _), n in found.items()})
-                allowed = {(F.OUTDATED, "DUPLICATE")}  # what a copy may be answered with
+                allowed = {(Folder.OUTDATED, "DUPLICATE")}  # what a copy may be answered with
                 if i in applied:
-                    assert found[(F.PROCESSED, "")] == 1, where
-                    assert set(found) - {(F.PROCESSED, "")} <= allowed, where
-                elif waits[i] == F.WAITING:  # a gap: an earlier seq of its issue is missing
-                    assert found[(F.WAITING, "SEQ_GAP")] >= 1, where
-                    assert set(found) <= allowed | {(F.WAITING, "SEQ_GAP")}, where
+                    assert found[(Folder.PROCESSED, "")] == 1, where
+                    assert set(found) - {(Folder.PROCESSED, "")} <= allowed, where
+                elif waits[i] == Folder.WAITING:  # a gap: an earlier seq of its issue is missing
+                    assert found[(Folder.WAITING, "SEQ_GAP")] >= 1, where
+                    assert set(found) <= allowed | {(Folder.WAITING, "SEQ_GAP")}, where
                 else:  # next in line, but the issue it needs (parent, link target) is not there
-                    assert folders[F.MISSING] >= 1, where
-                    assert set(found) <= allowed | {(F.MISSING, "PARENT_MISSING")}, where
+                    assert folders[Folder.MISSING] >= 1, where
+                    assert set(found) <= allowed | {(Folder.MISSING, "PARENT_MISSING")}, where
         assert set(delivered) == set(range(n))
         _judge_final(globex, stream, delivered)
     finally:
@@ -186,11 +186,11 @@ def test_copy_of_an_applied_message_is_outdated(stream: Stream) -> None:
         _deliver_and_run(stream, globex, [[first, second], [second, first, second]])
         rows = _incoming(globex, stream)
         assert [(r.seq, r.folder, r.reason_code) for r in rows] == [
-            (1, F.PROCESSED, ""),
-            (2, F.PROCESSED, ""),
-            (2, F.OUTDATED, "DUPLICATE"),
-            (1, F.OUTDATED, "DUPLICATE"),
-            (2, F.OUTDATED, "DUPLICATE"),
+            (1, Folder.PROCESSED, ""),
+            (2, Folder.PROCESSED, ""),
+            (2, Folder.OUTDATED, "DUPLICATE"),
+            (1, Folder.OUTDATED, "DUPLICATE"),
+            (2, Folder.OUTDATED, "DUPLICATE"),
         ]
         assert ledger.folder_problems(globex, stream.key) == []
     finally:
@@ -207,15 +207,15 @@ def test_sub_task_before_its_parent_waits_in_missing(stream: Stream) -> None:
         _deliver_and_run(stream, globex, [[child, child]])
         rows = _incoming(globex, stream)
         assert [(r.folder, r.hold, r.reason_code) for r in rows] == [
-            (F.MISSING, stream.messages[parent].pair, "PARENT_MISSING")
+            (Folder.MISSING, stream.messages[parent].pair, "PARENT_MISSING")
         ] * 2
         assert ledger.folder_problems(globex, stream.key) == []
         _deliver_and_run(stream, globex, [[parent]])
         rows = _incoming(globex, stream)
         assert sorted((r.seq, r.folder, r.reason_code) for r in rows) == [
-            (1, F.OUTDATED, "DUPLICATE"),
-            (1, F.PROCESSED, ""),
-            (1, F.PROCESSED, ""),
+            (1, Folder.OUTDATED, "DUPLICATE"),
+            (1, Folder.PROCESSED, ""),
+            (1, Folder.PROCESSED, ""),
         ]
         assert ledger.folder_problems(globex, stream.key) == []
     finally:
@@ -232,9 +232,9 @@ def test_copy_of_a_waiting_message_does_not_stay_in_waiting(stream: Stream) -> N
         _deliver_and_run(stream, globex, [[second, second], [first]])
         rows = _incoming(globex, stream)
         assert sorted((r.seq, r.folder, r.reason_code) for r in rows) == [
-            (1, F.PROCESSED, ""),
-            (2, F.OUTDATED, "DUPLICATE"),
-            (2, F.PROCESSED, ""),
+            (1, Folder.PROCESSED, ""),
+            (2, Folder.OUTDATED, "DUPLICATE"),
+            (2, Folder.PROCESSED, ""),
         ]
     finally:
         globex.close()

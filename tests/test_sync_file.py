@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.domain import folders as F
 from engine.runtime.demo import Demo
+from engine.vocab import Folder
 
 from .conftest import issue_by_summary, sync_all
 
@@ -101,7 +101,7 @@ def test_stopped_synchronization_holds_issue_messages_until_started(pair: Demo) 
     pair.acme.tracker.create_issue("ACME", "Task", {"summary": "while stopped"}, as_user="alice")
     sync_all(pair)
     assert issue_by_summary(pair.globex, "GLOBEX", "while stopped") is None
-    assert pair.globex.sync_info(pair.key).folder_counts.get(F.RECEIVE) == 1
+    assert pair.globex.sync_info(pair.key).folder_counts.get(Folder.RECEIVE) == 1
     pair.globex.start([pair.key])
     sync_all(pair)
     assert issue_by_summary(pair.globex, "GLOBEX", "while stopped") is not None

@@ -17,13 +17,13 @@ import gnupg  # type: ignore[import-untyped]
 import pytest
 
 from backbone_tui.cli import main
-from engine.domain import folders as F
 from engine.domain.envelope import Envelope
 from engine.runtime.demo import Demo
 from engine.runtime.engine import Engine
 from engine.service.installation import Installation
 from engine.trackers.base import utcnow
 from engine.trust.gpg import Keyring
+from engine.vocab import Folder
 
 from .conftest import cross_link, issue_by_summary, sync_all
 
@@ -149,7 +149,7 @@ def test_untrusted_messages_are_rejected_with_reasons(paired_gpg: Demo, mallory:
     Engine(paired_gpg.globex).run_once()
     seen = {m.original_name: m for m in paired_gpg.globex.messages(paired_gpg.key)}
     for name, (_data, code) in cases.items():
-        assert seen[name].folder == F.REJECTED, name
+        assert seen[name].folder == Folder.REJECTED, name
         if code:
             assert seen[name].reason_code == code, (name, seen[name].reason_code)
         assert seen[name].reason_text
@@ -162,12 +162,12 @@ def test_replays_are_outdated_and_never_applied_twice(paired_gpg: Demo) -> None:
     pair = uuid.uuid4().hex
     first = keys.encrypt_sign(envelope_text(paired_gpg, "replayed", pair=pair).encode(), acme_fpr, globex_fpr)
     seen = deliver(paired_gpg, "first.bac", first)
-    assert seen["first.bac"] == (F.PROCESSED, "")
+    assert seen["first.bac"] == (Folder.PROCESSED, "")
     seen = deliver(paired_gpg, "again.bac", first)
-    assert seen["again.bac"] == (F.OUTDATED, "DUPLICATE")
+    assert seen["again.bac"] == (Folder.OUTDATED, "DUPLICATE")
     other = keys.encrypt_sign(envelope_text(paired_gpg, "same seq", pair=pair).encode(), acme_fpr, globex_fpr)
     seen = deliver(paired_gpg, "other.bac", other)
-    assert seen["other.bac"] == (F.ERROR, "SEQ_REUSED"), "another message under an applied seq is held"
+    assert seen["other.bac"] == (Folder.ERROR, "SEQ_REUSED"), "another message under an applied seq is held"
     assert [i.fields["summary"] for i in paired_gpg.globex.tracker.list_issues("GLOBEX")] == ["replayed"]
 
 
@@ -296,7 +296,7 @@ def test_handshake_needs_the_secret_and_is_accepted_once(
         send_handshake("forged.bac", {"secret": "guess", "project": "GLOBEX", "key": public})
         Engine(primary).run_once()
         rejected = {m.original_name: m for m in primary.messages(key)}["forged.bac"]
-        assert (rejected.folder, rejected.reason_code) == (F.REJECTED, "BAD_PAIRING_SECRET")
+        assert (rejected.folder, rejected.reason_code) == (Folder.REJECTED, "BAD_PAIRING_SECRET")
         assert primary.sync_info(key).status == "REQUEST SENT"
         secondary.accept(key)
         Engine(secondary).run_once()
@@ -313,8 +313,11 @@ def test_handshake_needs_the_secret_and_is_accepted_once(
         send_handshake("again.bac", {"secret": secret, "project": "GLOBEX"})
         Engine(primary).run_once()
         seen = {m.original_name: m for m in primary.messages(key)}
-        assert (seen["replay.bac"].folder, seen["replay.bac"].reason_code) == (F.OUTDATED, "DUPLICATE")
-        assert (seen["again.bac"].folder, seen["again.bac"].reason_code) == (F.REJECTED, "HANDSHAKE_REPLAYED")
+        assert (seen["replay.bac"].folder, seen["replay.bac"].reason_code) == (Folder.OUTDATED, "DUPLICATE")
+        assert (seen["again.bac"].folder, seen["again.bac"].reason_code) == (
+            Folder.REJECTED,
+            "HANDSHAKE_REPLAYED",
+        )
         assert primary.sync_info(key).status == "STOPPED"
     finally:
         primary.close()

@@ -7,9 +7,10 @@ import os
 import secrets
 from pathlib import Path
 
-from engine.domain import folders as F
+from engine.domain.folders import exchange_paths
 from engine.errors import BackboneError, FieldError
 from engine.store import fsutil
+from engine.vocab import Folder
 
 
 class FileChannel:
@@ -20,13 +21,13 @@ class FileChannel:
 
     def __init__(self, exchange: Path) -> None:
         self.exchange = exchange
-        self.send_dir, inbox = F.exchange_paths(exchange)
+        self.send_dir, inbox = exchange_paths(exchange)
         self.inbox: Path | None = inbox
 
     @staticmethod
     def prepare(exchange: Path) -> Path:
         """Make a new side's exchange folder with SEND and RECEIVE (kept where they exist)."""
-        for path in F.exchange_paths(exchange):
+        for path in exchange_paths(exchange):
             if not path.exists():
                 path.mkdir(parents=True, exist_ok=True)
             elif not path.is_dir():
@@ -46,12 +47,12 @@ class FileChannel:
 
     def problem(self) -> str:
         """A missing folder, a dangling link, a file in its place or missing rights, by path."""
-        inbox = self.send_dir.parent / F.RECEIVE
+        inbox = self.send_dir.parent / Folder.RECEIVE
         return fsutil.folder_problem(self.send_dir, os.W_OK) or fsutil.folder_problem(inbox, os.W_OK)
 
     def check(self) -> str:
         """Both folders are there and SEND takes a file."""
-        for folder in F.exchange_paths(self.exchange):
+        for folder in exchange_paths(self.exchange):
             if not folder.is_dir():
                 raise BackboneError(f"{folder}: not a folder")
         probe = self.send_dir / f".probe-{secrets.token_hex(4)}.part"

@@ -9,6 +9,7 @@ from typing import Any
 import tomli_w
 
 from engine.errors import ApplyError, BackboneError
+from engine.vocab import Reason
 
 DIRECTIONS = ("both", "to_partner", "from_partner", "off")
 FIELD_KINDS = ("text", "number", "select", "user", "labels", "date")
@@ -47,7 +48,7 @@ class FieldMapping:
             return value
         if not _plain(value) and not (isinstance(value, list) and all(_plain(v) for v in value)):
             raise ApplyError(
-                "BODY_INVALID",
+                Reason.BODY_INVALID,
                 f"field mapping {self.id!r}: expected text, a number or a list of them, "
                 f"got {type(value).__name__}",
             )
@@ -61,7 +62,7 @@ class FieldMapping:
         if self.default is not None:
             return self.default
         raise ApplyError(
-            "VALUE_NOT_MAPPED", f"field mapping {self.id!r}: partner value {value!r} has no local value"
+            Reason.VALUE_NOT_MAPPED, f"field mapping {self.id!r}: partner value {value!r} has no local value"
         )
 
 
@@ -87,7 +88,7 @@ class MappingConfig:
         for local, mid in self.issue_types.items():
             if mid == mapping_id:
                 return local
-        raise ApplyError("UNKNOWN_ISSUE_TYPE", f"issue type mapping {mapping_id!r} is not bound here")
+        raise ApplyError(Reason.UNKNOWN_ISSUE_TYPE, f"issue type mapping {mapping_id!r} is not bound here")
 
     def status_id(self, local: str) -> str | None:
         return self.statuses.get(local)
@@ -96,7 +97,7 @@ class MappingConfig:
         for local, mid in self.statuses.items():
             if mid == mapping_id:
                 return local
-        raise ApplyError("UNKNOWN_STATUS", f"status mapping {mapping_id!r} is not bound here")
+        raise ApplyError(Reason.UNKNOWN_STATUS, f"status mapping {mapping_id!r} is not bound here")
 
     def field_by_local(self, name: str) -> FieldMapping | None:
         return next((f for f in self.fields if f.local == name), None)
@@ -105,7 +106,7 @@ class MappingConfig:
         for mapping in self.fields:
             if mapping.id == mapping_id:
                 return mapping
-        raise ApplyError("UNKNOWN_MAPPING", f"field mapping {mapping_id!r} is not bound here")
+        raise ApplyError(Reason.UNKNOWN_MAPPING, f"field mapping {mapping_id!r} is not bound here")
 
     def sends(self, what: str) -> bool:
         return bool(getattr(self, what) in ("both", "to_partner"))

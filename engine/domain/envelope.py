@@ -10,11 +10,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.errors import RejectedError
+from engine.vocab import MessageType, Reason
 
 FORMAT = 1
-CONTROL_TYPES = frozenset({"HANDSHAKE", "DECLINE", "PING", "CONFIG", "CONFIG_ACK", "CONFIG_DECLINE"})
-ISSUE_TYPES = frozenset({"ISSUE", "RESYNC"})
-OTHER_TYPES = frozenset({"RESEND", "ACK"})
+CONTROL_TYPES = frozenset(
+    {
+        MessageType.HANDSHAKE,
+        MessageType.DECLINE,
+        MessageType.PING,
+        MessageType.CONFIG,
+        MessageType.CONFIG_ACK,
+        MessageType.CONFIG_DECLINE,
+    }
+)
+ISSUE_TYPES = frozenset({MessageType.ISSUE, MessageType.RESYNC})
+OTHER_TYPES = frozenset({MessageType.RESEND, MessageType.ACK})
 MESSAGE_TYPES = CONTROL_TYPES | ISSUE_TYPES | OTHER_TYPES
 PAIR_ID = re.compile(r"^[0-9a-f]{32}$")
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -34,10 +44,10 @@ def load_json(text: str | bytes, what: str) -> Any:
         )
     except RecursionError:
         raise RejectedError(
-            "ENVELOPE_INVALID", f"{what}: nested deeper than {MAX_JSON_DEPTH} levels"
+            Reason.ENVELOPE_INVALID, f"{what}: nested deeper than {MAX_JSON_DEPTH} levels"
         ) from None
     except ValueError as exc:  # also JSONDecodeError, UnicodeDecodeError and the hooks' refusals
-        raise RejectedError("ENVELOPE_INVALID", f"{what}: not valid JSON ({exc})") from None
+        raise RejectedError(Reason.ENVELOPE_INVALID, f"{what}: not valid JSON ({exc})") from None
     sample = text if isinstance(text, str) else text.decode("utf-8", "replace")
     deep = sample.count("{") + sample.count("[") > MAX_JSON_DEPTH
     surrogates = _SURROGATE_ESCAPE.search(sample) is not None
@@ -78,11 +88,13 @@ def _check_tree(data: Any, what: str, surrogates: bool) -> None:
                     node.encode("utf-8")
                 except UnicodeEncodeError:
                     raise RejectedError(
-                        "ENVELOPE_INVALID", f"{what}: a text holds a lone surrogate (\\ud800-\\udfff)"
+                        Reason.ENVELOPE_INVALID, f"{what}: a text holds a lone surrogate (\\ud800-\\udfff)"
                     ) from None
             continue
         if depth > MAX_JSON_DEPTH:
-            raise RejectedError("ENVELOPE_INVALID", f"{what}: nested deeper than {MAX_JSON_DEPTH} levels")
+            raise RejectedError(
+                Reason.ENVELOPE_INVALID, f"{what}: nested deeper than {MAX_JSON_DEPTH} levels"
+            )
         stack.extend((child, depth + 1) for child in children)
 
 
@@ -125,10 +137,10 @@ class Envelope:
         """Parse and validate; a `RejectedError` names the field and what was expected."""
         data = load_json(text, "envelope")
         if not isinstance(data, dict):
-            raise RejectedError("ENVELOPE_INVALID", "envelope: expected a JSON object")
+            raise RejectedError(Reason.ENVELOPE_INVALID, "envelope: expected a JSON object")
         if data.get("format") != FORMAT:
             raise RejectedError(
-                "FORMAT_UNSUPPORTED", f"field 'format': expected {FORMAT}, got {data.get('format')!r}"
+                Reason.FORMAT_UNSUPPORTED, f"field 'format': expected {FORMAT}, got {data.get('format')!r}"
             )
         expected = {
             "sync": str,
@@ -146,27 +158,29 @@ class Envelope:
             value = data.get(name)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise RejectedError(
-                    "ENVELOPE_INVALID",
+                    Reason.ENVELOPE_INVALID,
                     f"field {name!r}: expected {kind.__name__}, got {type(value).__name__}",
                 )
         for name in ("config", "epoch", "seq"):
             if not 0 <= data[name] < MAX_SEQ:
-                raise RejectedError("ENVELOPE_INVALID", f"field {name!r}: expected 0 to {MAX_SEQ - 1}")
+                raise RejectedError(Reason.ENVELOPE_INVALID, f"field {name!r}: expected 0 to {MAX_SEQ - 1}")
         unknown = set(data) - set(expected) - {"format", "issue"}
         if unknown:
-            raise RejectedError("ENVELOPE_INVALID", f"unknown fields {sorted(unknown)}")
+            raise RejectedError(Reason.ENVELOPE_INVALID, f"unknown fields {sorted(unknown)}")
         if data["type"] not in MESSAGE_TYPES:
-            raise RejectedError("ENVELOPE_INVALID", f"field 'type': unknown type {data['type']!r}")
+            raise RejectedError(Reason.ENVELOPE_INVALID, f"field 'type': unknown type {data['type']!r}")
         if not UUID_TEXT.match(data["id"]):
-            raise RejectedError("ENVELOPE_INVALID", "field 'id': expected a lower-case UUID")
+            raise RejectedError(Reason.ENVELOPE_INVALID, "field 'id': expected a lower-case UUID")
         issue = data.get("issue")
         if data["type"] in ISSUE_TYPES:
             if not isinstance(issue, str) or not PAIR_ID.match(issue):
-                raise RejectedError("ENVELOPE_INVALID", "field 'issue': expected a 32-hex pair id")
+                raise RejectedError(Reason.ENVELOPE_INVALID, "field 'issue': expected a 32-hex pair id")
             if not (1 <= data["epoch"] < MAX_SEQ and 1 <= data["seq"] < MAX_SEQ):
-                raise RejectedError("ENVELOPE_INVALID", "fields 'epoch'/'seq': expected positive numbers")
+                raise RejectedError(
+                    Reason.ENVELOPE_INVALID, "fields 'epoch'/'seq': expected positive numbers"
+                )
         elif issue is not None:
-            raise RejectedError("ENVELOPE_INVALID", f"field 'issue': a {data['type']} has no issue")
+            raise RejectedError(Reason.ENVELOPE_INVALID, f"field 'issue': a {data['type']} has no issue")
         return cls(
             sync=data["sync"],
             sender=data["from"],
@@ -203,7 +217,7 @@ class PlainCodec:
         try:
             return data.decode()
         except UnicodeDecodeError:
-            raise RejectedError("ENVELOPE_INVALID", "not UTF-8 text (an encrypted message?)") from None
+            raise RejectedError(Reason.ENVELOPE_INVALID, "not UTF-8 text (an encrypted message?)") from None
 
 
 def bundle_text(envelope_jsons: Sequence[str]) -> str:
@@ -218,7 +232,7 @@ def split_bundle(plaintext: str) -> list[str]:
         return [plaintext]
     items = data["bundle"]
     if set(data) != {"bundle"} or not isinstance(items, list):
-        raise RejectedError("ENVELOPE_INVALID", 'bundle: expected {"bundle": [texts]}')
+        raise RejectedError(Reason.ENVELOPE_INVALID, 'bundle: expected {"bundle": [texts]}')
     if not all(isinstance(item, str) for item in items):
-        raise RejectedError("ENVELOPE_INVALID", "bundle: every item must be an envelope's JSON text")
+        raise RejectedError(Reason.ENVELOPE_INVALID, "bundle: every item must be an envelope's JSON text")
     return list(items)

@@ -5,22 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.vocab import ALL_FOLDERS, ERROR_FOLDERS, HOLD_FOLDERS, PENDING_FOLDERS, Folder
+from engine.vocab import ALL_FOLDERS, HOLD_FOLDERS, Folder
 
-__all__ = ["ALL_FOLDERS", "ERROR_FOLDERS", "HOLD_FOLDERS", "PENDING_FOLDERS", "SideFolders", "exchange_paths"]
-
-RECEIVE = Folder.RECEIVE
-PROCESSED = Folder.PROCESSED
-ERROR = Folder.ERROR
-MISSING = Folder.MISSING
-WAITING = Folder.WAITING
-OFFLINE = Folder.OFFLINE
-UNKNOWN = Folder.UNKNOWN
-REJECTED = Folder.REJECTED
-OUTDATED = Folder.OUTDATED
-SEND = Folder.SEND
-SENT = Folder.SENT
-SEND_ERROR = Folder.SEND_ERROR
+__all__ = ["SideFolders", "exchange_paths"]
 
 
 @dataclass(frozen=True)
@@ -44,4 +31,4 @@ class SideFolders:
 
 def exchange_paths(exchange: Path) -> tuple[Path, Path]:
     """The exchange folder's `SEND` (we write) and `RECEIVE` (the partner's messages)."""
-    return exchange / SEND, exchange / RECEIVE
+    return exchange / Folder.SEND, exchange / Folder.RECEIVE

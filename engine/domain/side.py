@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.domain import folders as F
+from engine.domain.folders import SideFolders
 from engine.vocab import SyncStatus
 
 
@@ -28,7 +28,7 @@ class SideCtx:
     sync_user: str
     status: str
     protocol: str
-    folders: F.SideFolders
+    folders: SideFolders
     pairing_secret: str = ""
     partner_side_id: int | None = None
     encryption: bool = False

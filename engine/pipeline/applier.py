@@ -18,6 +18,7 @@ from engine.pipeline.records import _escape
 from engine.store import statements as S
 from engine.store.models import History, IssuePair
 from engine.trackers.base import utcnow
+from engine.vocab import MessageType, Reason, Role
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -68,11 +69,11 @@ class _Applier:
     def apply(self) -> None:
         body = self.env.body
         op = body.get("op")
-        if op == "create" or self.env.type == "RESYNC":
+        if op == "create" or self.env.type == MessageType.RESYNC:
             self._create(body)
             return
         if self.issue_id is None:
-            raise ApplyError("ISSUE_NOT_SYNCED", "a change for an issue whose creation was not applied")
+            raise ApplyError(Reason.ISSUE_NOT_SYNCED, "a change for an issue whose creation was not applied")
         if op == "update":
             self._update(_dict(body, "fields"))
         elif op == "comment":
@@ -82,7 +83,7 @@ class _Applier:
         elif op == "link":
             self._link(body)
         else:
-            raise ApplyError("UNKNOWN_OPERATION", f"body 'op': unknown operation {op!r}")
+            raise ApplyError(Reason.UNKNOWN_OPERATION, f"body 'op': unknown operation {op!r}")
 
     def issue_deleted(self) -> bool:
         try:
@@ -93,7 +94,7 @@ class _Applier:
     def _create(self, body: dict[str, Any]) -> None:
         type_id = body.get("type")
         if not isinstance(type_id, str):
-            raise ApplyError("BODY_INVALID", "body 'type': expected a mapping id")
+            raise ApplyError(Reason.BODY_INVALID, "body 'type': expected a mapping id")
         local_type = self.config.local_type(type_id)
         parent_local: str | None = None
         parent = body.get("parent")
@@ -148,7 +149,7 @@ class _Applier:
         if status_change is not None:
             value, at, base = _change(status_change, "status")
             if not isinstance(value, str):
-                raise ApplyError("BODY_INVALID", "status: expected a mapping id")
+                raise ApplyError(Reason.BODY_INVALID, "status: expected a mapping id")
             local_status = self.config.local_status(value)
             if force or self._wins("status", at, base, value):
                 status = local_status
@@ -160,7 +161,7 @@ class _Applier:
         state = self.known.get(mapping_id)
         if state is None or state.origin != "local" or base >= state.at:
             return True
-        partner_wins = at > state.at or (at == state.at and self.side.role == "secondary")
+        partner_wins = at > state.at or (at == state.at and self.side.role == Role.SECONDARY)
         kept = "partner's" if partner_wins else "local"
         self.conflicts.append(
             f"field {mapping_id}: both sides changed it (local {state.at}, partner {at}); "
@@ -174,7 +175,7 @@ class _Applier:
         text = comment.get("body")
         author = comment.get("author")
         if not isinstance(text, str) or not isinstance(author, str):
-            raise ApplyError("BODY_INVALID", "comment: expected text 'body' and 'author'")
+            raise ApplyError(Reason.BODY_INVALID, "comment: expected text 'body' and 'author'")
         assert self.issue_id is not None
         self.tracker.add_comment(
             self.issue_id, f"{author} wrote:\n{text}", as_user=self.side.sync_user, marker=self.env.id
@@ -186,20 +187,21 @@ class _Applier:
         name = attachment.get("name")
         if not isinstance(name, str) or not _plain_file_name(name):
             raise ApplyError(
-                "ATTACHMENT_NAME_UNSAFE", f"attachment name {_escape(str(name))!r} is not a plain file name"
+                Reason.ATTACHMENT_NAME_UNSAFE,
+                f"attachment name {_escape(str(name))!r} is not a plain file name",
             )
         try:
             content = base64.b64decode(str(attachment.get("content", "")), validate=True)
         except ValueError:
-            raise ApplyError("BODY_INVALID", "attachment 'content': expected base64") from None
+            raise ApplyError(Reason.BODY_INVALID, "attachment 'content': expected base64") from None
         if len(content) != attachment.get("size"):
             raise ApplyError(
-                "ATTACHMENT_SIZE_MISMATCH",
+                Reason.ATTACHMENT_SIZE_MISMATCH,
                 f"attachment {name!r}: {len(content)} bytes, header says {attachment.get('size')!r}",
             )
         if len(content) > self.config.attachment_max_bytes:
             raise ApplyError(
-                "ATTACHMENT_TOO_LARGE",
+                Reason.ATTACHMENT_TOO_LARGE,
                 f"attachment {name!r}: {len(content)} bytes, limit {self.config.attachment_max_bytes}",
             )
         media_type = attachment.get("media_type")
@@ -229,7 +231,7 @@ class _Applier:
             or len(pair_id) != 32
             or not all(c in "0123456789abcdef" for c in pair_id)
         ):
-            raise ApplyError("BODY_INVALID", f"{what}: expected a 32-hex pair id")
+            raise ApplyError(Reason.BODY_INVALID, f"{what}: expected a 32-hex pair id")
         with self.p.db.session() as s:
             pair = s.exec(
                 select(IssuePair).where(IssuePair.side_id == self.side.id, IssuePair.pair_id == pair_id)
@@ -268,13 +270,13 @@ class _Applier:
 def _dict(body: dict[str, Any], name: str) -> dict[str, Any]:
     value = body.get(name)
     if not isinstance(value, dict):
-        raise ApplyError("BODY_INVALID", f"body {name!r}: expected an object")
+        raise ApplyError(Reason.BODY_INVALID, f"body {name!r}: expected an object")
     return dict(value)
 
 
 def _change(change: Any, mapping_id: str) -> tuple[Any, str, str]:
     if not isinstance(change, dict) or "v" not in change or not isinstance(change.get("at"), str):
-        raise ApplyError("BODY_INVALID", f"field {mapping_id!r}: expected {{v, at, base}}")
+        raise ApplyError(Reason.BODY_INVALID, f"field {mapping_id!r}: expected {{v, at, base}}")
     base = change.get("base", "")
     return change["v"], change["at"], base if isinstance(base, str) else ""
 

@@ -10,7 +10,6 @@ from sqlalchemy import Row, and_, or_
 from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlmodel import Session, col, select
 
-from engine.domain import folders as F
 from engine.domain.envelope import CONTROL_TYPES, ISSUE_TYPES, Envelope
 from engine.domain.side import SideCtx
 from engine.errors import (
@@ -31,6 +30,7 @@ from engine.pipeline.records import (
 )
 from engine.store import statements as S
 from engine.store.models import Message, SyncSide
+from engine.vocab import Direction, Folder, MessageType, Reason
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -47,12 +47,12 @@ class ApplyStep:
 
     def apply(self, side: SideCtx) -> int:
         """Apply what is ready, in order per issue; returns how many messages moved."""
-        received = select(Message).where(Message.side_id == side.id, Message.folder == F.RECEIVE)
+        received = select(Message).where(Message.side_id == side.id, Message.folder == Folder.RECEIVE)
         if not side.running:
             received = received.where(col(Message.type).not_in(ISSUE_TYPES))  # they wait in RECEIVE
         due_offline = select(Message).where(
             Message.side_id == side.id,
-            Message.folder == F.OFFLINE,
+            Message.folder == Folder.OFFLINE,
             col(Message.next_attempt) <= time.time(),
         )
         with self.p.db.session() as s:
@@ -61,7 +61,9 @@ class ApplyStep:
             self.p.ledger.held_somewhere[side.id] = (
                 s.exec(
                     select(Message.id)
-                    .where(Message.side_id == side.id, col(Message.folder).in_([F.WAITING, F.MISSING]))
+                    .where(
+                        Message.side_id == side.id, col(Message.folder).in_([Folder.WAITING, Folder.MISSING])
+                    )
                     .limit(1)
                 ).first()
                 is not None
@@ -108,7 +110,7 @@ class ApplyStep:
         for message_id in ids:
             with self.p.db.session() as s:
                 row = s.get(Message, message_id)  # afresh: the rolled-back pass changed the objects
-            if row is None or row.folder not in (F.RECEIVE, F.OFFLINE):
+            if row is None or row.folder not in (Folder.RECEIVE, Folder.OFFLINE):
                 continue  # an earlier message of this chunk released or moved it already
             try:
                 done, offline = self._apply_chunk(side, [row])
@@ -121,9 +123,9 @@ class ApplyStep:
                 assert row is not None
                 text = f"internal error, please report: {type(exc).__name__}: {exc}"
                 if row.pair_id:
-                    self._hold(side, row, _InPair(row.pair_id), "INTERNAL_ERROR", text)
+                    self._hold(side, row, _InPair(row.pair_id), Reason.INTERNAL_ERROR, text)
                 else:
-                    self.p.ledger.record(side, [(row, F.REJECTED, None, "INTERNAL_ERROR", text)])
+                    self.p.ledger.record(side, [(row, Folder.REJECTED, None, Reason.INTERNAL_ERROR, text)])
                 done, offline = 1, False
             moved += done
             if offline:
@@ -139,7 +141,15 @@ class ApplyStep:
         if envelope.type not in ISSUE_TYPES:
             self.p.ledger.record(
                 side,
-                [(row, F.PROCESSED, None, "IGNORED", f"{envelope.type} is not handled by this version")],
+                [
+                    (
+                        row,
+                        Folder.PROCESSED,
+                        None,
+                        Reason.IGNORED,
+                        f"{envelope.type} is not handled by this version",
+                    )
+                ],
                 work,
             )
             return 1
@@ -160,22 +170,24 @@ class ApplyStep:
             duplicate = s.exec(
                 select(Message.id).where(
                     Message.side_id == side.id,
-                    Message.direction == "in",
+                    Message.direction == Direction.IN,
                     Message.uuid == envelope.id,
-                    Message.folder == F.PROCESSED,
+                    Message.folder == Folder.PROCESSED,
                 )
             ).first()
             if duplicate is not None:
-                self.p.ledger.move_in_tx(s, moves, side, row, F.OUTDATED, None, "DUPLICATE", "seen before")
+                self.p.ledger.move_in_tx(
+                    s, moves, side, row, Folder.OUTDATED, None, Reason.DUPLICATE, "seen before"
+                )
             else:
                 try:
                     outgoing = self.p.control_handler(s, side, envelope)
                 except ReasonError as exc:
                     outgoing = []
-                    self.p.ledger.move_in_tx(s, moves, side, row, F.REJECTED, None, exc.code, exc.text)
+                    self.p.ledger.move_in_tx(s, moves, side, row, Folder.REJECTED, None, exc.code, exc.text)
                 else:
                     queued = [self.p.ledger.queue(s, self._fresh(s, side), out) for out in outgoing]
-                    self.p.ledger.move_in_tx(s, moves, side, row, F.PROCESSED, None, "", "")
+                    self.p.ledger.move_in_tx(s, moves, side, row, Folder.PROCESSED, None, "", "")
         if queued:
             work.later(lambda: self.p.ledger.write_send_files(side, queued))
         work.later(lambda: self.p.ledger.publish_status(side.sync_key))
@@ -223,7 +235,15 @@ class ApplyStep:
         if env.epoch < pair.in_epoch:
             self.p.ledger.record(
                 side,
-                [(row, F.OUTDATED, None, "OLD_EPOCH", f"epoch {env.epoch} is older than {pair.in_epoch}")],
+                [
+                    (
+                        row,
+                        Folder.OUTDATED,
+                        None,
+                        Reason.OLD_EPOCH,
+                        f"epoch {env.epoch} is older than {pair.in_epoch}",
+                    )
+                ],
                 work,
             )
             return []
@@ -231,7 +251,7 @@ class ApplyStep:
             if self._seen_before(side, env):
                 self.p.ledger.record(
                     side,
-                    [(row, F.OUTDATED, None, "DUPLICATE", f"seq {env.seq} was applied already")],
+                    [(row, Folder.OUTDATED, None, Reason.DUPLICATE, f"seq {env.seq} was applied already")],
                     work,
                 )
             else:  # the sender reused the number (restored from a backup?): both sides must see it
@@ -239,7 +259,7 @@ class ApplyStep:
                     f"seq {env.seq} of epoch {env.epoch} was applied already with other content: the "
                     "partner reused a sequence number; skip this message or resync the issue"
                 )
-                self._hold(side, row, pair, "SEQ_REUSED", text, work)
+                self._hold(side, row, pair, Reason.SEQ_REUSED, text, work)
             return []
         if pair.held:
             self.p.ledger.record(
@@ -247,9 +267,9 @@ class ApplyStep:
                 [
                     (
                         row,
-                        F.ERROR,
+                        Folder.ERROR,
                         env.issue,
-                        "HELD_BEHIND_ERROR",
+                        Reason.HELD_BEHIND_ERROR,
                         "an earlier message of this issue is in ERROR",
                     )
                 ],
@@ -257,7 +277,9 @@ class ApplyStep:
             )
             return []
         is_next = (env.epoch == pair.in_epoch and env.seq == pair.in_seq + 1) or (
-            env.epoch > pair.in_epoch and env.seq == 1 and (env.type == "RESYNC" or pair.in_epoch == 0)
+            env.epoch > pair.in_epoch
+            and env.seq == 1
+            and (env.type == MessageType.RESYNC or pair.in_epoch == 0)
         )
         if not is_next:
             self.p.ledger.record(
@@ -265,9 +287,9 @@ class ApplyStep:
                 [
                     (
                         row,
-                        F.WAITING,
+                        Folder.WAITING,
                         None,
-                        "SEQ_GAP",
+                        Reason.SEQ_GAP,
                         f"waits for seq {pair.in_seq + 1} of epoch {max(pair.in_epoch, 1)}",
                     )
                 ],
@@ -279,11 +301,11 @@ class ApplyStep:
                 f"built under configuration version {env.config}; version {side.config_version} is in "
                 "force here: it applies once this side has that version"
             )
-            self.p.ledger.record(side, [(row, F.WAITING, None, "CONFIG_PENDING", text)], work)
+            self.p.ledger.record(side, [(row, Folder.WAITING, None, Reason.CONFIG_PENDING, text)], work)
             return []
         if env.config < 1:
             text = f"built under configuration version {env.config}, which was never published"
-            self._hold(side, row, pair, "CONFIG_UNKNOWN", text, work)
+            self._hold(side, row, pair, Reason.CONFIG_UNKNOWN, text, work)
             return []
         applier = _Applier(self.p, side, config, pair, env, states)
         try:
@@ -291,19 +313,19 @@ class ApplyStep:
         except TrackerOffline as exc:
             row.attempts += 1
             row.next_attempt = time.time() + backoff(row.attempts)
-            self.p.ledger.record(side, [(row, F.OFFLINE, None, "TRACKER_OFFLINE", str(exc))], work)
+            self.p.ledger.record(side, [(row, Folder.OFFLINE, None, Reason.TRACKER_OFFLINE, str(exc))], work)
             raise
         except MissingIssueError as exc:
-            self.p.ledger.record(side, [(row, F.MISSING, exc.pair_id, exc.code, exc.text)], work)
+            self.p.ledger.record(side, [(row, Folder.MISSING, exc.pair_id, exc.code, exc.text)], work)
             return []
         except ApplyError as exc:
             self._hold(side, row, pair, exc.code, exc.text, work)
             return []
         except TrackerRefused as exc:
-            code = "ISSUE_DELETED" if applier.issue_deleted() else "TRACKER_REFUSED"
+            code = Reason.ISSUE_DELETED if applier.issue_deleted() else Reason.TRACKER_REFUSED
             text = (
                 "the issue was deleted here: choose 'recreate' or 'ignore future changes'"
-                if code == "ISSUE_DELETED"
+                if code == Reason.ISSUE_DELETED
                 else str(exc)
             )
             self._hold(side, row, pair, code, text, work)
@@ -315,7 +337,7 @@ class ApplyStep:
                 values["issue_id"] = applier.issue_id
             _upsert_pair(s, side.id, env.issue, values)
             applier.write_state(s)
-            self.p.ledger.move_in_tx(s, moves, side, row, F.PROCESSED, None, "", "")
+            self.p.ledger.move_in_tx(s, moves, side, row, Folder.PROCESSED, None, "", "")
             released = self._released(s, moves, side, env, created)
         return released
 
@@ -328,8 +350,8 @@ class ApplyStep:
             return released
         waiting_here = select(Message).where(
             Message.side_id == side.id,
-            Message.direction == "in",
-            Message.folder == F.WAITING,
+            Message.direction == Direction.IN,
+            Message.folder == Folder.WAITING,
             Message.pair_id == env.issue,
         )
         next_ones = or_(
@@ -340,10 +362,10 @@ class ApplyStep:
             waiting_here.where(next_ones).order_by(col(Message.epoch).desc(), col(Message.id))
         ).all()
         released.extend(waiting)  # copies too: after the first applies, they end as duplicates
-        if env.type == "RESYNC":
+        if env.type == MessageType.RESYNC:
             for stale in s.exec(waiting_here.where(col(Message.epoch) < env.epoch)):
                 self.p.ledger.move_in_tx(
-                    s, moves, side, stale, F.OUTDATED, None, "OLD_EPOCH", "superseded by a resync"
+                    s, moves, side, stale, Folder.OUTDATED, None, Reason.OLD_EPOCH, "superseded by a resync"
                 )
         if created:
             released.extend(
@@ -351,8 +373,8 @@ class ApplyStep:
                     select(Message)
                     .where(
                         Message.side_id == side.id,
-                        Message.direction == "in",
-                        Message.folder == F.MISSING,
+                        Message.direction == Direction.IN,
+                        Message.folder == Folder.MISSING,
                         Message.hold == env.issue,
                     )
                     .order_by(col(Message.id))
@@ -367,11 +389,11 @@ class ApplyStep:
             payloads = s.exec(
                 select(Message.payload).where(
                     Message.side_id == side.id,
-                    Message.direction == "in",
+                    Message.direction == Direction.IN,
                     Message.pair_id == env.issue,
                     Message.epoch == env.epoch,
                     Message.seq == env.seq,
-                    Message.folder == F.PROCESSED,
+                    Message.folder == Folder.PROCESSED,
                 )
             ).all()
         applied = [payload for payload in payloads if payload]
@@ -383,14 +405,14 @@ class ApplyStep:
     ) -> None:
         with self.p.ledger.tx(side, work, savepoint=False) as (s, moves):
             _upsert_pair(s, side.id, pair.pair_id, {"held": True})
-            self.p.ledger.move_in_tx(s, moves, side, row, F.ERROR, pair.pair_id, code, text)
+            self.p.ledger.move_in_tx(s, moves, side, row, Folder.ERROR, pair.pair_id, code, text)
             # later messages of this issue that already wait join it, in order
             for later in s.exec(
                 select(Message).where(
                     Message.side_id == side.id,
-                    Message.direction == "in",
+                    Message.direction == Direction.IN,
                     Message.pair_id == pair.pair_id,
-                    col(Message.folder).in_([F.WAITING]),
+                    col(Message.folder).in_([Folder.WAITING]),
                 )
             ):
                 self.p.ledger.move_in_tx(
@@ -398,8 +420,8 @@ class ApplyStep:
                     moves,
                     side,
                     later,
-                    F.ERROR,
+                    Folder.ERROR,
                     pair.pair_id,
-                    "HELD_BEHIND_ERROR",
+                    Reason.HELD_BEHIND_ERROR,
                     "an earlier message of this issue is in ERROR",
                 )

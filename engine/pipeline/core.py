@@ -22,17 +22,13 @@ from engine.pipeline.ledger import Ledger
 from engine.pipeline.operator import OperatorActions
 from engine.pipeline.receive import ReceiveStep
 from engine.pipeline.reconcile import Reconciler
-from engine.pipeline.records import (
-    RUNNING,
-    STOPPED,
-    Outgoing,
-)
+from engine.pipeline.records import Outgoing
 from engine.pipeline.send import SendStep
 from engine.pipeline.sides import Sides
 from engine.store.database import Database
 from engine.trackers.base import Tracker
 
-__all__ = ["RUNNING", "STOPPED", "Pipeline", "_Applier"]
+__all__ = ["Pipeline", "_Applier"]
 
 
 log = logging.getLogger("backbone.pipeline")

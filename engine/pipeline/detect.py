@@ -15,13 +15,11 @@ from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlmodel import Session
 
 from engine.config.mapping import MappingConfig
-from engine.domain import folders as F
 from engine.domain.side import SideCtx
 from engine.errors import TrackerOffline
 from engine.events import MessageMoved
 from engine.pipeline.records import (
     BATCH,
-    STOPPED,
     Outgoing,
     Queued,
     iso,
@@ -29,6 +27,7 @@ from engine.pipeline.records import (
 from engine.store import statements as S
 from engine.store.models import History, Synchronization, SyncSide
 from engine.trackers.base import Change, utcnow
+from engine.vocab import Folder, MessageType, SyncStatus
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -144,7 +143,7 @@ class _Detector:
         if change.op in ("update", "transition"):
             body = self._field_changes(pair, change)
             if body:
-                out.append(Outgoing("ISSUE", {"op": "update", "fields": body}, pair))
+                out.append(Outgoing(MessageType.ISSUE, {"op": "update", "fields": body}, pair))
         elif change.op == "comment" and self.config.sends("comments"):
             out.extend(self._comment(pair, change))
         elif change.op == "attach" and self.config.sends("attachments"):
@@ -154,7 +153,7 @@ class _Detector:
             if target is not None:
                 out.append(
                     Outgoing(
-                        "ISSUE",
+                        MessageType.ISSUE,
                         {"op": "link", "target": target.pair_id, "kind": change.data.get("kind", "relates")},
                         pair,
                     )
@@ -219,7 +218,7 @@ class _Detector:
         if status_id is not None:
             body["status"] = {"v": status_id, "at": at, "base": ""}
             self._set_state(pair, "status", status_id, at, "local")
-        out.append(Outgoing("ISSUE", body, pair))
+        out.append(Outgoing(MessageType.ISSUE, body, pair))
         return pair
 
     def _field_changes(self, pair: _OutPair, change: Change) -> dict[str, Any]:
@@ -250,7 +249,7 @@ class _Detector:
             return []
         return [
             Outgoing(
-                "ISSUE",
+                MessageType.ISSUE,
                 {
                     "op": "comment",
                     "comment": {
@@ -279,7 +278,7 @@ class _Detector:
             return []
         return [
             Outgoing(
-                "ISSUE",
+                MessageType.ISSUE,
                 {
                     "op": "attachment",
                     "attachment": {
@@ -379,7 +378,7 @@ class DetectStep:
             self.caught_up.add(side.id)
         self.p.ledger.write_send_files(side, queued)
         for message in queued:
-            self.p.events.publish(MessageMoved(side.sync_key, message.id, F.SEND, ""))
+            self.p.events.publish(MessageMoved(side.sync_key, message.id, Folder.SEND, ""))
         return len(changes)
 
     def _stop_after_bug(self, side: SideCtx, change: Change | None, exc: Exception) -> None:
@@ -396,11 +395,11 @@ class DetectStep:
         with self.p.db.write() as s:
             sync = s.get(Synchronization, side.sync_key)
             if sync is not None:
-                sync.status = STOPPED
+                sync.status = SyncStatus.STOPPED
                 sync.status_detail = (
                     f"stopped: {what} could not be sent, internal error, please report: "
                     f"{type(exc).__name__}: {exc}"
                 )[:500]
                 s.add(sync)
-        side.status = STOPPED
+        side.status = SyncStatus.STOPPED
         self.p.ledger.publish_status(side.sync_key)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import update
 from sqlmodel import Session, col
 
-from engine.domain import folders as F
 from engine.domain.envelope import Envelope
 from engine.domain.side import SideCtx
 from engine.events import MessageMoved, SyncChanged
@@ -31,6 +30,7 @@ from engine.store import fsutil
 from engine.store import statements as S
 from engine.store.models import Message, Synchronization, SyncSide
 from engine.trackers.base import utcnow
+from engine.vocab import Direction, Folder
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -114,13 +114,13 @@ class Ledger:
             S.INSERT_MESSAGE,
             {
                 "side_id": side.id,
-                "direction": "out",
+                "direction": Direction.OUT,
                 "uuid": message_id,
                 "type": out.type,
                 "pair_id": pair_id,
                 "epoch": epoch,
                 "seq": seq,
-                "folder": F.SEND,
+                "folder": Folder.SEND,
                 "file_name": file_name,
                 "payload": payload,
                 "size": len(data),
@@ -133,7 +133,7 @@ class Ledger:
     def write_send_files(self, side: SideCtx, rows: list[Queued]) -> None:
         """Project freshly queued messages into `SEND` (the database already holds them)."""
         for row in rows:
-            fsutil.write_atomic(side.folders.path(F.SEND, row.file_name), row.data, durable=False)
+            fsutil.write_atomic(side.folders.path(Folder.SEND, row.file_name), row.data, durable=False)
 
     def insert_rows(self, side: SideCtx, items: list[tuple[str, _Classified, str, int]]) -> None:
         """One commit for the rows of arrived files: (file name, outcome, original name, size)."""
@@ -144,7 +144,7 @@ class Ledger:
             rows.append(
                 {
                     "side_id": side.id,
-                    "direction": "in",
+                    "direction": Direction.IN,
                     "uuid": env.id if env else "",
                     "type": env.type if env else "",
                     "pair_id": env.issue if env else None,
@@ -205,7 +205,7 @@ class Ledger:
         """Note a move (the row object follows it) and return its update's parameters."""
         row, folder, hold, code, text = outcome
         moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
-        if folder in (F.WAITING, F.MISSING):
+        if folder in (Folder.WAITING, Folder.MISSING):
             self.held_somewhere[side.id] = True
         elif folder in LOGGED_FOLDERS and (folder, code) != (row.folder, row.reason_code):
             log.warning(
@@ -217,7 +217,7 @@ class Ledger:
                 code,
                 text[:200],
             )
-        if folder in (F.SENT, F.PROCESSED):
+        if folder in (Folder.SENT, Folder.PROCESSED):
             self.touch(side.sync_key)
         row.folder, row.hold = folder, hold
         row.reason_code, row.reason_text = code, text[:500]

@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
-from engine.domain import folders as F
 from engine.domain.envelope import ISSUE_TYPES
 from engine.domain.side import SideCtx
 from engine.store.models import History, IssuePair, Message
 from engine.trackers.base import utcnow
+from engine.vocab import Direction, Folder, Reason
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -40,8 +40,8 @@ class OperatorActions:
                     select(Message)
                     .where(
                         Message.side_id == side.id,
-                        Message.direction == "in",
-                        col(Message.folder).in_([F.ERROR, F.MISSING]),
+                        Message.direction == Direction.IN,
+                        col(Message.folder).in_([Folder.ERROR, Folder.MISSING]),
                         Message.hold == pair_id,
                     )
                     .order_by(col(Message.epoch), col(Message.seq), col(Message.id))
@@ -54,7 +54,14 @@ class OperatorActions:
                 if pair is not None and first.type in ISSUE_TYPES:  # never back: it may be a reused seq
                     pair.in_epoch, pair.in_seq = max((pair.in_epoch, pair.in_seq), (first.epoch, first.seq))
                 self.p.ledger.move_in_tx(
-                    s, moves, side, first, F.PROCESSED, None, "SKIPPED", "skipped by an administrator"
+                    s,
+                    moves,
+                    side,
+                    first,
+                    Folder.PROCESSED,
+                    None,
+                    Reason.SKIPPED,
+                    "skipped by an administrator",
                 )
                 s.add(
                     History(
@@ -70,7 +77,9 @@ class OperatorActions:
                 s.add(pair)
             for message in held:
                 message.attempts = 0
-                self.p.ledger.move_in_tx(s, moves, side, message, F.RECEIVE, None, "RETRY", "queued again")
+                self.p.ledger.move_in_tx(
+                    s, moves, side, message, Folder.RECEIVE, None, Reason.RETRY, "queued again"
+                )
         log.info("%s: issue %s: %d skipped, %d queued again", side.sync_key, pair_id, skipped, len(held))
         return skipped, len(held)
 
@@ -81,14 +90,14 @@ class OperatorActions:
                 select(Message)
                 .where(
                     Message.side_id == side.id,
-                    Message.folder == F.WAITING,
-                    Message.reason_code == "CONFIG_PENDING",
+                    Message.folder == Folder.WAITING,
+                    Message.reason_code == Reason.CONFIG_PENDING,
                 )
                 .order_by(col(Message.id))
             ).all()
             for row in waiting:
                 self.p.ledger.move_in_tx(
-                    s, moves, side, row, F.RECEIVE, None, "RETRY", "configuration changed"
+                    s, moves, side, row, Folder.RECEIVE, None, Reason.RETRY, "configuration changed"
                 )
         return len(waiting)
 

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.domain import folders as F
 from engine.domain.envelope import Envelope, split_bundle
 from engine.domain.side import SideCtx
 from engine.errors import (
@@ -24,6 +23,7 @@ from engine.pipeline.records import (
     _generated_name,
 )
 from engine.store import fsutil
+from engine.vocab import Folder, MessageType, Reason
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -53,7 +53,8 @@ class ReceiveStep:
         except OSError as exc:
             problem = f"cannot read {receive_dir}: {exc.strerror or exc}"
         if self.p.ledger.report_channel(side, problem) and not problem:
-            self.p.operator.retry_folder(side, F.SEND_ERROR)  # the share is back: send what waited at once
+            # the share is back: send what waited at once
+            self.p.operator.retry_folder(side, Folder.SEND_ERROR)
         if problem:
             return 0
         names.sort()
@@ -68,7 +69,7 @@ class ReceiveStep:
             if deferred:  # renamed files get their rows in one commit (an orphan is refiled at start)
                 self.p.ledger.insert_rows(side, deferred)
         if work:
-            fsutil.fsync_dir(side.folders.folder(F.RECEIVE))
+            fsutil.fsync_dir(side.folders.folder(Folder.RECEIVE))
             fsutil.fsync_dir(receive_dir)
         return work
 
@@ -76,9 +77,9 @@ class ReceiveStep:
         """Take one message file that arrived in memory (local delivery, a mail attachment)."""
         if len(data) > self.max_message_bytes:
             text = f"{len(data)} bytes, more than {self.max_message_bytes}"
-            outcomes = [_Classified(F.REJECTED, None, "TOO_LARGE", text, content=data)]
+            outcomes = [_Classified(Folder.REJECTED, None, Reason.TOO_LARGE, text, content=data)]
         elif not data:
-            outcomes = [_Classified(F.REJECTED, None, "EMPTY_FILE", "zero bytes", content=data)]
+            outcomes = [_Classified(Folder.REJECTED, None, Reason.EMPTY_FILE, "zero bytes", content=data)]
         else:
             outcomes = self.classify(side, data, settled=True) or []
             if not outcomes:
@@ -100,15 +101,23 @@ class ReceiveStep:
         settled = time.time() - info.st_mtime >= SETTLE_SECONDS
         reason: tuple[str, str, str] | None = None
         if not stat.S_ISREG(info.st_mode):
-            reason = (F.UNKNOWN, "NOT_A_REGULAR_FILE", "not a regular file (a link, folder or device)")
+            reason = (
+                Folder.UNKNOWN,
+                Reason.NOT_A_REGULAR_FILE,
+                "not a regular file (a link, folder or device)",
+            )
         elif not original.endswith(".bac"):
-            reason = (F.UNKNOWN, "NOT_A_MESSAGE_FILE", "file name does not end in .bac")
+            reason = (Folder.UNKNOWN, Reason.NOT_A_MESSAGE_FILE, "file name does not end in .bac")
         elif info.st_size > self.max_message_bytes:
-            reason = (F.REJECTED, "TOO_LARGE", f"{info.st_size} bytes, more than {self.max_message_bytes}")
+            reason = (
+                Folder.REJECTED,
+                Reason.TOO_LARGE,
+                f"{info.st_size} bytes, more than {self.max_message_bytes}",
+            )
         elif info.st_size == 0:
             if not settled:
                 return 0
-            reason = (F.REJECTED, "EMPTY_FILE", "zero bytes")
+            reason = (Folder.REJECTED, Reason.EMPTY_FILE, "zero bytes")
         if reason is not None:
             folder, code, text = reason
             return self.store(
@@ -121,7 +130,7 @@ class ReceiveStep:
                 return 0
             return self.store(
                 side,
-                [_Classified(F.REJECTED, None, "UNREADABLE", str(exc))],
+                [_Classified(Folder.REJECTED, None, Reason.UNREADABLE, str(exc))],
                 original,
                 b"",
                 source=source,
@@ -139,12 +148,12 @@ class ReceiveStep:
         except RejectedError as exc:
             if not settled:
                 return None
-            return [_Classified(F.REJECTED, None, exc.code, exc.text, content=data)]
+            return [_Classified(Folder.REJECTED, None, exc.code, exc.text, content=data)]
         except BackboneError as exc:
             log.warning("cannot open a message for %s now: %s", side.sync_key, exc)
             return None
         outcomes = [self._check_envelope(side, text) for text in texts]
-        if not settled and any(o.folder == F.REJECTED and o.envelope is None for o in outcomes):
+        if not settled and any(o.folder == Folder.REJECTED and o.envelope is None for o in outcomes):
             return None  # maybe still being written
         return outcomes
 
@@ -152,19 +161,19 @@ class ReceiveStep:
         try:
             envelope = Envelope.from_json(text)
         except RejectedError as exc:
-            return _Classified(F.REJECTED, None, exc.code, exc.text, content=text.encode())
+            return _Classified(Folder.REJECTED, None, exc.code, exc.text, content=text.encode())
         problem: tuple[str, str] | None = None
         if envelope.sync != side.sync_key:
-            problem = ("WRONG_SYNCHRONIZATION", f"message is for synchronization {envelope.sync!r}")
+            problem = (Reason.WRONG_SYNCHRONIZATION, f"message is for synchronization {envelope.sync!r}")
         elif envelope.recipient != side.endpoint:
-            problem = ("WRONG_RECIPIENT", "message is addressed to another installation")
+            problem = (Reason.WRONG_RECIPIENT, "message is addressed to another installation")
         elif side.partner_endpoint and envelope.sender != side.partner_endpoint:
-            problem = ("WRONG_SENDER", "message does not come from the paired partner")
-        elif not side.partner_endpoint and envelope.type not in ("HANDSHAKE", "DECLINE"):
-            problem = ("NOT_PAIRED", f"a {envelope.type} before the handshake")
+            problem = (Reason.WRONG_SENDER, "message does not come from the paired partner")
+        elif not side.partner_endpoint and envelope.type not in (MessageType.HANDSHAKE, MessageType.DECLINE):
+            problem = (Reason.NOT_PAIRED, f"a {envelope.type} before the handshake")
         if problem is not None:
-            return _Classified(F.REJECTED, envelope, *problem, content=text.encode())
-        return _Classified(F.RECEIVE, envelope, "", "", text, content=text.encode())
+            return _Classified(Folder.REJECTED, envelope, *problem, content=text.encode())
+        return _Classified(Folder.RECEIVE, envelope, "", "", text, content=text.encode())
 
     def store(
         self,

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
-from engine.domain import folders as F
 from engine.domain.side import SideCtx
 from engine.pipeline.records import _Classified
 from engine.store import fsutil
 from engine.store.models import Message
+from engine.vocab import Folder, Reason
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -83,13 +83,17 @@ class Reconciler:
             if path.suffix == ".bac":
                 data = path.read_bytes()
                 outcomes = self.p.receiver.classify(side, data, settled=True) or [
-                    _Classified(F.REJECTED, None, "UNREADABLE", "could not be opened at start")
+                    _Classified(Folder.REJECTED, None, Reason.UNREADABLE, "could not be opened at start")
                 ]
                 self.p.receiver.store(side, outcomes, name, data, source=path)
             else:
                 self.p.receiver.store(
                     side,
-                    [_Classified(F.UNKNOWN, None, "ORPHAN_FILE", "found without a record at start")],
+                    [
+                        _Classified(
+                            Folder.UNKNOWN, None, Reason.ORPHAN_FILE, "found without a record at start"
+                        )
+                    ],
                     name,
                     b"",
                     source=path,

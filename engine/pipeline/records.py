@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.domain import folders as F
 from engine.domain.envelope import Envelope
 from engine.domain.side import SideCtx
 from engine.store.models import Message
-from engine.vocab import SyncStatus
+from engine.vocab import Folder, Reason
 
 if TYPE_CHECKING:
     from engine.pipeline.detect import _OutPair
@@ -24,9 +23,7 @@ SETTLE_SECONDS = 2.0  # a file younger than this may still be written
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 BUNDLE_MAX = 100
 APPLY_CHUNK = 50  # messages per apply transaction
-RUNNING = SyncStatus.RUNNING
-STOPPED = SyncStatus.STOPPED
-LOGGED_FOLDERS = frozenset({F.ERROR, F.REJECTED, F.SEND_ERROR, F.OFFLINE, F.UNKNOWN})
+LOGGED_FOLDERS = frozenset({Folder.ERROR, Folder.REJECTED, Folder.SEND_ERROR, Folder.OFFLINE, Folder.UNKNOWN})
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 300.0
 
@@ -87,7 +84,7 @@ class _Classified:
 def _send_failure(side: SideCtx, exc: Exception) -> tuple[str, str]:
     code = getattr(exc, "reason_code", None)
     if code is None:
-        code = "EXCHANGE_NOT_WRITABLE" if isinstance(exc, OSError) else "ENCRYPTION_FAILED"
+        code = Reason.EXCHANGE_NOT_WRITABLE if isinstance(exc, OSError) else Reason.ENCRYPTION_FAILED
     if isinstance(exc, OSError) and exc.filename:
         return code, f"{exc.strerror or exc} ({exc.filename})"
     return code, str(exc)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
-from engine.domain import folders as F
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError
 from engine.pipeline.records import (
@@ -18,6 +17,7 @@ from engine.pipeline.records import (
     backoff,
 )
 from engine.store.models import Message
+from engine.vocab import Direction, Folder
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -38,8 +38,8 @@ class SendStep:
                 select(Message)
                 .where(
                     Message.side_id == side.id,
-                    Message.direction == "out",
-                    col(Message.folder).in_([F.SEND, F.SEND_ERROR]),
+                    Message.direction == Direction.OUT,
+                    col(Message.folder).in_([Folder.SEND, Folder.SEND_ERROR]),
                 )
                 .order_by(col(Message.id))
                 .limit(BATCH)
@@ -47,7 +47,7 @@ class SendStep:
         now = time.time()
         ready: list[Message] = []
         for row in rows:
-            if row.folder == F.SEND_ERROR and row.next_attempt > now:
+            if row.folder == Folder.SEND_ERROR and row.next_attempt > now:
                 break
             ready.append(row)
         if not ready:
@@ -80,13 +80,13 @@ class SendStep:
         finally:
             channel.close()
         if delivered:
-            self.p.ledger.record(side, [(row, F.SENT, None, "", "") for row in delivered])
+            self.p.ledger.record(side, [(row, Folder.SENT, None, "", "") for row in delivered])
         if failed is not None:
             failed.attempts += 1
             failed.next_attempt = now + backoff(failed.attempts)
             code, text = failure
             self.p.ledger.record(
                 side,
-                [(failed, F.SEND_ERROR, None, code, f"attempt {failed.attempts}: {text}")],
+                [(failed, Folder.SEND_ERROR, None, code, f"attempt {failed.attempts}: {text}")],
             )
         return len(delivered) + (1 if failed else 0)

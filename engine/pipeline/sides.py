@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 from sqlmodel import col, select
 
 from engine.config.mapping import MappingConfig, parse_config
-from engine.domain import folders as F
+from engine.domain.folders import SideFolders
 from engine.domain.side import SideCtx
 from engine.store.models import Message, Synchronization, SyncSide
+from engine.vocab import Folder
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -44,7 +45,9 @@ class Sides:
         with self.p.db.session() as s:
             rows = s.exec(
                 select(Message.side_id, Message.folder)
-                .where(col(Message.folder).in_([F.SEND, F.SEND_ERROR, F.RECEIVE, F.OFFLINE]))
+                .where(
+                    col(Message.folder).in_([Folder.SEND, Folder.SEND_ERROR, Folder.RECEIVE, Folder.OFFLINE])
+                )
                 .distinct()
             ).all()
         result: dict[int, set[str]] = {}
@@ -80,7 +83,7 @@ class Sides:
             sync_user=sync.sync_user,
             status=sync.status,
             protocol=sync.protocol,
-            folders=F.SideFolders(self.p.data_root / row.sync_key / row.folder),
+            folders=SideFolders(self.p.data_root / row.sync_key / row.folder),
             pairing_secret=row.pairing_secret,
             partner_side_id=partner_side_id,
             encryption=sync.encryption,

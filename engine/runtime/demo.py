@@ -9,12 +9,11 @@ from importlib import resources
 from pathlib import Path
 
 from engine.channels.email import MailSettings
-from engine.domain.folders import PROCESSED, SENT
 from engine.errors import BackboneError
-from engine.pipeline import control as C
 from engine.runtime.engine import Engine
 from engine.service.installation import Installation
 from engine.store.models import Message
+from engine.vocab import Direction, Folder, Protocol, SyncStatus
 
 PRIMARY_PROJECT = "ACME"
 SECONDARY_PROJECT = "GLOBEX"
@@ -67,11 +66,11 @@ def pair_installations(
     acme = Installation(root / "acme")
     globex = Installation(root / "globex")
     exchange = root / "exchange"
-    (exchange / "acme" / "SEND").mkdir(parents=True)
-    (exchange / "acme" / "RECEIVE").mkdir()
+    (exchange / "acme" / Folder.SEND).mkdir(parents=True)
+    (exchange / "acme" / Folder.RECEIVE).mkdir()
     (exchange / "globex").mkdir()
-    os.symlink("../acme/RECEIVE", exchange / "globex" / "SEND")
-    os.symlink("../acme/SEND", exchange / "globex" / "RECEIVE")
+    os.symlink(f"../acme/{Folder.RECEIVE}", exchange / "globex" / Folder.SEND)
+    os.symlink(f"../acme/{Folder.SEND}", exchange / "globex" / Folder.RECEIVE)
 
     acme.tracker.create_project(PRIMARY_PROJECT, "Acme Corporation")
     acme.tracker.add_custom_field(PRIMARY_PROJECT, "Customer", "text")
@@ -85,7 +84,7 @@ def pair_installations(
     info, handshake = acme.create_primary(
         project=PRIMARY_PROJECT,
         user=SYNC_USER,
-        protocol="email" if mail else "file",
+        protocol=Protocol.EMAIL if mail else Protocol.FILE,
         name="ACME <-> Globex",
         description="Customer defects shared with Globex support",
         exchange=None if mail else exchange / "acme",
@@ -104,7 +103,8 @@ def pair_installations(
     globex.accept(info.key)
     engines = (Engine(acme), Engine(globex))
     settle(
-        engines, until=lambda: all(inst.sync_info(info.key).status == C.STOPPED for inst in (acme, globex))
+        engines,
+        until=lambda: all(inst.sync_info(info.key).status == SyncStatus.STOPPED for inst in (acme, globex)),
     )
     acme.config_import_text(info.key, default_config("acme"), "demo-acme.toml")
     globex.config_import_text(info.key, default_config("globex"), "demo-globex.toml")
@@ -192,12 +192,12 @@ def summary(demo: Demo, seconds: float, program: str = "backbone") -> list[str]:
             sent = s.exec(
                 select(func.count())
                 .select_from(Message)
-                .where(Message.direction == "out", Message.folder == SENT)
+                .where(Message.direction == Direction.OUT, Message.folder == Folder.SENT)
             ).one()
             applied = s.exec(
                 select(func.count())
                 .select_from(Message)
-                .where(Message.direction == "in", Message.folder == PROCESSED)
+                .where(Message.direction == Direction.IN, Message.folder == Folder.PROCESSED)
             ).one()
         info = inst.sync_info(demo.key)
         issues = inst.tracker.list_issues()

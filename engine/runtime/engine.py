@@ -14,11 +14,10 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from engine.channels import channel_class
-from engine.domain import folders as F
 from engine.domain.side import SideCtx
 from engine.events import EngineFailed, SyncChanged
 from engine.service.installation import Installation
-from engine.vocab import SyncStatus
+from engine.vocab import Folder, SyncStatus
 
 log = logging.getLogger("backbone.engine")
 
@@ -250,7 +249,7 @@ class Engine:
         return sum(
             self.pipeline.send(side)
             for side in self._sides()
-            if pending.get(side.id, set()) & {F.SEND, F.SEND_ERROR}
+            if pending.get(side.id, set()) & {Folder.SEND, Folder.SEND_ERROR}
         )
 
     def _receive_all(self) -> int:
@@ -288,7 +287,7 @@ class Engine:
         pending = self.pipeline.pending()
         work = 0
         for side in self._sides():
-            if not pending.get(side.id, set()) & {F.RECEIVE, F.OFFLINE}:
+            if not pending.get(side.id, set()) & {Folder.RECEIVE, Folder.OFFLINE}:
                 continue
             with self._side_lock(side):
                 if side.running:

@@ -20,7 +20,7 @@ from engine.domain.envelope import Codec, Envelope, PlainCodec
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError, RejectedError
 from engine.events import EventBus, SyncChanged
-from engine.pipeline import control as C
+from engine.pipeline.control import handle_control
 from engine.pipeline.core import Pipeline
 from engine.pipeline.records import Outgoing
 from engine.service.lifecycle import Lifecycle
@@ -43,6 +43,7 @@ from engine.store.models import (
 from engine.trackers.base import utcnow
 from engine.trackers.embedded import EmbeddedTracker
 from engine.trust.gpg import GpgCodec, HandshakeCodec, Keyring
+from engine.vocab import MessageType, Reason
 
 __all__ = ["Installation", "MessageInfo", "SyncInfo", "public_mail"]
 
@@ -176,12 +177,18 @@ class Installation:
 
     def _handle_control(self, s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoing]:
         address = envelope.body.get("address")
-        if envelope.type == "HANDSHAKE" and isinstance(address, str) and not _plausible_address(address):
-            raise RejectedError("BODY_INVALID", "field 'address': expected one email address on one line")
-        answer = C.handle_control(s, side, envelope)
+        if (
+            envelope.type == MessageType.HANDSHAKE
+            and isinstance(address, str)
+            and not _plausible_address(address)
+        ):
+            raise RejectedError(
+                Reason.BODY_INVALID, "field 'address': expected one email address on one line"
+            )
+        answer = handle_control(s, side, envelope)
         row = s.get(SyncSide, side.id)
         if (
-            envelope.type == "HANDSHAKE"
+            envelope.type == MessageType.HANDSHAKE
             and row is not None
             and row.mail_settings
             and isinstance(address, str)

@@ -10,7 +10,6 @@ from sqlmodel import col, delete
 from engine.config.mapping import check_against, parse_config
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError
-from engine.pipeline import control as C
 from engine.service.rules import _check_name
 from engine.service.views import SyncInfo
 from engine.store.models import (
@@ -22,6 +21,7 @@ from engine.store.models import (
     SyncSide,
 )
 from engine.trackers.base import utcnow
+from engine.vocab import SyncStatus
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -42,7 +42,9 @@ class Lifecycle:
         return self._set_running(keys, start=False)
 
     def _set_running(self, keys: list[str], *, start: bool) -> list[SyncInfo]:
-        wanted_from, new = (C.STOPPED, C.RUNNING) if start else (C.RUNNING, C.STOPPED)
+        wanted_from, new = (
+            (SyncStatus.STOPPED, SyncStatus.RUNNING) if start else (SyncStatus.RUNNING, SyncStatus.STOPPED)
+        )
         with self.i.db.write() as s:
             rows = []
             for key in keys:

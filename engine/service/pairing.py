@@ -17,7 +17,6 @@ from engine.channels.email import MailSettings
 from engine.config.mapping import identity_config
 from engine.domain.envelope import load_json
 from engine.errors import BackboneError, FieldError, RejectedError
-from engine.pipeline import control as C
 from engine.pipeline.records import Outgoing
 from engine.service.rules import (
     HANDSHAKE_FORMAT,
@@ -38,7 +37,7 @@ from engine.store.models import (
 )
 from engine.trackers.base import utcnow
 from engine.trust.gpg import Keyring, normalize_fingerprint
-from engine.vocab import Protocol
+from engine.vocab import MessageType, Protocol, Role, SyncStatus
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -131,11 +130,11 @@ class Pairing:
             key=key,
             name=_check_name(name),
             description=description,
-            role="primary",
+            role=Role.PRIMARY,
             protocol=protocol,
             sync_user=user,
             review=review,
-            status=C.REQUEST_SENT,
+            status=SyncStatus.REQUEST_SENT,
             encryption=encryption,
             created=now,
             status_detail="handshake file exported; waiting for the partner",
@@ -145,7 +144,7 @@ class Pairing:
         side = self._add_side(
             sync,
             project,
-            "primary",
+            Role.PRIMARY,
             self.i.id,
             **channel,
             pairing_secret=secret,
@@ -211,7 +210,7 @@ class Pairing:
             sides = s.exec(select(SyncSide).where(SyncSide.sync_key == key)).all()
         if sync is None or not sides:
             raise BackboneError(f"synchronization {key} does not exist")
-        if sync.role != "primary" or sync.status != C.REQUEST_SENT:
+        if sync.role != Role.PRIMARY or sync.status != SyncStatus.REQUEST_SENT:
             raise BackboneError(
                 f"{key} is {sync.role}, {sync.status}: only a primary's pending request (REQUEST SENT) "
                 "has a handshake file"
@@ -331,11 +330,11 @@ class Pairing:
             key=key,
             name=data["name"],
             description=data.get("description", ""),
-            role="secondary",
+            role=Role.SECONDARY,
             protocol=data["protocol"],
             sync_user=user,
             review=bool(data.get("review")),
-            status=C.INCOMING_REQUEST,
+            status=SyncStatus.INCOMING_REQUEST,
             encryption=encryption,
             created=utcnow(),
             status_detail="accept or decline the partner's request",
@@ -343,7 +342,7 @@ class Pairing:
         side = self._add_side(
             sync,
             project,
-            "secondary",
+            Role.SECONDARY,
             self.i.id,
             **channel,
             partner_endpoint=data["primary"]["installation"],
@@ -369,17 +368,17 @@ class Pairing:
             key=key,
             name=_check_name(name),
             description=description,
-            role="local",
-            protocol="local",
+            role=Role.LOCAL,
+            protocol=Protocol.LOCAL,
             sync_user=user,
-            status=C.STOPPED,
+            status=SyncStatus.STOPPED,
             created=utcnow(),
             status_detail="configure and start",
         )
         first = self._add_side(
             sync,
             project,
-            "primary",
+            Role.PRIMARY,
             f"{self.i.id}/1",
             partner_endpoint=f"{self.i.id}/2",
             partner_project=partner_project,
@@ -390,7 +389,7 @@ class Pairing:
         second = self._add_side(
             sync,
             partner_project,
-            "secondary",
+            Role.SECONDARY,
             f"{self.i.id}/2",
             partner_endpoint=f"{self.i.id}/1",
             partner_project=project,
@@ -407,12 +406,14 @@ class Pairing:
     def accept(self, key: str) -> SyncInfo:
         """Answer an INCOMING REQUEST with a HANDSHAKE (our key, authenticated by the secret)."""
         return self._answer_request(
-            key, "HANDSHAKE", C.HANDSHAKE, "sent HANDSHAKE, waiting for the partner's PING"
+            key, MessageType.HANDSHAKE, SyncStatus.HANDSHAKE, "sent HANDSHAKE, waiting for the partner's PING"
         )
 
     def decline(self, key: str) -> SyncInfo:
         """Answer an INCOMING REQUEST with a DECLINE; the request stays, DECLINED."""
-        return self._answer_request(key, "DECLINE", C.DECLINED, "you declined the request; delete it")
+        return self._answer_request(
+            key, MessageType.DECLINE, SyncStatus.DECLINED, "you declined the request; delete it"
+        )
 
     def _answer_request(self, key: str, message_type: str, status: str, detail: str) -> SyncInfo:
         (side,) = self.i.queries.sides_of(key)
@@ -420,8 +421,8 @@ class Pairing:
             sync = s.get(Synchronization, key)
             row = s.get(SyncSide, side.id)
             assert sync is not None and row is not None
-            if sync.role != "secondary" or sync.status != C.INCOMING_REQUEST:
-                verb = "accepted" if message_type == "HANDSHAKE" else "declined"
+            if sync.role != Role.SECONDARY or sync.status != SyncStatus.INCOMING_REQUEST:
+                verb = "accepted" if message_type == MessageType.HANDSHAKE else "declined"
                 raise BackboneError(f"{key} is {sync.status}: only an INCOMING REQUEST can be {verb}")
             body: dict[str, Any] = {"secret": row.pairing_secret, "project": side.project}
             if row.mail_settings:

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from engine.domain import folders as F
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError
 from engine.service.views import MessageInfo, SyncInfo, _info
@@ -19,6 +18,7 @@ from engine.store.models import (
     Synchronization,
     SyncSide,
 )
+from engine.vocab import ALL_FOLDERS
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -81,8 +81,8 @@ class Queries:
 
     def messages(self, key: str, folder: str | None = None) -> list[MessageInfo]:
         """A synchronization's messages, oldest first, optionally of one folder."""
-        if folder and folder.upper() not in F.ALL_FOLDERS:
-            raise FieldError("folder", f"{folder!r}: expected one of {', '.join(F.ALL_FOLDERS)}")
+        if folder and folder.upper() not in ALL_FOLDERS:
+            raise FieldError("folder", f"{folder!r}: expected one of {', '.join(ALL_FOLDERS)}")
         side_ids = [side.id for side in self.sides_of(key)]
         with self.i.db.session() as s:
             query = select(Message).where(col(Message.side_id).in_(side_ids)).order_by(col(Message.id))

@@ -28,12 +28,13 @@ from typing import Any
 
 from engine.channels.email import line_safe
 from engine.errors import FieldError
+from engine.vocab import Protocol
 
 SCHEMA_VERSION = 3
 SCHEMA_SETTING = "schema.version"
 HANDSHAKE_FORMAT = 1
 HANDSHAKE_KIND = "backbone-handshake"
-PROTOCOLS = ("file", "email", "local")
+PROTOCOLS: tuple[str, ...] = tuple(Protocol)
 KEY_WARNING_DAYS = 30
 KEY_LIFETIME_DAYS = 730
 MAX_HANDSHAKE_BYTES = 1 << 20

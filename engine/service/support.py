@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
-from engine.domain import folders as F
 from engine.errors import BackboneError
 from engine.service.installation import Installation, public_mail
 from engine.store.models import History, Message, SyncSide
+from engine.vocab import ALL_FOLDERS
 
 SUPPORT_FORMAT = 1
 LOG_TAIL_BYTES = 2_000_000
@@ -148,12 +148,12 @@ def _entries(inst: Installation, key: str, sync_json: dict[str, Any], moment: da
             }
         )
         entries[f"config/{side.folder}.toml"] = redact(side.config_text)
-        database = {name: 0 for name in F.ALL_FOLDERS}
+        database = {name: 0 for name in ALL_FOLDERS}
         for row in messages:
             if row.side_id == side.id:
                 database[row.folder] = database.get(row.folder, 0) + 1
         root = inst.paths.data / key / side.folder
-        on_disk = {name: _count_files(root / name) for name in F.ALL_FOLDERS}
+        on_disk = {name: _count_files(root / name) for name in ALL_FOLDERS}
         counts[side.folder] = {"database": database, "files_on_disk": on_disk}
     entries["synchronization.json"] = _json({**sync_json, "sides": side_json})
     entries["folders.json"] = _json(counts)

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import col, select
 
-from engine.domain import folders as F
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError
 from engine.store.models import (
     IssuePair,
 )
+from engine.vocab import Folder
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -45,8 +45,8 @@ class Troubleshooting:
                 issue = self.resolve_pair(key, issue)
                 count += self.i.pipeline.release_issue(side, issue, skip_first=False)[1]
             else:
-                count += self.i.pipeline.retry_folder(side, F.OFFLINE)
-                count += self.i.pipeline.retry_folder(side, F.SEND_ERROR)
+                count += self.i.pipeline.retry_folder(side, Folder.OFFLINE)
+                count += self.i.pipeline.retry_folder(side, Folder.SEND_ERROR)
                 count += sum(
                     self.i.pipeline.release_issue(side, pair, skip_first=False)[1]
                     for pair in self._held_pairs(side)

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.domain import folders as F
 from engine.service.rules import KEY_WARNING_DAYS
 from engine.store.models import (
     Synchronization,
     SyncSide,
 )
 from engine.trackers.base import utcnow
+from engine.vocab import ERROR_FOLDERS, PENDING_FOLDERS
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,12 @@ class SyncInfo:
     @property
     def errors(self) -> int:
         """Messages in the error folders (ERROR, REJECTED, SEND_ERROR)."""
-        return sum(self.folder_counts.get(name, 0) for name in F.ERROR_FOLDERS)
+        return sum(self.folder_counts.get(name, 0) for name in ERROR_FOLDERS)
 
     @property
     def pending(self) -> int:
         """Messages still to be sent or applied."""
-        return sum(self.folder_counts.get(name, 0) for name in F.PENDING_FOLDERS)
+        return sum(self.folder_counts.get(name, 0) for name in PENDING_FOLDERS)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape the CLI's --json and the REST API share."""

@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from engine.vocab import DraftState
+
 # --- embedded tracker -------------------------------------------------------------------------
 
 
@@ -105,7 +107,7 @@ class Synchronization(SQLModel, table=True):
     review: bool = False
     status: str
     status_detail: str = ""
-    draft_state: str = "N/A"
+    draft_state: str = DraftState.NONE
     encryption: bool = False
     created: datetime
     last_activity: datetime | None = None

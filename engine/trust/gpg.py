@@ -39,6 +39,7 @@ import gnupg  # type: ignore[import-untyped]
 
 from engine.domain.envelope import bundle_text, load_json
 from engine.errors import BackboneError, RejectedError
+from engine.vocab import MessageType, Reason
 
 T = TypeVar("T")
 
@@ -340,21 +341,21 @@ class Keyring:
         expected = normalize_fingerprint(expected_fingerprint)
         blob = armored.encode("utf-8")
         if b"PRIVATE KEY" in blob:
-            raise RejectedError("KEY_INVALID", "the key file holds a private key; refused")
+            raise RejectedError(Reason.KEY_INVALID, "the key file holds a private key; refused")
         scanned = list(self._call("scan key", lambda: self._gpg.scan_keys_mem(blob)))
         if not scanned:
-            raise RejectedError("KEY_INVALID", "no OpenPGP public key found")
+            raise RejectedError(Reason.KEY_INVALID, "no OpenPGP public key found")
         if len(scanned) > 1:
-            raise RejectedError("KEY_MULTIPLE", f"expected one key, found {len(scanned)}; refused")
+            raise RejectedError(Reason.KEY_MULTIPLE, f"expected one key, found {len(scanned)}; refused")
         if scanned[0].get("type") != "pub":
-            raise RejectedError("KEY_INVALID", "the key file holds a private key; refused")
+            raise RejectedError(Reason.KEY_INVALID, "the key file holds a private key; refused")
         found = str(scanned[0].get("fingerprint") or "")
         if found != expected:
-            raise RejectedError("KEY_MISMATCH", f"key {found} is not the expected {expected}")
+            raise RejectedError(Reason.KEY_MISMATCH, f"key {found} is not the expected {expected}")
         result = self._call("import key", lambda: self._gpg.import_keys(blob))
         imported = {str(fpr) for fpr in result.fingerprints}
         if imported != {expected} or result.sec_read:
-            raise RejectedError("KEY_INVALID", f"gpg did not import key {expected} cleanly")
+            raise RejectedError(Reason.KEY_INVALID, f"gpg did not import key {expected} cleanly")
         return expected
 
     def key_expiry(self, fingerprint: str) -> datetime | None:
@@ -419,10 +420,10 @@ class Keyring:
         """The text of a signed message, if its one valid signature is by `signer`'s key."""
         result = self.decrypt_verify(armored.encode("utf-8"), max_bytes)
         if result.too_large:
-            raise RejectedError("TOO_LARGE", f"the signed text exceeds {max_bytes} bytes")
+            raise RejectedError(Reason.TOO_LARGE, f"the signed text exceeds {max_bytes} bytes")
         GpgCodec(self, signer, signer)._check_signature(result.status)
         if result.returncode != 0:
-            raise RejectedError("SIG_BAD", f"gpg reported an error (exit code {result.returncode})")
+            raise RejectedError(Reason.SIG_BAD, f"gpg reported an error (exit code {result.returncode})")
         return result.plaintext.decode("utf-8", "replace")
 
     def decrypt_verify(self, data: bytes, max_plaintext_bytes: int) -> DecryptResult:
@@ -492,17 +493,17 @@ class GpgCodec:
         result = self.keyring.decrypt_verify(data, self.max_plaintext_bytes)
         if result.too_large:
             raise RejectedError(
-                "TOO_LARGE",
+                Reason.TOO_LARGE,
                 f"the content unpacks to more than {self.max_plaintext_bytes} bytes (stopped there)",
             )
         self._check_decrypted(result.status)
         self._check_signature(result.status)
         if result.returncode != 0:
-            raise RejectedError("SIG_BAD", f"gpg reported an error (exit code {result.returncode})")
+            raise RejectedError(Reason.SIG_BAD, f"gpg reported an error (exit code {result.returncode})")
         try:
             return result.plaintext.decode("utf-8")
         except UnicodeDecodeError:
-            raise RejectedError("ENVELOPE_INVALID", "signed plaintext is not UTF-8") from None
+            raise RejectedError(Reason.ENVELOPE_INVALID, "signed plaintext is not UTF-8") from None
 
     @staticmethod
     def _check_decrypted(status: Iterable[tuple[str, str]]) -> None:
@@ -519,43 +520,43 @@ class GpgCodec:
             text = "encrypted with a password, not to this installation's key"
         else:
             text = "not an OpenPGP message, or damaged or truncated"
-        raise RejectedError("DECRYPT_FAILED", text)
+        raise RejectedError(Reason.DECRYPT_FAILED, text)
 
     def _check_signature(self, status: Sequence[tuple[str, str]]) -> None:
         results = [(keyword, args) for keyword, args in status if keyword in SIGNATURE_RESULTS]
         count = max(len(results), sum(1 for keyword, _ in status if keyword == "NEWSIG"))
         if count == 0:
-            raise RejectedError("SIG_MISSING", "the message is not signed")
+            raise RejectedError(Reason.SIG_MISSING, "the message is not signed")
         if count > 1:
-            raise RejectedError("SIG_MULTIPLE", f"expected one signature, found {count}")
+            raise RejectedError(Reason.SIG_MULTIPLE, f"expected one signature, found {count}")
         keyword, args = results[0]
         if keyword == "BADSIG":
-            raise RejectedError("SIG_BAD", "the signature does not match the content")
+            raise RejectedError(Reason.SIG_BAD, "the signature does not match the content")
         if keyword == "ERRSIG":
             parts = args.split()
             signer = parts[6] if len(parts) > 6 else parts[0] if parts else "?"
             if len(parts) > 5 and parts[5] == "9":
-                raise RejectedError("SIG_WRONG_KEY", f"signed by unknown key {signer}")
-            raise RejectedError("SIG_BAD", f"the signature of key {signer} cannot be checked")
+                raise RejectedError(Reason.SIG_WRONG_KEY, f"signed by unknown key {signer}")
+            raise RejectedError(Reason.SIG_BAD, f"the signature of key {signer} cannot be checked")
         valid = [args.split() for keyword, args in status if keyword == "VALIDSIG"]
         if len(valid) != 1 or len(valid[0]) < 10:
-            raise RejectedError("SIG_BAD", "gpg did not confirm the signature")
+            raise RejectedError(Reason.SIG_BAD, "gpg did not confirm the signature")
         signing_key, signed_at, primary = valid[0][0], int(valid[0][2]), valid[0][9]
         if primary != self.partner_fingerprint:
             raise RejectedError(
-                "SIG_WRONG_KEY", f"signed by {primary}, not the partner's {self.partner_fingerprint}"
+                Reason.SIG_WRONG_KEY, f"signed by {primary}, not the partner's {self.partner_fingerprint}"
             )
         if keyword == "REVKEYSIG":
-            raise RejectedError("KEY_REVOKED", f"the partner's key {primary} is revoked")
+            raise RejectedError(Reason.KEY_REVOKED, f"the partner's key {primary} is revoked")
         if keyword == "EXPSIG":
-            raise RejectedError("SIG_BAD", "the signature itself has expired")
+            raise RejectedError(Reason.SIG_BAD, "the signature itself has expired")
         if keyword == "EXPKEYSIG":
             deadline = self.keyring.signing_deadline(primary, signing_key)
             if deadline is None or signed_at >= deadline:
-                raise RejectedError("KEY_EXPIRED", f"signed after the partner's key {primary} expired")
+                raise RejectedError(Reason.KEY_EXPIRED, f"signed after the partner's key {primary} expired")
 
 
-PAIRING_TYPES = ("HANDSHAKE", "DECLINE")
+PAIRING_TYPES = (MessageType.HANDSHAKE, MessageType.DECLINE)
 
 
 class HandshakeCodec:
@@ -579,21 +580,25 @@ class HandshakeCodec:
     def open(self, data: bytes) -> str:
         result = self.keyring.decrypt_verify(data, 1 << 20)
         if result.too_large:
-            raise RejectedError("TOO_LARGE", "a handshake message unpacks to more than 1 MiB (stopped there)")
+            raise RejectedError(
+                Reason.TOO_LARGE, "a handshake message unpacks to more than 1 MiB (stopped there)"
+            )
         GpgCodec._check_decrypted(result.status)
         envelope = load_json(result.plaintext, "handshake message")
         body = envelope.get("body") if isinstance(envelope, dict) else None
         if not isinstance(body, dict) or envelope.get("type") not in PAIRING_TYPES:
-            raise RejectedError("NOT_PAIRED", "only a HANDSHAKE or DECLINE is accepted before pairing")
+            raise RejectedError(Reason.NOT_PAIRED, "only a HANDSHAKE or DECLINE is accepted before pairing")
         secret = body.get("secret")
         if not self.secret or not isinstance(secret, str) or not hmac.compare_digest(secret, self.secret):
-            raise RejectedError("BAD_PAIRING_SECRET", "the HANDSHAKE does not carry this request's secret")
+            raise RejectedError(
+                Reason.BAD_PAIRING_SECRET, "the HANDSHAKE does not carry this request's secret"
+            )
         key = body.get("key")
         if not isinstance(key, dict) or not isinstance(key.get("public"), str):
-            raise RejectedError("KEY_INVALID", "the HANDSHAKE carries no public key")
+            raise RejectedError(Reason.KEY_INVALID, "the HANDSHAKE carries no public key")
         try:
             fingerprint = normalize_fingerprint(str(key.get("fingerprint", "")))
         except ValueError:
-            raise RejectedError("KEY_INVALID", "the HANDSHAKE's key fingerprint is malformed") from None
+            raise RejectedError(Reason.KEY_INVALID, "the HANDSHAKE's key fingerprint is malformed") from None
         self.keyring.import_partner_key(key["public"], fingerprint)
         return GpgCodec(self.keyring, self.own_fingerprint, fingerprint).open(data)

@@ -16,9 +16,9 @@ from textual.pilot import Pilot
 from textual.worker import WorkerFailed
 
 from backbone_tui.app import BackboneApp
-from engine.domain import folders as F
 from engine.service.installation import Installation
 from engine.store.models import Message, Synchronization, SyncSide
+from engine.vocab import Folder
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -165,13 +165,13 @@ def build_mixed(root: Path) -> Installation:
     add_messages(
         inst,
         "ACME-BETA-1",
-        F.ERROR,
+        Folder.ERROR,
         2,
         reason="VALUE_NOT_MAPPED",
         text="field mapping 'urgency': partner value 'u9' has no local value",
     )
-    add_messages(inst, "ACME-BETA-1", F.WAITING, 3, reason="SEQ_GAP", text="waiting for seq 1")
-    add_messages(inst, "DELTA-ACME-1", F.SEND, 1)
+    add_messages(inst, "ACME-BETA-1", Folder.WAITING, 3, reason="SEQ_GAP", text="waiting for seq 1")
+    add_messages(inst, "DELTA-ACME-1", Folder.SEND, 1)
     set_activity(inst, "ACME-BETA-1", NOW - timedelta(minutes=12))
     set_activity(inst, "DELTA-ACME-1", NOW - timedelta(hours=3))
     set_activity(inst, "ACME-GAMMA-1", NOW - timedelta(days=30))

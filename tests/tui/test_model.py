@@ -9,8 +9,8 @@ from datetime import timedelta
 
 from rich.cells import cell_len
 
-from engine.pipeline import control as C
 from engine.service.installation import Installation
+from engine.vocab import SyncStatus
 from screens.model import START, STOP, OverviewModel, format_age
 from screens.sync_table import COLUMNS, fit, layout_columns
 
@@ -26,7 +26,7 @@ def test_apply_reports_changes_and_keeps_the_selection(mixed: Installation) -> N
     again = model.apply(mixed.list_syncs())
     assert not again.changed and not again.order_changed
     rows = [
-        replace(i, status=C.STOPPED) if i.key == "ACME-BETA-1" else i
+        replace(i, status=SyncStatus.STOPPED) if i.key == "ACME-BETA-1" else i
         for i in mixed.list_syncs()
         if i.key != "BETA-GAMMA-1"
     ]
@@ -45,9 +45,9 @@ def test_bulk_state_follows_the_seed_rules(mixed: Installation) -> None:
     model = OverviewModel()
     model.apply(mixed.list_syncs())
     assert model.bulk().action is None and "space" in model.bulk().hint
-    assert model.select_status(C.STOPPED) == 2
+    assert model.select_status(SyncStatus.STOPPED) == 2
     assert model.bulk().action == START
-    model.select_status(C.RUNNING)
+    model.select_status(SyncStatus.RUNNING)
     assert model.bulk().action == STOP
     model.toggle("ACME-GAMMA-1")
     state = model.bulk()
@@ -57,14 +57,14 @@ def test_bulk_state_follows_the_seed_rules(mixed: Installation) -> None:
 def test_filter_and_sort(mixed: Installation) -> None:
     model = OverviewModel()
     model.apply(mixed.list_syncs())
-    model.set_filter(C.RUNNING)
+    model.set_filter(SyncStatus.RUNNING)
     assert set(model.visible) == {"ACME-BETA-1", "DELTA-ACME-1"}
     model.set_visible_selected(True)
     assert model.all_visible_selected and model.hidden_selected == 0
     model.set_filter(None)
     assert model.hidden_selected == 0 and not model.all_visible_selected
     model.sort_by("status")
-    assert [model.rows[k].status for k in model.visible][:1] == [C.REQUEST_SENT]
+    assert [model.rows[k].status for k in model.visible][:1] == [SyncStatus.REQUEST_SENT]
     model.sort_by("status")
     assert model.sort_reverse
     model.sort_by("activity", reverse=True)

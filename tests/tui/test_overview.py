@@ -12,10 +12,10 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Checkbox, Input, OptionList, Select, Static, TextArea
 
 from engine.events import SyncChanged
-from engine.pipeline import control as C
 from engine.runtime.demo import Demo
 from engine.service.installation import Installation
 from engine.store.home import EngineLock
+from engine.vocab import ALL_STATUSES, SyncStatus
 from screens.dialogs import ConfigView, ConfirmDelete, EditDialog, HelpScreen, RowMenu
 from screens.troubleshoot import TroubleshootScreen
 
@@ -166,7 +166,7 @@ def test_status_dropdown_checks_every_synchronization_in_that_state(mixed: Insta
         assert select.expanded
         await pilot.press(*["down"] * 6, "enter")
         await pilot.pause()
-        assert list(C.ALL_STATUSES).index(C.STOPPED) == 4
+        assert list(ALL_STATUSES).index(SyncStatus.STOPPED) == 4
         assert model.selected == STOPPED_KEYS
         assert select.is_blank()  # ready to be used again
         assert ("information", "Checked 2 STOPPED synchronizations") in app.notices
@@ -181,7 +181,7 @@ def test_status_filter_shows_one_state_and_keeps_the_selection(mixed: Installati
         model = app.overview.model
         await goto(pilot, "BETA-GAMMA-1")
         await pilot.press("space")
-        app.overview.query_one("#filter", Select).value = C.RUNNING
+        app.overview.query_one("#filter", Select).value = SyncStatus.RUNNING
         await pilot.pause()
         assert set(model.visible) == RUNNING_KEYS and len(model.rows) == 7
         assert "2 of 7 shown" in text_of(app.overview.query_one("#counts", Static))
@@ -206,21 +206,21 @@ def test_common_state_shows_the_matching_action_and_it_works_on_all(mixed: Insta
 
     async def scenario(pilot: Pilot[Any]) -> None:
         overview = app.overview
-        overview.check_status(C.STOPPED)
+        overview.check_status(SyncStatus.STOPPED)
         await pilot.pause()
         start, stop = overview.query_one("#bulk-start", Button), overview.query_one("#bulk-stop", Button)
         assert start.display and not start.disabled and str(start.label) == "Start 2"
         assert not stop.display
         await pilot.press("s")
         await settle(pilot)
-        assert all(statuses(mixed)[key] == C.RUNNING for key in STOPPED_KEYS)
+        assert all(statuses(mixed)[key] == SyncStatus.RUNNING for key in STOPPED_KEYS)
         assert ("information", "Started 2 synchronizations") in app.notices
         # same selection, now all RUNNING: Stop is offered; the button works too
         assert overview.model.selected == STOPPED_KEYS
         assert stop.display and not stop.disabled and not start.display
         await pilot.click("#bulk-stop")
         await settle(pilot)
-        assert all(statuses(mixed)[key] == C.STOPPED for key in STOPPED_KEYS)
+        assert all(statuses(mixed)[key] == SyncStatus.STOPPED for key in STOPPED_KEYS)
 
     run(app, scenario)
 
@@ -245,7 +245,7 @@ def test_mixed_selection_greys_out_the_actions_with_a_hint(mixed: Installation) 
         titles = [title for title, _, _ in overview.palette_commands()]
         assert "sync: Start" not in titles and "sync: Stop" not in titles
         # a selection in a state without start/stop says so
-        overview.check_status(C.REQUEST_SENT)
+        overview.check_status(SyncStatus.REQUEST_SENT)
         await pilot.pause()
         assert "cannot be started or stopped" in text_of(overview.query_one("#bulk-hint", Static))
 
@@ -260,9 +260,9 @@ def test_start_and_stop_without_selection_act_on_the_cursor_row(mixed: Installat
         assert app.overview.check_action("start", ()) is None
         await pilot.press("x")
         await settle(pilot)
-        assert statuses(mixed)["ACME-BETA-1"] == C.STOPPED
+        assert statuses(mixed)["ACME-BETA-1"] == SyncStatus.STOPPED
         assert ("information", "Stopped ACME-BETA-1") in app.notices
-        assert app.overview.model.rows["ACME-BETA-1"].status == C.STOPPED
+        assert app.overview.model.rows["ACME-BETA-1"].status == SyncStatus.STOPPED
 
     run(app, scenario)
 
@@ -278,7 +278,7 @@ def test_a_failed_action_is_notified(mixed: Installation) -> None:
         severity, text = app.notices[-1]
         assert severity == "error"
         assert text.startswith("Start ACME-GAMMA-1 failed: ACME-GAMMA-1 is RUNNING")
-        assert app.overview.model.rows["ACME-GAMMA-1"].status == C.RUNNING  # reloaded
+        assert app.overview.model.rows["ACME-GAMMA-1"].status == SyncStatus.RUNNING  # reloaded
 
     run(app, scenario)
 
@@ -305,7 +305,7 @@ def test_row_menu_offers_what_the_state_allows_and_starts(mixed: Installation) -
         assert app.screen is menu
         await pilot.press("s")
         await settle(pilot)
-        assert statuses(mixed)["BETA-GAMMA-1"] == C.RUNNING
+        assert statuses(mixed)["BETA-GAMMA-1"] == SyncStatus.RUNNING
         # the "..." cell opens the menu too
         table = app.overview.table
         await pilot.click(table, offset=(table.size.width - 2, 1 + app.overview.model.index["ACME-BETA-1"]))
@@ -458,7 +458,7 @@ def test_delete_asks_naming_the_synchronization_and_stops_it_first(mixed: Instal
         await pilot.press("y")
         await settle(pilot)
         assert "ACME-BETA-1" not in statuses(mixed)
-        assert stopped_before_delete == [C.STOPPED, "DELETED"]
+        assert stopped_before_delete == [SyncStatus.STOPPED, "DELETED"]
         assert "ACME-BETA-1" not in app.overview.model.rows
         assert ("information", "Deleted Acme <-> Beta (ACME-BETA-1)") in app.notices
 
@@ -518,7 +518,7 @@ def test_table_follows_the_engine_without_losing_selection_or_cursor(tmp_path: P
         assert "just now" in row or "min ago" in row
         # a status change made elsewhere in this process arrives as an event too
         threading.Thread(target=lambda: inst.stop([first.key])).start()
-        await wait_for(pilot, lambda: model.rows[first.key].status == C.STOPPED)
+        await wait_for(pilot, lambda: model.rows[first.key].status == SyncStatus.STOPPED)
 
     try:
         run(app, scenario)

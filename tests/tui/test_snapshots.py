@@ -7,8 +7,8 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from engine.pipeline import control as C
 from engine.service.installation import Installation
+from engine.vocab import SyncStatus
 
 from .conftest import make_app, settle
 
@@ -28,7 +28,7 @@ def test_selection_with_a_common_action(snap_compare: SnapCompare, mixed: Instal
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await settle(pilot)
-        app.overview.check_status(C.STOPPED)
+        app.overview.check_status(SyncStatus.STOPPED)
         app.clear_notifications()
 
     assert snap_compare(app, run_before=run_before, terminal_size=(100, 30))

@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any, Literal, TypeVar
 
 from engine.errors import BackboneError
+from engine.vocab import Reason
 
 log = logging.getLogger("backbone.mail")
 
@@ -154,7 +155,7 @@ class MailError(BackboneError):
     `temporary` is False when retrying cannot help without a change (bad login, 5xx answer).
     """
 
-    reason_code = "MAIL_FAILED"
+    reason_code = Reason.MAIL_FAILED
 
     def __init__(self, server: str, step: str, answer: str, *, temporary: bool = True) -> None:
         super().__init__(f"{server}: {step} failed: {answer}")
@@ -167,7 +168,7 @@ class MailError(BackboneError):
 class MailSendError(MailError):
     """Sending one message failed: the caller moves it to `SEND_ERROR` and retries later."""
 
-    reason_code = "MAIL_SEND_FAILED"
+    reason_code = Reason.MAIL_SEND_FAILED
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
