@@ -7,7 +7,7 @@ import mimetypes
 import time
 import uuid
 from collections import deque
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +22,19 @@ from engine.store.models import (
     Attachment,
     ChangeLog,
     Comment,
-    CustomField,
     Issue,
     IssueLink,
-    Project,
     Setting,
 )
 from engine.trackers.base import AttachmentInfo, Change, CommentInfo, IssueData, utcnow
+from engine.trackers.embedded_schema import (
+    ISSUE_TYPES,
+    STATUSES,
+    SUBTASK_TYPES,
+    TRANSITIONS,
+    EmbeddedSchema,
+)
 
-ISSUE_TYPES = ("Bug", "Task", "Story", "Sub-task")
-SUBTASK_TYPES = frozenset({"Sub-task"})
-STATUSES = ("To Do", "In Progress", "In Review", "Done")
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "To Do": ("In Progress", "Done"),
-    "In Progress": ("To Do", "In Review", "Done"),
-    "In Review": ("In Progress", "Done"),
-    "Done": ("To Do",),
-}
-PRIORITIES = ("Highest", "High", "Medium", "Low", "Lowest")
-STANDARD_FIELDS = ("summary", "description", "priority", "labels", "assignee", "reporter", "due_date")
-CUSTOM_KINDS = ("text", "number", "select")
 MAINTENANCE_SETTING = "tracker.maintenance"
 KINDS_CACHE_SECONDS = 5.0
 ONLINE_CACHE_SECONDS = 1.0
@@ -83,7 +76,7 @@ def workflow_path(current: str, target: str) -> list[str]:
     return list(reversed(path))
 
 
-class EmbeddedTracker:
+class EmbeddedTracker(EmbeddedSchema):
     """The small tracker stored in the home's database; attachments live in `attachments/`.
 
     Issue writes check everything first and raise a refusal before their first statement, so
@@ -91,37 +84,12 @@ class EmbeddedTracker:
     a refused write has written nothing."""
 
     def __init__(self, db: Database, attachment_dir: Path) -> None:
-        self.db = db
+        super().__init__(db)
         self.attachment_dir = attachment_dir
-        self._kinds_cache: dict[str, tuple[float, dict[str, str]]] = {}
         self._online_checked = -ONLINE_CACHE_SECONDS
         self._maintenance = False
 
     # -- administration -------------------------------------------------------------------
-
-    def create_project(self, key: str, name: str) -> None:
-        if not key.isalnum() or not key.isupper() or not key[0].isalpha() or len(key) > 20:
-            raise BackboneError(
-                f"project key {key!r}: expected 1-20 upper-case letters and digits, starting with a letter"
-            )
-        with self.db.write() as s:
-            if s.get(Project, key):
-                raise BackboneError(f"project {key} exists already")
-            s.add(Project(key=key, name=name))
-
-    def add_custom_field(self, project: str, name: str, kind: str, options: list[str] = []) -> None:  # noqa: B006
-        if kind not in CUSTOM_KINDS:
-            raise BackboneError(f"custom field kind {kind!r}: expected one of {', '.join(CUSTOM_KINDS)}")
-        if name in STANDARD_FIELDS:
-            raise BackboneError(f"custom field {name!r} clashes with a standard field")
-        with self.db.write() as s:
-            self._project(s, project)
-            s.add(CustomField(project=project, name=name, kind=kind, options=json.dumps(options)))
-        self._kinds_cache.pop(project, None)
-
-    def projects(self) -> list[tuple[str, str]]:
-        with self.db.session() as s:
-            return [(p.key, p.name) for p in s.exec(select(Project).order_by(col(Project.key)))]
 
     def set_maintenance(self, on: bool) -> None:
         """While on, every call raises `TrackerOffline` (an admin's maintenance window)."""
@@ -419,34 +387,7 @@ class EmbeddedTracker:
             self._log(s, source.project, source.id, as_user, "link", data, utcnow())
             return str(link.id)
 
-    def issue_types(self, project: str) -> list[str]:
-        return list(ISSUE_TYPES)
-
-    def statuses(self, project: str) -> list[str]:
-        return list(STATUSES)
-
-    def field_names(self, project: str) -> dict[str, str]:
-        """Field name -> kind (standard fields and this project's custom fields)."""
-        kinds = {
-            "summary": "text",
-            "description": "text",
-            "priority": "select",
-            "labels": "labels",
-            "assignee": "user",
-            "reporter": "user",
-            "due_date": "date",
-        }
-        with self.db.session() as s:
-            kinds.update(self._custom_kinds(s, project))
-        return kinds
-
     # -- helpers --------------------------------------------------------------------------
-
-    def _project(self, s: Session, key: str) -> Project:
-        project = s.get(Project, key)
-        if project is None:
-            raise BackboneError(f"project {key} does not exist")
-        return project
 
     def _row(self, s: Session, issue_id: str) -> Row[Any] | None:
         """The issue's row (columns as attributes), read through the session's connection."""
@@ -461,59 +402,6 @@ class EmbeddedTracker:
         if issue is None:
             raise TrackerRefused(f"issue {issue_id} does not exist")
         return issue
-
-    def _custom_kinds(self, s: Session, project: str | None) -> dict[str, str]:
-        """Custom field name -> kind, cached briefly (fields are added rarely)."""
-        now = time.monotonic()
-        cached = self._kinds_cache.get(project or "")
-        if cached is not None and now - cached[0] < KINDS_CACHE_SECONDS:
-            return cached[1]
-        rows = s.exec(select(CustomField).where(CustomField.project == project)).all()
-        kinds = {row.name: row.kind for row in rows}
-        self._kinds_cache[project or ""] = (now, kinds)
-        return kinds
-
-    def _check_custom(self, s: Session, project: str, name: str, kind: str, value: Any) -> Any:
-        if value is None:
-            return None
-        if kind == "number":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                try:
-                    value = float(value)
-                except (TypeError, ValueError):
-                    raise TrackerRefused(f"field {name!r} expects a number, got {value!r}") from None
-            return value
-        if kind == "select":
-            row = s.exec(
-                select(CustomField).where(CustomField.project == project, CustomField.name == name)
-            ).one()
-            options = json.loads(row.options)
-            if value not in options:
-                raise TrackerRefused(f"field {name!r}: {value!r} is not one of {options}")
-            return value
-        return str(value)
-
-    def _check_standard(self, name: str, value: Any) -> Any:
-        if name not in STANDARD_FIELDS:
-            raise TrackerRefused(f"unknown field {name!r}")
-        if name == "priority" and value not in PRIORITIES:
-            raise TrackerRefused(f"priority {value!r} is not one of {', '.join(PRIORITIES)}")
-        if name == "labels":
-            if isinstance(value, str):
-                value = [part for part in value.replace(",", " ").split() if part]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise TrackerRefused(f"labels expect a list of words, got {value!r}")
-            return sorted(set(value))
-        if name == "due_date" and value not in (None, ""):
-            try:
-                return date.fromisoformat(str(value)).isoformat()
-            except ValueError:
-                raise TrackerRefused(f"due_date expects YYYY-MM-DD, got {value!r}") from None
-        if name in ("assignee", "due_date") and value == "":
-            return None
-        if name in ("summary", "description", "reporter") and value is None:
-            return "" if name == "description" else value
-        return value if value is None else str(value)
 
     def _log(
         self,
