@@ -207,25 +207,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     p.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
 
-    actions = _group(sub, "config", "mapping configuration", _config)
+    actions = _group(
+        sub,
+        "config",
+        "mapping configuration: the draft, publishing, the partner's versions",
+        _config,
+        "backbone config export ACME-GLOBEX-1 -o acme.toml     edit it, then:",
+        "backbone config import ACME-GLOBEX-1 acme.toml",
+        "backbone config publish ACME-GLOBEX-1 --message 'Severity is shared now'",
+    )
+    side_help = "local synchronizations: which side"
     p = _sub(
         actions,
         "export",
-        "print (or write) this side's configuration",
+        "print (or write) this side's draft (the secondary's: a template to bind)",
         "backbone config export ACME-GLOBEX-1 -o acme.toml",
     )
     p.add_argument("key")
     p.add_argument("-o", "--output", help="write to this file instead of printing")
-    p.add_argument("--project", dest="side_project", help="local synchronizations: which side")
+    p.add_argument("--project", dest="side_project", help=side_help)
     p = _sub(
         actions,
         "import",
-        "replace this side's configuration from a file",
+        "replace this side's draft from a file (the version in force stays)",
         "backbone config import ACME-GLOBEX-1 acme.toml",
     )
     p.add_argument("key")
     p.add_argument("file", help="a TOML file as 'config export' writes it")
-    p.add_argument("--project", dest="side_project", help="local synchronizations: which side")
+    p.add_argument("--project", dest="side_project", help=side_help)
+    p = _sub(
+        actions,
+        "diff",
+        "the draft against the version in force, per mapping",
+        "backbone config diff ACME-GLOBEX-1",
+    )
+    p.add_argument("key")
+    p.add_argument("--project", dest="side_project", help=side_help)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _sub(
+        actions,
+        "publish",
+        "primary: send the draft to the partner; secondary: put the bound version in force",
+        "backbone config publish ACME-GLOBEX-1 --message 'Priorities are synced too'",
+        "backbone config publish ACME-GLOBEX-1 --start        (secondary)",
+    )
+    p.add_argument("key")
+    p.add_argument("-m", "--message", default="", help="primary: what changed, for the partner (required)")
+    p.add_argument("--start", action="store_true", help="start synchronizing once the version is in force")
+    p.add_argument("--project", dest="side_project", help=side_help)
+    p = _sub(
+        actions,
+        "incoming",
+        "secondary: the partner's new version, its message and what it changes",
+        "backbone config incoming ACME-GLOBEX-1",
+    )
+    p.add_argument("key")
+    p.add_argument("--project", dest="side_project", help=side_help)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _sub(
+        actions,
+        "history",
+        "every version that was in force on this side",
+        "backbone config history ACME-GLOBEX-1 --json",
+    )
+    p.add_argument("key")
+    p.add_argument("--project", dest="side_project", help=side_help)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     actions = _group(
         sub,
@@ -812,16 +859,47 @@ def _spaced(fingerprint: str) -> str:
 
 
 def _config(inst: Installation, args: argparse.Namespace) -> int:
+    key, side = args.key, args.side_project
     if args.action == "export":
-        text = inst.config_export(args.key, args.side_project)
+        text = inst.config_export(key, side)
         if args.output:
             Path(args.output).write_text(text)
             print(f"written to {args.output}")
         else:
             sys.stdout.write(text)
-        return EXIT_OK
-    inst.config_import(args.key, args.file, args.side_project)
-    print(f"{args.key}: configuration imported from {args.file}")
+    elif args.action == "import":
+        inst.config_import(key, args.file, side)
+        print(f"{key}: draft imported from {args.file} (config diff shows it, config publish sends it)")
+    elif args.action == "diff":
+        changes = inst.config_diff(key, side)
+        if args.json:
+            print(json.dumps([vars(change) for change in changes], indent=2))
+        else:
+            print("\n".join(change.line() for change in changes) or "no changes against the version in force")
+    elif args.action == "publish":
+        info = inst.publish_config(key, args.message, side, start=args.start)
+        print(f"{key}: {info.status}: {info.status_detail}")
+    elif args.action == "incoming":
+        incoming = inst.config_incoming(key, side)
+        if args.json:
+            print(json.dumps(incoming.to_dict() if incoming else None, indent=2))
+        elif incoming is None:
+            print(f"{key}: no new version from the partner")
+        else:
+            print(f"version {incoming.version} from the partner (version {incoming.in_force} in force here)")
+            print(f"message: {incoming.message}")
+            for change in incoming.changes:
+                print(f"  {change.line()}")
+            print(f"next: backbone config export {key} -o bind.toml; edit; config import; config publish")
+    else:
+        versions = inst.config_history(key, side)
+        if args.json:
+            print(json.dumps([version.to_dict() for version in versions], indent=2))
+        for version in versions if not args.json else []:
+            narrowed = ", ".join(f"{k} {v}" for k, v in sorted(version.narrowed.items()))
+            print(f"{version.version:>4}  {version.at}  {version.author:<9}  {version.message}")
+            if narrowed:
+                print(f"      narrowed: {narrowed}")
     return EXIT_OK
 
 

@@ -130,6 +130,8 @@ class Reason(StrEnum):
     HELD_BEHIND_ERROR = "HELD_BEHIND_ERROR"
     CONFIG_PENDING = "CONFIG_PENDING"
     CONFIG_UNKNOWN = "CONFIG_UNKNOWN"
+    CONFIG_OUTDATED = "CONFIG_OUTDATED"  # a CONFIG not newer than the version known here
+    CONFIG_VERSION_UNKNOWN = "CONFIG_VERSION_UNKNOWN"  # a CONFIG_ACK for a version never published
     PARENT_MISSING = "PARENT_MISSING"
     # applying a change to the tracker
     ISSUE_NOT_SYNCED = "ISSUE_NOT_SYNCED"
@@ -158,6 +160,13 @@ class Reason(StrEnum):
 
 # as plain text collections: screens and queries look values up by the text they read back
 ALL_STATUSES: tuple[str, ...] = tuple(SyncStatus)
+#: the pairing is complete: configuration messages are taken
+PAIRED_STATUSES: tuple[str, ...] = (
+    SyncStatus.STOPPED,
+    SyncStatus.RUNNING,
+    SyncStatus.WAITING_FOR_PARTNER,
+    SyncStatus.UPDATE_REQUIRED,
+)
 DRAFT_STATES: tuple[str, ...] = tuple(DraftState)
 ALL_FOLDERS: tuple[str, ...] = tuple(Folder)
 HOLD_FOLDERS: frozenset[str] = frozenset({Folder.ERROR, Folder.MISSING})  # kept per issue, in sub-folders

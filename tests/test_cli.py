@@ -174,8 +174,36 @@ def test_pairing_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     for home in (a, b):
         code, out, _ = cli(capsys, "--home", home, "sync", "list", "--json")
         assert [s["status"] for s in json.loads(out)] == ["STOPPED"]
+    # the primary publishes its terms, the secondary binds them: then both may start
+    code, _, err = cli(capsys, "--home", a, "sync", "start", "ACME-GLOBEX-1")
+    assert code == 1 and "no configuration in force yet" in err
+    code, _, err = cli(capsys, "--home", a, "config", "publish", "ACME-GLOBEX-1")
+    assert code == 1 and err.startswith("backbone: --message: a message for the partner is required")
+    code, out, _ = cli(capsys, "--home", a, "config", "publish", "ACME-GLOBEX-1", "-m", "First terms")
+    assert code == 0 and "WAITING FOR PARTNER" in out
+    for _ in range(2):
+        cli(capsys, "--home", a, "run", "--once")
+        cli(capsys, "--home", b, "run", "--once")
+    code, out, _ = cli(capsys, "--home", b, "config", "incoming", "ACME-GLOBEX-1", "--json")
+    incoming = json.loads(out)
+    assert (incoming["version"], incoming["in_force"], incoming["message"]) == (1, 0, "First terms")
+    assert {change["how"] for change in incoming["changes"]} == {"added"}
+    template = tmp_path / "bind.toml"
+    cli(capsys, "--home", b, "config", "export", "ACME-GLOBEX-1", "-o", str(template))
+    assert "<- new: put a local name" in template.read_text()
+    code, _, err = cli(capsys, "--home", b, "config", "publish", "ACME-GLOBEX-1")
+    assert code == 1 and "bind issue type" in err
+    binding = tmp_path / "binding.toml"  # both trackers name their fields alike here
+    cli(capsys, "--home", a, "config", "export", "ACME-GLOBEX-1", "-o", str(binding))
+    assert cli(capsys, "--home", b, "config", "import", "ACME-GLOBEX-1", str(binding))[0] == 0
+    code, out, _ = cli(capsys, "--home", b, "config", "publish", "ACME-GLOBEX-1", "--start")
+    assert code == 0 and "RUNNING" in out
+    for _ in range(2):
+        cli(capsys, "--home", a, "run", "--once")
+        cli(capsys, "--home", b, "run", "--once")
+    code, out, _ = cli(capsys, "--home", a, "sync", "list", "--json")
+    assert [s["status"] for s in json.loads(out)] == ["STOPPED"]
     assert cli(capsys, "--home", a, "sync", "start", "--status", "STOPPED")[0] == 0
-    assert cli(capsys, "--home", b, "sync", "start", "ACME-GLOBEX-1")[0] == 0
     code, _, err = cli(capsys, "--home", b, "sync", "start", "ACME-GLOBEX-1")
     assert code == 1 and "RUNNING" in err
     cli(capsys, "--home", a, "issue", "create", "--project", "ACME", "--type", "Task", "--summary", "via cli")
@@ -187,7 +215,7 @@ def test_pairing_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
     code, out, _ = cli(capsys, "--home", b, "messages", "ACME-GLOBEX-1", "--json")
     assert {m["folder"] for m in json.loads(out)} == {"PROCESSED", "SENT"}
     code, out, _ = cli(capsys, "--home", a, "sync", "list", "--json")
-    assert json.loads(out)[0]["folders"]["SENT"] == 2  # PING and the issue
+    assert json.loads(out)[0]["folders"]["SENT"] == 3  # PING, CONFIG and the issue
     exported = tmp_path / "acme.toml"
     assert cli(capsys, "--home", a, "config", "export", "ACME-GLOBEX-1", "-o", str(exported))[0] == 0
     assert cli(capsys, "--home", a, "config", "import", "ACME-GLOBEX-1", str(exported))[0] == 0

@@ -17,7 +17,7 @@ from engine.domain.envelope import bundle_text
 from engine.runtime.demo import Demo
 from engine.runtime.engine import Engine, wait_until
 from engine.trust.gpg import DEFAULT_MAX_PLAINTEXT_BYTES
-from engine.vocab import Folder
+from engine.vocab import Folder, SyncStatus
 
 from .conftest import issue_by_summary, sync_all
 from .hostile import compression_bomb
@@ -237,7 +237,16 @@ def test_a_newer_config_version_waits_and_a_never_published_one_is_held(paired: 
     assert seen["2.bac"] == (Folder.WAITING, "SEQ_GAP")
     assert seen["0.bac"] == (Folder.ERROR, "CONFIG_UNKNOWN")
     assert issue_by_summary(paired.globex, "GLOBEX", "newer config") is None
-    paired.globex.config_import_text(paired.key, paired.globex.config_export(paired.key), "again")
+    # the primary publishes version 2; once the secondary has bound it, what waited applies
+    draft = paired.acme.config_export(paired.key).replace('direction = "to_partner"', 'direction = "both"')
+    paired.acme.config_import_text(paired.key, draft, "v2.toml")
+    paired.acme.publish_config(paired.key, "the customer travels both ways")
+    sync_all(paired)
+    assert paired.globex.sync_info(paired.key).status == SyncStatus.UPDATE_REQUIRED
+    assert reasons(paired)["1.bac"] == (Folder.WAITING, "CONFIG_PENDING")
+    template = paired.globex.config_export(paired.key)  # keeps what version 1 bound
+    paired.globex.config_import_text(paired.key, template, "bind.toml")
+    paired.globex.publish_config(paired.key, start=True)
     run_globex(paired)
     assert reasons(paired)["1.bac"] == reasons(paired)["2.bac"] == (Folder.PROCESSED, "")
     assert issue_by_summary(paired.globex, "GLOBEX", "then this") is not None

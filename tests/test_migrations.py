@@ -16,6 +16,8 @@ from backbone_tui.cli import main
 from engine.service.installation import Installation
 from engine.store import migrations
 
+BASELINE = "0001_baseline"
+
 
 def test_the_revisions_build_what_the_models_describe(tmp_path: Path) -> None:
     """A model change without its revision fails here (a new home takes the models' tables)."""
@@ -39,9 +41,11 @@ def test_a_home_made_before_migrations_is_stamped_and_opens(
     inst.tracker.create_project("ACME", "Acme")
     inst.tracker.create_issue("ACME", "Task", {"summary": "kept"}, as_user="alice")
     inst.close()
-    with sqlite3.connect(home / "backbone.db") as connection:  # as today's code left it
-        connection.execute("DROP TABLE alembic_version")
-    connection.close()
+    engine = create_engine(f"sqlite:///{home / 'backbone.db'}")
+    with engine.begin() as old:  # the schema homes had before migrations, as they left it
+        command.downgrade(migrations._config(old), BASELINE)
+        old.exec_driver_sql("DROP TABLE alembic_version")
+    engine.dispose()
     assert main(["--home", str(home), "issue", "list"]) == 0
     assert "kept" in capsys.readouterr().out
     with sqlite3.connect(home / "backbone.db") as connection:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,9 +208,13 @@ def parse_config(text: str, source: str) -> MappingConfig:
         extra = sorted(set(entry) - {"id", "local", "kind", "direction", "values", "default"})
         if extra:
             raise BackboneError(f"{source}: {where}: unknown key(s) {', '.join(extra)}")
-        for key in ("id", "local"):
-            if not isinstance(entry.get(key), str) or not entry[key]:
-                raise fail(f"{where} {key}", "a non-empty string", entry.get(key))
+        if not isinstance(entry.get("id"), str) or not entry["id"]:
+            raise fail(f"{where} id", "a non-empty string", entry.get("id"))
+        unbound_off = entry.get("local") == "" and entry.get("direction") == "off"  # not synced here
+        if not isinstance(entry.get("local"), str) or not (entry["local"] or unbound_off):
+            raise fail(
+                f"{where} local", 'a non-empty string (or "" with direction = "off")', entry.get("local")
+            )
         if entry["id"] in seen_ids:
             raise BackboneError(f"{source}: {where}: mapping id {entry['id']!r} used twice")
         seen_ids.add(entry["id"])
@@ -227,7 +233,7 @@ def parse_config(text: str, source: str) -> MappingConfig:
         if default is not None and (not isinstance(default, str) or (values and default not in values)):
             raise fail(f"{where} default", "one of the local values", default)
         fields.append(FieldMapping(entry["id"], entry["local"], kind, direction, dict(values), default))
-    locals_ = [f.local for f in fields]
+    locals_ = [f.local for f in fields if f.local]
     dupes = sorted({name for name in locals_ if locals_.count(name) > 1})
     if dupes:
         raise BackboneError(f"{source}: local field(s) {', '.join(dupes)} mapped twice")
@@ -265,28 +271,65 @@ def check_against(
                 f"(expected one of {', '.join(statuses)})"
             )
     for mapping in config.fields:
+        if not mapping.local:
+            continue  # unbound and off
         if mapping.local not in field_kinds:
             raise BackboneError(
                 f"{source}: field mapping {mapping.id!r}: {mapping.local!r} is not a field here "
                 f"(expected one of {', '.join(sorted(field_kinds))})"
             )
+        here = field_kinds[mapping.local]
+        if here != mapping.kind:
+            raise BackboneError(
+                f"{source}: field mapping {mapping.id!r}: {mapping.local!r} is a {here} field here, "
+                f"the mapping is {mapping.kind} (expected a {mapping.kind} field)"
+            )
 
 
-def identity_config(
-    *, issue_types: list[str], statuses: list[str], field_kinds: dict[str, str]
-) -> MappingConfig:
-    """A default that maps every type, status and field of this tracker to an id of its name."""
+@dataclass(frozen=True)
+class TrackerSchema:
+    """What one project of a tracker offers to map: the input of a default configuration."""
 
-    def slug(name: str) -> str:
-        return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    issue_types: list[str]
+    statuses: list[str]
+    field_kinds: dict[str, str]
+    options: dict[str, list[str]]  # select field -> its values
 
+    def common(self, other: TrackerSchema) -> TrackerSchema:
+        """What both projects have under the same names (and, for fields, the same kind)."""
+        kinds = {n: k for n, k in self.field_kinds.items() if other.field_kinds.get(n) == k}
+        return TrackerSchema(
+            [t for t in self.issue_types if t in other.issue_types],
+            [s for s in self.statuses if s in other.statuses],
+            kinds,
+            {
+                n: [v for v in vs if v in other.options.get(n, [])]
+                for n, vs in self.options.items()
+                if n in kinds
+            },
+        )
+
+
+def new_mapping_id(prefix: str) -> str:
+    """A mapping or value id that reveals nothing about the name it stands for."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def generated_config(schema: TrackerSchema, new_id: Callable[[str], str] = new_mapping_id) -> MappingConfig:
+    """The default: every issue type, status and field (but the reporter) mapped both ways under
+    generated ids; select fields with a value table of generated value ids."""
     fields = tuple(
-        FieldMapping(id=slug(name), local=name, kind=kind if kind in FIELD_KINDS else "text")
-        for name, kind in field_kinds.items()
+        FieldMapping(
+            id=new_id("f"),
+            local=name,
+            kind=kind if kind in FIELD_KINDS else "text",
+            values={value: new_id("v") for value in schema.options.get(name, [])} if kind == "select" else {},
+        )
+        for name, kind in schema.field_kinds.items()
         if name != "reporter"
     )
     return MappingConfig(
-        issue_types={t: slug(t) for t in issue_types},
-        statuses={s: slug(s) for s in statuses},
+        issue_types={t: new_id("t") for t in schema.issue_types},
+        statuses={s: new_id("s") for s in schema.statuses},
         fields=fields,
     )

@@ -65,6 +65,7 @@ class _Applier:
         self.created_issue = False
         self.states: list[tuple[str, Any, str]] = []
         self.conflicts: list[str] = []
+        self.notes: list[str] = []  # what was ignored, for the issue's history
 
     def apply(self) -> None:
         body = self.env.body
@@ -138,7 +139,16 @@ class _Applier:
         """Local field values to write, after mapping and the newest-wins rule."""
         fields: dict[str, Any] = {}
         for mapping_id, change in changes.items():
-            mapping = self.config.field_by_id(mapping_id)
+            try:
+                mapping = self.config.field_by_id(mapping_id)
+            except ApplyError:
+                if self.env.config >= self.side.config_version:
+                    raise
+                self.notes.append(  # built under an older version that still had this mapping
+                    f"field {mapping_id}: not in configuration version {self.side.config_version}; "
+                    f"the value sent under version {self.env.config} was ignored"
+                )
+                continue
             value, at, base = _change(change, mapping_id)
             if not mapping.receives:
                 continue
@@ -259,12 +269,13 @@ class _Applier:
                         **values,
                     },
                 )
-        for text in self.conflicts:
-            s.add(
-                History(
-                    side_id=self.side.id, pair_id=self.pair.pair_id, at=utcnow(), kind="conflict", text=text
+        for kind, texts in (("conflict", self.conflicts), ("ignored", self.notes)):
+            for text in texts:
+                s.add(
+                    History(
+                        side_id=self.side.id, pair_id=self.pair.pair_id, at=utcnow(), kind=kind, text=text
+                    )
                 )
-            )
 
 
 def _dict(body: dict[str, Any], name: str) -> dict[str, Any]:

@@ -180,14 +180,19 @@ class ApplyStep:
                     s, moves, side, row, Folder.OUTDATED, None, Reason.DUPLICATE, "seen before"
                 )
             else:
+                version = side.config_version
                 try:
-                    outgoing = self.p.control_handler(s, side, envelope)
+                    with s.begin_nested():  # a refusal undoes what the handler changed before it
+                        outgoing = self.p.control_handler(s, side, envelope)
                 except ReasonError as exc:
                     outgoing = []
                     self.p.ledger.move_in_tx(s, moves, side, row, Folder.REJECTED, None, exc.code, exc.text)
                 else:
-                    queued = [self.p.ledger.queue(s, self._fresh(s, side), out) for out in outgoing]
+                    self._fresh(s, side)
+                    queued = [self.p.ledger.queue(s, side, out) for out in outgoing]
                     self.p.ledger.move_in_tx(s, moves, side, row, Folder.PROCESSED, None, "", "")
+                    if side.config_version != version:  # what waited for this version may go now
+                        work.later(lambda: self.p.operator.release_config_pending(side))
         if queued:
             work.later(lambda: self.p.ledger.write_send_files(side, queued))
         work.later(lambda: self.p.ledger.publish_status(side.sync_key))
@@ -200,7 +205,7 @@ class ApplyStep:
         side.partner_fingerprint = row.partner_fingerprint
         side.pairing_secret = row.pairing_secret
         side.mail_settings = row.mail_settings
-        side.config_version = row.config_version
+        side.config_version, side.config_text = row.config_version, row.config_text
         return side
 
     def _process_issue(self, side: SideCtx, row: Message, env: Envelope, work: Work) -> list[Message]:

@@ -45,9 +45,9 @@ class Work:
 
     def __init__(self) -> None:
         self.moves: list[_Move] = []
-        self.after: list[Callable[[], None]] = []
+        self.after: list[Callable[[], object]] = []
 
-    def later(self, action: Callable[[], None]) -> None:
+    def later(self, action: Callable[[], object]) -> None:
         """Run `action` once the unit has committed."""
         self.after.append(action)
 

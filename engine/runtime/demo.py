@@ -106,8 +106,13 @@ def pair_installations(
         engines,
         until=lambda: all(inst.sync_info(info.key).status == SyncStatus.STOPPED for inst in (acme, globex)),
     )
+    # the primary publishes its mappings; the secondary binds them to its own names
     acme.config_import_text(info.key, default_config("acme"), "demo-acme.toml")
+    acme.publish_config(info.key, "Defects, tasks and stories with their sub-tasks; customer and impact.")
+    settle(engines, until=lambda: globex.sync_info(info.key).status == SyncStatus.UPDATE_REQUIRED)
     globex.config_import_text(info.key, default_config("globex"), "demo-globex.toml")
+    globex.publish_config(info.key)
+    settle(engines, until=lambda: acme.sync_info(info.key).status == SyncStatus.STOPPED)
     if start:
         acme.start([info.key])
         globex.start([info.key])

@@ -23,6 +23,7 @@ from engine.events import EventBus, SyncChanged
 from engine.pipeline.control import handle_control
 from engine.pipeline.core import Pipeline
 from engine.pipeline.records import Outgoing
+from engine.service.configuration import Configuration
 from engine.service.lifecycle import Lifecycle
 from engine.service.mailboxes import Mailboxes
 from engine.service.pairing import Pairing
@@ -81,6 +82,7 @@ class Installation:
         self.queries = Queries(self)
         self.pairing = Pairing(self)
         self.lifecycle = Lifecycle(self)
+        self.configuration = Configuration(self)
         self.troubleshooting = Troubleshooting(self)
         self.mailboxes = Mailboxes(self)
         self.list_syncs = self.queries.list_syncs
@@ -99,9 +101,13 @@ class Installation:
         self.stop = self.lifecycle.stop
         self.edit = self.lifecycle.edit
         self.delete = self.lifecycle.delete
-        self.config_export = self.lifecycle.config_export
-        self.config_import = self.lifecycle.config_import
-        self.config_import_text = self.lifecycle.config_import_text
+        self.config_export = self.configuration.export
+        self.config_import = self.configuration.import_file
+        self.config_import_text = self.configuration.import_text
+        self.config_diff = self.configuration.diff
+        self.config_incoming = self.configuration.incoming
+        self.config_history = self.configuration.history
+        self.publish_config = self.configuration.publish
         self.resolve_pair = self.troubleshooting.resolve_pair
         self.retry = self.troubleshooting.retry
         self.skip = self.troubleshooting.skip

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlmodel import col, delete
 
-from engine.config.mapping import check_against, parse_config
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError
 from engine.service.rules import _check_name
@@ -54,6 +52,9 @@ class Lifecycle:
                 if sync.status != wanted_from:
                     action = "started" if start else "stopped"
                     raise BackboneError(f"{key} is {sync.status}: only a {wanted_from} one can be {action}")
+                problems = self.i.configuration.problems_before_start(key) if start else []
+                if problems:
+                    raise BackboneError(f"{key} cannot start: {'; '.join(problems)}")
                 rows.append(sync)
             for sync in rows:
                 sync.status = new
@@ -118,41 +119,6 @@ class Lifecycle:
             archive = self.i.paths.data / "deleted" / f"{key}-{utcnow():%Y%m%dT%H%M%S}"
             archive.parent.mkdir(exist_ok=True)
             folder.rename(archive)
-        self.i._changed(key)
-
-    def config_export(self, key: str, project: str | None = None) -> str:
-        """This side's configuration as TOML text."""
-        side = self._one_side(key, project)
-        return side.config_text
-
-    def config_import(self, key: str, path: str | Path, project: str | None = None) -> None:
-        """Replace this side's configuration from a TOML file, checked against the tracker."""
-        side = self._one_side(key, project)
-        source = Path(path)
-        try:
-            text = source.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BackboneError(f"{source}: cannot read ({exc})") from None
-        self.config_import_text(key, text, str(source), project=side.project)
-
-    def config_import_text(self, key: str, text: str, source: str, project: str | None = None) -> None:
-        """Replace this side's configuration from TOML text; `source` names it in errors."""
-        side = self._one_side(key, project)
-        config = parse_config(text, source)
-        check_against(
-            config,
-            source,
-            issue_types=self.i.tracker.issue_types(side.project),
-            statuses=self.i.tracker.statuses(side.project),
-            field_kinds=self.i.tracker.field_names(side.project),
-        )
-        with self.i.db.write() as s:
-            row = s.get(SyncSide, side.id)
-            assert row is not None
-            row.config_text = text
-            row.config_version += 1
-            s.add(row)
-        self.i.pipeline.release_config_pending(self.i.pipeline.side(side.id))
         self.i._changed(key)
 
     def _one_side(self, key: str, project: str | None) -> SideCtx:

@@ -14,7 +14,8 @@ from sqlmodel import select
 
 from engine.channels import channel_fields
 from engine.channels.email import MailSettings
-from engine.config.mapping import identity_config
+from engine.config.mapping import TrackerSchema, generated_config
+from engine.config.terms import Terms
 from engine.domain.envelope import load_json
 from engine.errors import BackboneError, FieldError, RejectedError
 from engine.pipeline.records import Outgoing
@@ -32,6 +33,7 @@ from engine.service.rules import (
 from engine.service.views import SyncInfo
 from engine.store import fsutil
 from engine.store.models import (
+    ConfigVersion,
     Synchronization,
     SyncSide,
 )
@@ -63,12 +65,15 @@ class Pairing:
         if project not in {key for key, _ in self.i.tracker.projects()}:
             raise FieldError("project", f"project {project} does not exist here (create it first)")
 
-    def _default_config_text(self, project: str) -> str:
-        return identity_config(
-            issue_types=self.i.tracker.issue_types(project),
-            statuses=self.i.tracker.statuses(project),
-            field_kinds=self.i.tracker.field_names(project),
-        ).to_toml()
+    def _schema(self, project: str) -> TrackerSchema:
+        tracker = self.i.tracker
+        kinds = tracker.field_names(project)
+        return TrackerSchema(
+            tracker.issue_types(project),
+            tracker.statuses(project),
+            kinds,
+            {name: tracker.field_options(project, name) for name, kind in kinds.items() if kind == "select"},
+        )
 
     def _prepare_channel(
         self, protocol: str, key: str, exchange: str | Path | None, mail: MailSettings | None, address: str
@@ -96,8 +101,6 @@ class Pairing:
             folder=f"{project}-{n}",
             role=role,
             endpoint=endpoint,
-            config_version=1,
-            config_text=self._default_config_text(project),
             **fields,
         )
         return side
@@ -151,6 +154,7 @@ class Pairing:
             partner_project=partner_project or "",
             own_fingerprint=fingerprint,
             own_key_expires=expires,
+            draft_text=generated_config(self._schema(project)).to_toml(),  # published once paired
         )
         staging = self._stage_handshake(sync, side, out)
         try:
@@ -375,6 +379,11 @@ class Pairing:
             created=utcnow(),
             status_detail="configure and start",
         )
+        # one installation is the authority for both sides: version 1 is in force at once, on
+        # what both projects have under the same names (the rest is configured by publishing)
+        config = generated_config(self._schema(project).common(self._schema(partner_project)))
+        text, terms = config.to_toml(), json.dumps(Terms.of(config).to_body(), sort_keys=True)
+        in_force: dict[str, Any] = {"config_version": 1, "config_text": text, "terms_json": terms}
         first = self._add_side(
             sync,
             project,
@@ -382,6 +391,7 @@ class Pairing:
             f"{self.i.id}/1",
             partner_endpoint=f"{self.i.id}/2",
             partner_project=partner_project,
+            **in_force,
         )
         with self.i.db.write() as s:
             s.add(sync)
@@ -393,9 +403,24 @@ class Pairing:
             f"{self.i.id}/2",
             partner_endpoint=f"{self.i.id}/1",
             partner_project=project,
+            **in_force,
         )
         with self.i.db.write() as s:
             s.add(second)
+            s.flush()
+            for side in (first, second):
+                s.add(
+                    ConfigVersion(
+                        side_id=side.id or 0,
+                        version=1,
+                        terms_json=terms,
+                        config_text=text,
+                        message="the default at creation: what both projects have under the same names",
+                        author=Role.PRIMARY,
+                        narrowed="{}",
+                        at=utcnow(),
+                    )
+                )
         self._ensure_folders(key)
         return self.i.queries.sync_info(key)
 

@@ -126,8 +126,15 @@ class SyncSide(SQLModel, table=True):
     partner_project: str = ""
     exchange: str | None = None  # file protocol: folder with SEND and RECEIVE
     cursor: int = 0  # last change-log id handled
-    config_version: int = 0
-    config_text: str = ""
+    config_version: int = 0  # the version in force (0: none yet)
+    config_text: str = ""  # this side's mapping file of the version in force
+    terms_json: str = ""  # the shared terms of the version in force (JSON)
+    draft_text: str = ""  # the draft beside it ("" : none, export shows the version in force)
+    pending_version: int = 0  # published (primary) or received (secondary), not yet in force
+    pending_text: str = ""  # primary: the mapping file it published
+    pending_terms: str = ""  # the terms of the pending version (JSON)
+    pending_message: str = ""  # the primary's message with it
+    start_when_in_force: bool = False  # run once the pending version is in force
     pairing_secret: str = ""
     own_fingerprint: str = ""
     partner_fingerprint: str = ""  # pinned at pairing; every later message must be signed by it
@@ -206,6 +213,20 @@ class History(SQLModel, table=True):
     at: datetime
     kind: str
     text: str
+
+
+class ConfigVersion(SQLModel, table=True):
+    """A configuration version that was put in force on one side (the history)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    side_id: int = Field(index=True)
+    version: int
+    terms_json: str
+    config_text: str
+    message: str
+    author: str  # primary | secondary: who published it
+    narrowed: str  # JSON: mapping id -> the direction the secondary narrowed it to
+    at: datetime
 
 
 class Installation(SQLModel, table=True):

@@ -141,3 +141,6 @@ class Tracker(Protocol):
 
     def field_names(self, project: str) -> dict[str, str]:
         """Field name -> kind (text, number, select, ...) of `project`."""
+
+    def field_options(self, project: str, name: str) -> list[str]:
+        """The values a select field of `project` allows ([] for a field of another kind)."""

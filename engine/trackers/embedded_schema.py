@@ -81,6 +81,16 @@ class EmbeddedSchema:
             kinds.update(self._custom_kinds(s, project))
         return kinds
 
+    def field_options(self, project: str, name: str) -> list[str]:
+        """The values a select field allows: the priorities, or a custom field's options."""
+        if name == "priority":
+            return list(PRIORITIES)
+        with self.db.session() as s:
+            row = s.exec(
+                select(CustomField).where(CustomField.project == project, CustomField.name == name)
+            ).first()
+        return list(json.loads(row.options)) if row is not None and row.kind == "select" else []
+
     def _project(self, s: Session, key: str) -> Project:
         project = s.get(Project, key)
         if project is None:

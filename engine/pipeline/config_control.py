@@ -1,0 +1,123 @@
+"""Configuration messages (SPEC section 4): the primary's `CONFIG` and the secondary's `CONFIG_ACK`.
+
+`CONFIG` (primary -> secondary) carries version N+1 of the terms and the primary's message; the
+secondary keeps it pending (`UPDATE REQUIRED`) until its admin has bound it and published.
+`CONFIG_ACK` (secondary -> primary) says the secondary has version N+1 in force, and what it
+narrowed; the primary then puts the version it published in force too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlmodel import Session
+
+from engine.config.terms import WITHIN, Terms
+from engine.domain.envelope import Envelope
+from engine.domain.side import SideCtx
+from engine.errors import RejectedError
+from engine.pipeline.records import Outgoing
+from engine.store.models import ConfigVersion, Synchronization, SyncSide
+from engine.trackers.base import utcnow
+from engine.vocab import PAIRED_STATUSES, MessageType, Reason, Role, SyncStatus
+
+MAX_MESSAGE_CHARS = 4000
+
+
+def config_body(version: int, message: str, terms: Terms) -> dict[str, Any]:
+    """The body of a `CONFIG` message."""
+    return {"version": version, "message": message, "terms": terms.to_body()}
+
+
+def ack_body(version: int, narrowed: dict[str, str]) -> dict[str, Any]:
+    """The body of a `CONFIG_ACK` message."""
+    return {"version": version, "narrowed": dict(narrowed)}
+
+
+def put_in_force(s: Session, row: SyncSide, *, author: str, narrowed: dict[str, str]) -> None:
+    """Make the pending version the one in force, and keep it in the history."""
+    row.config_text = row.pending_text
+    row.config_version = row.pending_version
+    row.terms_json = row.pending_terms
+    s.add(
+        ConfigVersion(
+            side_id=row.id or 0,
+            version=row.pending_version,
+            terms_json=row.pending_terms,
+            config_text=row.pending_text,
+            message=row.pending_message,
+            author=author,
+            narrowed=json.dumps(narrowed, sort_keys=True),
+            at=utcnow(),
+        )
+    )
+    row.pending_version, row.pending_text, row.pending_terms = 0, "", ""
+    row.pending_message, row.draft_text = "", ""
+    s.add(row)
+
+
+def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoing]:
+    """Take a `CONFIG` or `CONFIG_ACK` from the partner; anything out of turn is `REJECTED`."""
+    sync = s.get(Synchronization, side.sync_key)
+    row = s.get(SyncSide, side.id)
+    assert sync is not None and row is not None
+    if sync.status not in PAIRED_STATUSES:
+        raise RejectedError(Reason.NOT_PAIRED, f"a {envelope.type} before the pairing is complete")
+    version = _version(envelope.body)
+    if envelope.type == MessageType.CONFIG:
+        if side.role != Role.SECONDARY:
+            raise RejectedError(
+                Reason.UNEXPECTED_MESSAGE, "a CONFIG from the secondary: only the primary defines mappings"
+            )
+        if version <= max(row.config_version, row.pending_version):
+            raise RejectedError(
+                Reason.CONFIG_OUTDATED,
+                f"CONFIG version {version} is not newer than version "
+                f"{max(row.config_version, row.pending_version)} known here",
+            )
+        message = envelope.body.get("message")
+        if not isinstance(message, str) or not message.strip() or len(message) > MAX_MESSAGE_CHARS:
+            raise RejectedError(
+                Reason.BODY_INVALID, f"CONFIG message: expected 1-{MAX_MESSAGE_CHARS} characters"
+            )
+        terms = Terms.from_body(envelope.body.get("terms"))
+        row.pending_version, row.pending_terms = version, json.dumps(terms.to_body(), sort_keys=True)
+        row.pending_message, row.pending_text, row.draft_text = message, "", ""
+        s.add(row)
+        sync.status = SyncStatus.UPDATE_REQUIRED
+        sync.status_detail = f"version {version} from the partner: {message.splitlines()[0][:200]}"
+        s.add(sync)
+        return []
+    if side.role != Role.PRIMARY:
+        raise RejectedError(
+            Reason.UNEXPECTED_MESSAGE, "a CONFIG_ACK for the secondary: only a primary publishes"
+        )
+    if version != row.pending_version or not row.pending_version:
+        raise RejectedError(
+            Reason.CONFIG_VERSION_UNKNOWN,
+            f"a CONFIG_ACK for version {version}, which was never published here"
+            + (f" (version {row.pending_version} waits for one)" if row.pending_version else ""),
+        )
+    narrowed = envelope.body.get("narrowed")
+    if not isinstance(narrowed, dict) or not all(
+        isinstance(k, str) and v in WITHIN["both"] for k, v in narrowed.items()
+    ):
+        raise RejectedError(Reason.BODY_INVALID, "CONFIG_ACK narrowed: expected mapping id -> direction")
+    start = row.start_when_in_force
+    row.start_when_in_force = False
+    put_in_force(s, row, author=Role.PRIMARY, narrowed=narrowed)
+    sync.status = SyncStatus.RUNNING if start else SyncStatus.STOPPED
+    told = ", ".join(f"{k} {v}" for k, v in sorted(narrowed.items()))
+    sync.status_detail = f"version {version} in force on both sides" + (
+        f"; the partner narrowed: {told}" if told else ""
+    )
+    s.add(sync)
+    return []
+
+
+def _version(body: dict[str, Any]) -> int:
+    version = body.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 0 < version < 2**31:
+        raise RejectedError(Reason.BODY_INVALID, "field 'version': expected a positive whole number")
+    return version

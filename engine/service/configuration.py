@@ -1,0 +1,328 @@
+"""Configuration authority (SPEC section 4): each side's draft beside the version in force; the
+primary publishes its terms, the secondary binds them and acknowledges.
+
+The primary's draft is a full mapping file (local names -> mapping ids). The secondary's draft
+binds the primary's mapping ids to its own names and may narrow directions; `check_binding`
+refuses anything that adds, removes or widens a mapping.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, select
+
+from engine.config.mapping import MappingConfig, check_against, parse_config
+from engine.config.terms import Change, Terms
+from engine.domain.side import SideCtx
+from engine.errors import BackboneError, FieldError
+from engine.pipeline.config_control import MAX_MESSAGE_CHARS, ack_body, config_body, put_in_force
+from engine.pipeline.records import Outgoing
+from engine.service.views import SyncInfo
+from engine.store.models import ConfigVersion, Synchronization, SyncSide
+from engine.vocab import MessageType, Role, SyncStatus
+
+if TYPE_CHECKING:
+    from engine.service.installation import Installation
+
+PUBLISHABLE = (SyncStatus.STOPPED, SyncStatus.RUNNING, SyncStatus.WAITING_FOR_PARTNER)
+
+
+@dataclass(frozen=True)
+class IncomingConfig:
+    """A version the partner published that this side has not bound yet."""
+
+    version: int
+    in_force: int
+    message: str
+    changes: list[Change]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "in_force": self.in_force,
+            "message": self.message,
+            "changes": [{"what": c.what, "id": c.id, "how": c.how, "detail": c.detail} for c in self.changes],
+        }
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version that was in force on this side."""
+
+    version: int
+    author: str
+    at: str
+    message: str
+    narrowed: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "author": self.author,
+            "at": self.at,
+            "message": self.message,
+            "narrowed": self.narrowed,
+        }
+
+
+class Configuration:
+    """Drafts, publishing, binding and the versions in force of each side."""
+
+    def __init__(self, installation: Installation) -> None:
+        self.i = installation
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def export(self, key: str, project: str | None = None) -> str:
+        """This side's draft as TOML: the primary's mapping file, or the secondary's binding
+        template listing every mapping id of the partner's terms (new ones left to bind)."""
+        side, row = self._side_row(key, project)
+        if row.draft_text:
+            return row.draft_text
+        if side.role == Role.SECONDARY:
+            terms = self._terms_to_bind(row)
+            if terms is None:
+                return row.config_text
+            bound = parse_config(row.config_text, "in force") if row.config_text else None
+            version = row.pending_version or row.config_version
+            return terms.template(bound, role=Role.SECONDARY, message=row.pending_message, version=version)
+        return row.config_text
+
+    def diff(self, key: str, project: str | None = None) -> list[Change]:
+        """The draft against the version in force, per mapping (the primary's terms; the
+        secondary's narrowed directions)."""
+        side, row = self._side_row(key, project)
+        draft = parse_config(self.export(key, side.project), "draft")
+        in_force = parse_config(row.config_text, "in force") if row.config_text else None
+        if side.role == Role.SECONDARY:
+            before = in_force or MappingConfig()
+            return _binding_changes(before, draft)
+        return Terms.of(draft).changes_since(Terms.of(in_force) if in_force and row.config_version else None)
+
+    def incoming(self, key: str, project: str | None = None) -> IncomingConfig | None:
+        """The partner's pending version, its message and what it changes (None: nothing pending)."""
+        side, row = self._side_row(key, project)
+        if side.role != Role.SECONDARY or not row.pending_version:
+            return None
+        pending = Terms.from_body(json.loads(row.pending_terms))
+        in_force = Terms.from_body(json.loads(row.terms_json)) if row.terms_json else None
+        return IncomingConfig(
+            row.pending_version, row.config_version, row.pending_message, pending.changes_since(in_force)
+        )
+
+    def history(self, key: str, project: str | None = None) -> list[VersionInfo]:
+        """Every version that was in force on this side, oldest first."""
+        side, _ = self._side_row(key, project)
+        with self.i.db.session() as s:
+            rows = s.exec(
+                select(ConfigVersion).where(ConfigVersion.side_id == side.id).order_by(col(ConfigVersion.id))
+            ).all()
+        return [
+            VersionInfo(
+                r.version, r.author, r.at.isoformat(timespec="seconds"), r.message, json.loads(r.narrowed)
+            )
+            for r in rows
+        ]
+
+    # -- changing --------------------------------------------------------------------------
+
+    def import_file(self, key: str, path: str | Path, project: str | None = None) -> None:
+        """Replace this side's draft from a TOML file (never the version in force)."""
+        source = Path(path)
+        try:
+            text = source.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BackboneError(f"{source}: cannot read ({exc})") from None
+        self.import_text(key, text, str(source), project)
+
+    def import_text(self, key: str, text: str, source: str, project: str | None = None) -> None:
+        """Replace this side's draft from TOML text, checked against the tracker and, on the
+        secondary, against the partner's terms; `source` names it in errors."""
+        side, row = self._side_row(key, project)
+        config = self._checked(side, text, source)
+        if side.role == Role.SECONDARY:
+            terms = self._terms_to_bind(row)
+            if terms is None:
+                raise BackboneError(f"{key}: no configuration from the primary yet; it defines the mappings")
+            terms.check_binding(config, source, role=Role.SECONDARY)
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            assert stored is not None
+            stored.draft_text = text
+            s.add(stored)
+        self.i._changed(key)
+
+    def publish(
+        self, key: str, message: str = "", project: str | None = None, *, start: bool = False
+    ) -> SyncInfo:
+        """Primary: send the draft as version N+1 (`CONFIG`) -> WAITING FOR PARTNER. Secondary:
+        put the bound version in force and acknowledge it (`CONFIG_ACK`) -> STOPPED (RUNNING
+        with `start`). A draft that changes no shared term goes in force at once, unsent."""
+        side, row = self._side_row(key, project)
+        if side.role == Role.SECONDARY:
+            return self._publish_binding(side, row, start=start)
+        message = message.strip()
+        if not message:
+            raise FieldError("message", "a message for the partner is required: say what changed")
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise FieldError("message", f"at most {MAX_MESSAGE_CHARS} characters")
+        status = self._status(key)
+        if status not in PUBLISHABLE:
+            raise BackboneError(
+                f"{key} is {status}: a configuration is published once paired (STOPPED or RUNNING)"
+            )
+        text = row.draft_text or row.config_text
+        draft = self._checked(side, text, "the draft")
+        terms = Terms.of(draft)
+        in_force = Terms.from_body(json.loads(row.terms_json)) if row.terms_json else None
+        if row.config_version and in_force == terms and not row.pending_version:
+            with self.i.db.write() as s:  # local names only: nothing for the partner to bind
+                stored = s.get(SyncSide, side.id)
+                assert stored is not None
+                stored.config_text, stored.draft_text = text, ""
+                s.add(stored)
+            self._after_in_force(side)
+            return self.i.queries.sync_info(key)
+        version = max(row.config_version, row.pending_version) + 1
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            sync = s.get(Synchronization, key)
+            assert stored is not None and sync is not None
+            queued = self.i.pipeline.queue(
+                s, side, Outgoing(MessageType.CONFIG, config_body(version, message, terms))
+            )
+            stored.pending_version, stored.pending_text = version, text
+            stored.pending_terms = json.dumps(terms.to_body(), sort_keys=True)
+            stored.pending_message, stored.start_when_in_force = message, start
+            s.add(stored)
+            sync.status = SyncStatus.WAITING_FOR_PARTNER
+            sync.status_detail = f"published version {version}; waiting for the partner to bind it"
+            s.add(sync)
+        self.i.pipeline.write_send_files(side, [queued])
+        self.i._changed(key)
+        return self.i.queries.sync_info(key)
+
+    def _publish_binding(self, side: SideCtx, row: SyncSide, *, start: bool) -> SyncInfo:
+        key = side.sync_key
+        if not row.pending_version:
+            raise BackboneError(f"{key}: no new version from the primary to bind (nothing is pending)")
+        terms = Terms.from_body(json.loads(row.pending_terms))
+        text = row.draft_text or self.export(key, side.project)
+        config = self._checked(side, text, "the draft")
+        terms.check_binding(config, "the draft", role=Role.SECONDARY)
+        unbound = terms.unbound(config, role=Role.SECONDARY)
+        if unbound:
+            raise BackboneError(
+                f"{key}: bind {', '.join(unbound[:8])}{' ...' if len(unbound) > 8 else ''} first "
+                "(config export, edit, config import)"
+            )
+        narrowed = terms.narrowed(config, role=Role.SECONDARY)
+        version = row.pending_version
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            sync = s.get(Synchronization, key)
+            assert stored is not None and sync is not None
+            stored.pending_text = text
+            queued = self.i.pipeline.queue(
+                s, side, Outgoing(MessageType.CONFIG_ACK, ack_body(version, narrowed))
+            )
+            put_in_force(s, stored, author=Role.SECONDARY, narrowed=narrowed)
+            stored.draft_text = ""
+            if sync.role == Role.LOCAL:  # one status for both sides: the primary's is still pending
+                sync.status = SyncStatus.WAITING_FOR_PARTNER
+                sync.status_detail = f"version {version} bound; waiting for the acknowledgement"
+                partner = s.get(SyncSide, side.partner_side_id)
+                if partner is not None and start:
+                    partner.start_when_in_force = True
+                    s.add(partner)
+            else:
+                sync.status = SyncStatus.RUNNING if start else SyncStatus.STOPPED
+                sync.status_detail = f"version {version} in force" + (
+                    "; synchronizing issues" if start else "; start when ready"
+                )
+            s.add(sync)
+        self.i.pipeline.write_send_files(side, [queued])
+        self._after_in_force(side)
+        return self.i.queries.sync_info(key)
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def problems_before_start(self, key: str) -> list[str]:
+        """Why `key` cannot start yet: no version in force, a version pending, unbound mappings
+        (on every side here: a `local` synchronization has two)."""
+        problems: list[str] = []
+        sides = self.i.queries.sides_of(key)
+        for side in sides:
+            _, row = self._side_row(key, side.project)
+            where = f"{side.folder}: " if len(sides) > 1 else ""
+            if not row.config_version:
+                problems.append(
+                    f"{where}no configuration in force yet (the primary publishes one: config publish)"
+                )
+                continue
+            if row.pending_version:
+                problems.append(f"{where}version {row.pending_version} is pending")
+            if row.terms_json:
+                terms = Terms.from_body(json.loads(row.terms_json))
+                unbound = terms.unbound(parse_config(row.config_text, "in force"), role=side.role)
+                if unbound:
+                    problems.append(f"{where}unbound: {', '.join(unbound[:8])}")
+        return problems
+
+    def _checked(self, side: SideCtx, text: str, source: str) -> MappingConfig:
+        config = parse_config(text, source)
+        check_against(
+            config,
+            source,
+            issue_types=self.i.tracker.issue_types(side.project),
+            statuses=self.i.tracker.statuses(side.project),
+            field_kinds=self.i.tracker.field_names(side.project),
+        )
+        return config
+
+    def _terms_to_bind(self, row: SyncSide) -> Terms | None:
+        raw = row.pending_terms or row.terms_json
+        return Terms.from_body(json.loads(raw)) if raw else None
+
+    def _side_row(self, key: str, project: str | None) -> tuple[SideCtx, SyncSide]:
+        side = self.i.lifecycle._one_side(key, project)
+        with self.i.db.session() as s:
+            row = s.get(SyncSide, side.id)
+        if row is None:
+            raise BackboneError(f"synchronization {key} does not exist")
+        return side, row
+
+    def _status(self, key: str) -> str:
+        with self.i.db.session() as s:
+            sync = s.get(Synchronization, key)
+            return sync.status if sync else ""
+
+    def _after_in_force(self, side: SideCtx) -> None:
+        self.i.pipeline.release_config_pending(self.i.pipeline.side(side.id))
+        self.i._changed(side.sync_key)
+
+
+def _binding_changes(before: MappingConfig, after: MappingConfig) -> list[Change]:
+    """How a secondary's binding changed: new or changed local names and directions."""
+    changes: list[Change] = []
+    old = {m.id: m for m in before.fields}
+    for mapping in after.fields:
+        was = old.get(mapping.id)
+        if was is None:
+            changes.append(Change("field", mapping.id, "added", mapping.direction))
+        elif (was.local, was.direction, was.values) != (mapping.local, mapping.direction, mapping.values):
+            changes.append(
+                Change("field", mapping.id, "changed", f"direction {was.direction} -> {mapping.direction}")
+            )
+    for what, new_table, old_table in (
+        ("issue type", after.issue_types, before.issue_types),
+        ("status", after.statuses, before.statuses),
+    ):
+        old_ids, new_ids = set(old_table.values()), set(new_table.values())
+        changes += [Change(what, i, "added") for i in sorted(new_ids - old_ids)]
+        changes += [Change(what, i, "removed") for i in sorted(old_ids - new_ids)]
+    return changes
