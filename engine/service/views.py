@@ -14,7 +14,7 @@ from engine.store.models import (
     SyncSide,
 )
 from engine.trackers.base import utcnow
-from engine.vocab import ERROR_FOLDERS, PENDING_FOLDERS
+from engine.vocab import ERROR_FOLDERS, PENDING_FOLDERS, Role
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class SyncInfo:
     channel_error: str = ""
     mail: dict[str, Any] = field(default_factory=dict)  # settings without passwords
     exchange: str = ""  # the file protocol's exchange folder
+    config_version: int = 0  # the configuration version in force (0: none yet)
+    pending_version: int = 0  # published and not acknowledged, or received and not bound
+    partner_message: str = ""  # the primary's message with the version pending here
 
     def key_warning(self, now: datetime | None = None) -> str:
         """A warning when a key of this synchronization expires within 30 days (or has)."""
@@ -101,6 +104,11 @@ class SyncInfo:
             "channel_error": self.channel_error,
             "mail": self.mail,
             "exchange": self.exchange,
+            "config": {
+                "in_force": self.config_version,
+                "pending": self.pending_version,
+                "partner_message": self.partner_message,
+            },
         }
 
 
@@ -155,6 +163,11 @@ def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) 
         channel_error=first.channel_error if first else "",
         mail=public_mail(first.mail_settings) if first else {},
         exchange=first.exchange if first and first.exchange else "",
+        config_version=first.config_version if first else 0,
+        pending_version=max((side.pending_version for side in sides), default=0),
+        partner_message=next(
+            (s.pending_message for s in sides if s.role == Role.SECONDARY and s.pending_version), ""
+        ),
     )
 
 

@@ -1,0 +1,192 @@
+"""Configuration authority (SPEC section 4): the primary publishes its terms, the secondary binds
+them within those terms and acknowledges; neither side's names ever travel."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import select
+
+from engine.config.mapping import parse_config
+from engine.domain.envelope import Envelope
+from engine.errors import BackboneError
+from engine.runtime.demo import Demo, add_sample_issues
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation
+from engine.store.models import Message
+from engine.vocab import Folder, SyncStatus
+
+from .conftest import issue_by_summary, sync_all
+from .test_bad_input import OLD
+
+# every local name of both demo projects: issue types, statuses, fields, select values
+ACME_NAMES = ["Bug", "Task", "Story", "Sub-task", "To Do", "In Progress", "In Review", "Done"]
+ACME_NAMES += ["summary", "description", "priority", "labels", "due_date", "Customer", "Severity"]
+ACME_NAMES += ["Highest", "Medium", "Lowest", "Critical", "Major", "Minor"]
+GLOBEX_NAMES = ["Requested by", "Impact", "Blocker", "Significant", "Cosmetic"]
+
+
+def to_acme(demo: Demo, message_type: str, body: dict[str, Any], **overrides: Any) -> None:
+    """A message from Globex dropped into Acme's RECEIVE, as if Globex had sent it."""
+    fields: dict[str, Any] = dict(
+        sync=demo.key,
+        sender=demo.globex.id,
+        recipient=demo.acme.id,
+        id=str(uuid.uuid4()),
+        type=message_type,
+        created="2026-11-23T10:00:00.000000+00:00",
+        config=1,
+        issue=None,
+        epoch=0,
+        seq=0,
+        body=body,
+    )
+    fields.update(overrides)
+    path = demo.root / "exchange" / "acme" / Folder.RECEIVE / f"{uuid.uuid4().hex}.bac"
+    path.write_bytes(Envelope(**fields).to_json().encode())
+    os.utime(path, (OLD, OLD))
+
+
+def acme_reasons(demo: Demo) -> list[tuple[str, str, str]]:
+    return [(m.type, m.folder, m.reason_code) for m in demo.acme.messages(demo.key) if m.direction == "in"]
+
+
+def test_no_local_name_travels_in_any_message(paired_gpg: Demo) -> None:
+    add_sample_issues(paired_gpg.acme, paired_gpg.globex, paired_gpg.root)
+    sync_all(paired_gpg)
+    assert issue_by_summary(
+        paired_gpg.globex, "GLOBEX", "Checkout fails with HTTP 500 for carts over 100 items"
+    )
+    payloads = []
+    for inst in (paired_gpg.acme, paired_gpg.globex):
+        with inst.db.session() as s:  # the decrypted envelope of every message, in and out
+            payloads += [json.dumps(json.loads(p)["body"]) for p in s.exec(select(Message.payload)) if p]
+    payloads = [re.sub(r'"kind": "[a-z]+"', "", p) for p in payloads]  # value kinds travel (`labels`)
+    assert len(payloads) > 10 and any('"CONFIG"' in p or "terms" in p for p in payloads)
+    leaked = {
+        name
+        for payload in payloads
+        for name in ACME_NAMES + GLOBEX_NAMES
+        if re.search(rf'"{re.escape(name)}"', payload)
+    }
+    assert leaked == set()
+
+
+def test_the_secondary_cannot_add_or_widen_and_a_config_from_it_is_rejected(paired: Demo) -> None:
+    globex, key = paired.globex, paired.key
+    template = globex.config_export(key)
+    config = parse_config(template, "t")
+    extra = template + '\n[[fields]]\nid = "mine"\nlocal = "assignee"\nkind = "user"\n'
+    with pytest.raises(BackboneError, match="'mine': the primary did not define it"):
+        globex.config_import_text(key, extra, "extra.toml")
+    assert config.field_by_id("customer").direction == "from_partner"
+    wider = template.replace('direction = "from_partner"', 'direction = "both"')
+    with pytest.raises(BackboneError, match="'customer': direction 'both' is wider"):
+        globex.config_import_text(key, wider, "wider.toml")
+    with pytest.raises(BackboneError, match="no new version from the primary"):
+        globex.publish_config(key)
+    to_acme(paired, "CONFIG", {"version": 9, "message": "mine now", "terms": {}})
+    to_acme(paired, "CONFIG_ACK", {"version": 7, "narrowed": {}})
+    Engine(paired.acme).run_once()
+    assert sorted(r for r in acme_reasons(paired) if r[1] != Folder.PROCESSED) == [
+        ("CONFIG", Folder.REJECTED, "UNEXPECTED_MESSAGE"),
+        ("CONFIG_ACK", Folder.REJECTED, "CONFIG_VERSION_UNKNOWN"),
+    ]
+    assert paired.acme.sync_info(key).status == SyncStatus.RUNNING
+
+
+def test_a_new_version_adds_and_removes_fields_and_nothing_waits_in_vain(paired: Demo) -> None:
+    acme, globex, key = paired.acme, paired.globex, paired.key
+    draft = acme.config_export(key)
+    assert 'id = "due"' in draft
+    draft = draft.replace(
+        'id = "due"\nlocal = "due_date"\nkind = "date"', 'id = "owner"\nlocal = "assignee"\nkind = "user"'
+    )
+    acme.config_import_text(key, draft, "v2.toml")
+    assert [c.line() for c in acme.config_diff(key)] == [
+        "added    field owner: user, both",
+        "removed  field due",
+    ]
+    with pytest.raises(BackboneError, match="--message|message for the partner"):
+        acme.publish_config(key, "  ")
+    assert (
+        acme.publish_config(key, "The owner instead of the due date").status == SyncStatus.WAITING_FOR_PARTNER
+    )
+    with pytest.raises(BackboneError, match="WAITING FOR PARTNER"):
+        acme.start([key])
+    # a change made meanwhile waits in the change log, and travels once the version is in force
+    bug = acme.tracker.create_issue("ACME", "Task", {"summary": "made while pending"}, as_user="alice")
+    sync_all(paired)
+    assert globex.sync_info(key).status == SyncStatus.UPDATE_REQUIRED
+    assert issue_by_summary(globex, "GLOBEX", "made while pending") is None
+    incoming = globex.config_incoming(key)
+    assert incoming is not None and (incoming.version, incoming.in_force) == (2, 1)
+    assert [c.line() for c in incoming.changes] == ["added    field owner: user, both", "removed  field due"]
+    template = globex.config_export(key)
+    assert 'id = "owner"\nlocal = ""' in template and 'id = "due"' not in template
+    with pytest.raises(BackboneError, match="UPDATE REQUIRED"):
+        globex.start([key])
+    bound = template.replace(
+        'id = "owner"\nlocal = ""\nkind = "user"\ndirection = "off"',
+        'id = "owner"\nlocal = "assignee"\nkind = "user"\ndirection = "both"',
+    )
+    globex.config_import_text(key, bound, "bind.toml")
+    globex.publish_config(key, start=True)
+    sync_all(paired)
+    assert acme.sync_info(key).status == SyncStatus.STOPPED
+    assert [v.version for v in acme.config_history(key)] == [1, 2]
+    acme.start([key])
+    acme.tracker.update_issue(bug, {"assignee": "carol"}, as_user="alice")
+    sync_all(paired)
+    copy = issue_by_summary(globex, "GLOBEX", "made while pending")
+    assert copy is not None and copy.fields["assignee"] == "carol"
+
+
+def test_a_local_synchronization_of_projects_with_different_fields(tmp_path: Path) -> None:
+    inst = Installation(tmp_path / "h")
+    try:
+        inst.tracker.create_project("ACME", "Acme")
+        inst.tracker.create_project("BETA", "Beta")
+        inst.tracker.add_custom_field("ACME", "Severity", "select", ["Critical", "Major"])
+        inst.tracker.add_custom_field("BETA", "Impact", "select", ["Blocker", "Significant"])
+        key = inst.create_local(project="ACME", partner_project="BETA", user="bot", name="A-B").key
+        inst.start([key])  # version 1: what both have under the same names
+        first = inst.tracker.create_issue(
+            "ACME", "Bug", {"summary": "one", "Severity": "Major"}, as_user="al"
+        )
+        Engine(inst).run_once()
+        beta = [i for i in inst.tracker.list_issues("BETA") if i.fields["summary"] == "one"]
+        assert len(beta) == 1 and beta[0].fields.get("Impact") is None
+        assert inst.list_syncs()[0].folder_counts.get(Folder.ERROR, 0) == 0
+        # the primary side maps its Severity; the other side binds it to Impact
+        draft = inst.config_export(key, "ACME") + (
+            '\n[[fields]]\nid = "sev"\nlocal = "Severity"\nkind = "select"\n'
+            'values = { Critical = "s1", Major = "s2" }\n'
+        )
+        inst.config_import_text(key, draft, "acme.toml", "ACME")
+        inst.stop([key])
+        inst.publish_config(key, "Severity is shared", "ACME", start=True)
+        Engine(inst).run_once()
+        assert inst.sync_info(key).status == SyncStatus.UPDATE_REQUIRED
+        template = inst.config_export(key, "BETA")
+        bound = template.replace(
+            'id = "sev"\nlocal = ""\nkind = "select"\ndirection = "off"',
+            'id = "sev"\nlocal = "Impact"\nkind = "select"\ndirection = "both"\n'
+            'values = { Blocker = "s1", Significant = "s2" }',
+        )
+        inst.config_import_text(key, bound, "beta.toml", "BETA")
+        inst.publish_config(key, "", "BETA")
+        Engine(inst).run_once()
+        assert inst.sync_info(key).status == SyncStatus.RUNNING
+        inst.tracker.update_issue(first, {"Severity": "Critical"}, as_user="al")
+        Engine(inst).run_once()
+        beta = [i for i in inst.tracker.list_issues("BETA") if i.fields["summary"] == "one"]
+        assert beta[0].fields.get("Impact") == "Blocker"
+    finally:
+        inst.close()
