@@ -127,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p = _sub(
         actions,
+        "resync",
+        "send a snapshot of synced issues again (a new epoch): all, one issue, or one mapping",
+        "backbone sync resync ACME-GLOBEX-1 --issue ACME-12",
+        "backbone sync resync ACME-GLOBEX-1 --field f-3a9c01d2",
+    )
+    p.add_argument("key")
+    p.add_argument("--issue", help="only this local issue (key) or pair id")
+    p.add_argument("--field", help="only this mapping id ('status' for the status)")
+    p.add_argument("--project", dest="side_project", help="local synchronizations: which side")
+    p = _sub(
+        actions,
         "create",
         "a new synchronization: a primary's request, a secondary from a handshake file, or local",
         "backbone sync create --role primary --project ACME --user sync-bot --name N "
@@ -721,6 +732,10 @@ def _sync(inst: Installation, args: argparse.Namespace) -> int:
     if action == "accept":
         info = inst.accept(args.key)
         print(f"{info.key}: {info.status} ({info.status_detail})")
+        return EXIT_OK
+    if action == "resync":
+        count = inst.resync(args.key, args.issue, args.field, args.side_project)
+        print(f"{args.key}: {count} issue(s) resynchronized (RESYNC queued)")
         return EXIT_OK
     if action == "decline":
         info = inst.decline(args.key)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
+from backbone_tui.cli import main
 from engine.config.mapping import parse_config
 from engine.domain.envelope import Envelope
 from engine.errors import BackboneError
@@ -190,3 +191,46 @@ def test_a_local_synchronization_of_projects_with_different_fields(tmp_path: Pat
         assert beta[0].fields.get("Impact") == "Blocker"
     finally:
         inst.close()
+
+
+def test_a_mapping_added_to_paired_issues_is_filled_by_a_resync(
+    paired: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acme, globex, key = paired.acme, paired.globex, paired.key
+    first = acme.tracker.create_issue(
+        "ACME", "Task", {"summary": "paired before", "assignee": "dave"}, as_user="al"
+    )
+    sync_all(paired)
+    copy = issue_by_summary(globex, "GLOBEX", "paired before")
+    assert copy is not None and copy.fields.get("assignee") is None
+    acme.config_import_text(key, acme.config_export(key) + OWNER, "v2.toml")
+    acme.publish_config(key, "owners too")
+    sync_all(paired)
+    template = globex.config_export(key)
+    globex.config_import_text(key, template.replace(UNBOUND_OWNER, BOUND_OWNER), "bind.toml")
+    globex.publish_config(key, start=True)
+    sync_all(paired)
+    acme.start([key])
+    sync_all(paired)
+    copy = issue_by_summary(globex, "GLOBEX", "paired before")
+    assert copy is not None and copy.fields["assignee"] == "dave"
+    resyncs = [m for m in globex.messages(key) if m.type == "RESYNC"]
+    assert [(m.folder, m.epoch, m.seq) for m in resyncs] == [(Folder.PROCESSED, 2, 1)]
+    # on demand: a snapshot of one issue puts back what the partner changed locally
+    globex.tracker.update_issue(copy.id, {"summary": "changed over there"}, as_user="bob")
+    globex.stop([key])
+    acme_key = acme.tracker.read_issue(first)
+    assert acme_key is not None
+    home = str(acme.paths.root)
+    acme.close()
+    assert main(["--home", home, "sync", "resync", key, "--issue", acme_key.key]) == 0
+    assert "1 issue(s) resynchronized" in capsys.readouterr().out
+    paired.acme = Installation(home)
+    globex.start([key])
+    sync_all(paired)
+    assert issue_by_summary(globex, "GLOBEX", "paired before") is not None
+
+
+OWNER = '\n[[fields]]\nid = "owner"\nlocal = "assignee"\nkind = "user"\n'
+UNBOUND_OWNER = 'id = "owner"\nlocal = ""\nkind = "user"\ndirection = "off"'
+BOUND_OWNER = 'id = "owner"\nlocal = "assignee"\nkind = "user"\ndirection = "both"'

@@ -193,6 +193,7 @@ class ApplyStep:
                     self.p.ledger.move_in_tx(s, moves, side, row, Folder.PROCESSED, None, "", "")
                     if side.config_version != version:  # what waited for this version may go now
                         work.later(lambda: self.p.operator.release_config_pending(side))
+                        work.later(lambda: self.p.resyncer.fill_new_mappings(side))
         if queued:
             work.later(lambda: self.p.ledger.write_send_files(side, queued))
         work.later(lambda: self.p.ledger.publish_status(side.sync_key))

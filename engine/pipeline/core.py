@@ -23,6 +23,7 @@ from engine.pipeline.operator import OperatorActions
 from engine.pipeline.receive import ReceiveStep
 from engine.pipeline.reconcile import Reconciler
 from engine.pipeline.records import Outgoing
+from engine.pipeline.resync import ResyncStep
 from engine.pipeline.send import SendStep
 from engine.pipeline.sides import Sides
 from engine.store.database import Database
@@ -68,6 +69,7 @@ class Pipeline:
         self.applier = ApplyStep(self)
         self.operator = OperatorActions(self)
         self.reconciler = Reconciler(self)
+        self.resyncer = ResyncStep(self)
         # what callers use, by name
         self.sides = self.side_store.sides
         self.side = self.side_store.side
@@ -87,6 +89,8 @@ class Pipeline:
         self.retry_folder = self.operator.retry_folder
         self.placements = self.reconciler.placements
         self.reconcile = self.reconciler.reconcile
+        self.resync = self.resyncer.resync
+        self.fill_new_mappings = self.resyncer.fill_new_mappings
 
     def _default_channel(self, side: SideCtx) -> Channel:
         """Exchange folders and local delivery; email needs the installation's mail settings."""

@@ -302,7 +302,9 @@ class Configuration:
             return sync.status if sync else ""
 
     def _after_in_force(self, side: SideCtx) -> None:
-        self.i.pipeline.release_config_pending(self.i.pipeline.side(side.id))
+        fresh = self.i.pipeline.side(side.id)
+        self.i.pipeline.release_config_pending(fresh)
+        self.i.pipeline.fill_new_mappings(fresh)
         self.i._changed(side.sync_key)
 
 

@@ -110,6 +110,7 @@ class Installation:
         self.publish_config = self.configuration.publish
         self.resolve_pair = self.troubleshooting.resolve_pair
         self.retry = self.troubleshooting.retry
+        self.resync = self.troubleshooting.resync
         self.skip = self.troubleshooting.skip
         self.mail_settings = self.mailboxes.mail_settings
         self.fetch_arrivals = self.mailboxes.fetch

@@ -37,6 +37,17 @@ class Troubleshooting:
             raise BackboneError(f"{issue} is not synced by {key}")
         return pair.pair_id
 
+    def resync(
+        self, key: str, issue: str | None = None, field: str | None = None, project: str | None = None
+    ) -> int:
+        """Send a RESYNC (a snapshot, a new epoch) of one issue or of every synced issue, with
+        every value this side sends or only the mapping `field`; how many issues."""
+        if issue and project is None and len(self.i.queries.sides_of(key)) > 1:
+            project = issue.rsplit("-", 1)[0]  # a local synchronization: the side of that issue
+        side = self.i.lifecycle._one_side(key, project)  # one side: two snapshots would swap values
+        pairs = [self.resolve_pair(key, issue)] if issue else None
+        return self.i.pipeline.resync(side, pair_ids=pairs, mapping_ids=[field] if field else None)
+
     def retry(self, key: str, issue: str | None = None) -> int:
         """Queue again what waits: one issue's held messages, or everything held or failed."""
         count = 0
