@@ -249,10 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         actions,
         "diff",
-        "the draft against the version in force, per mapping",
+        "the draft against the version in force, per mapping (or two versions)",
         "backbone config diff ACME-GLOBEX-1",
+        "backbone config diff ACME-GLOBEX-1 --from 1 --to 3",
     )
     p.add_argument("key")
+    p.add_argument("--from", dest="from_version", type=int, help="an older version (config history)")
+    p.add_argument("--to", dest="to_version", type=int, help="a newer version")
     p.add_argument("--project", dest="side_project", help=side_help)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = _sub(
@@ -886,7 +889,7 @@ def _config(inst: Installation, args: argparse.Namespace) -> int:
         inst.config_import(key, args.file, side)
         print(f"{key}: draft imported from {args.file} (config diff shows it, config publish sends it)")
     elif args.action == "diff":
-        changes = inst.config_diff(key, side)
+        changes = inst.config_diff(key, side, from_version=args.from_version, to_version=args.to_version)
         if args.json:
             print(json.dumps([vars(change) for change in changes], indent=2))
         else:

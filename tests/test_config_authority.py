@@ -90,8 +90,14 @@ def test_the_secondary_cannot_add_or_widen_and_a_config_from_it_is_rejected(pair
     wider = template.replace('direction = "from_partner"', 'direction = "both"')
     with pytest.raises(BackboneError, match="'customer': direction 'both' is wider"):
         globex.config_import_text(key, wider, "wider.toml")
-    with pytest.raises(BackboneError, match="no new version from the primary"):
+    with pytest.raises(BackboneError, match="no new version from the primary to bind, and no draft"):
         globex.publish_config(key)
+    # within the terms it may rebind and narrow at any time: the change is in force at once
+    globex.config_import_text(
+        key, template.replace('direction = "from_partner"', 'direction = "off"'), "n.toml"
+    )
+    assert globex.publish_config(key).status == SyncStatus.RUNNING
+    assert parse_config(globex.config_export(key), "t").field_by_id("customer").direction == "off"
     to_acme(paired, "CONFIG", {"version": 9, "message": "mine now", "terms": {}})
     to_acme(paired, "CONFIG_ACK", {"version": 7, "narrowed": {}})
     Engine(paired.acme).run_once()
@@ -142,6 +148,10 @@ def test_a_new_version_adds_and_removes_fields_and_nothing_waits_in_vain(paired:
     sync_all(paired)
     assert acme.sync_info(key).status == SyncStatus.STOPPED
     assert [v.version for v in acme.config_history(key)] == [1, 2]
+    changes = [c.line() for c in globex.config_diff(key, from_version=1, to_version=2)]
+    assert changes == ["added    field owner: user, both", "removed  field due"]
+    with pytest.raises(BackboneError, match="version 9 was never in force here"):
+        acme.config_diff(key, from_version=1, to_version=9)
     acme.start([key])
     acme.tracker.update_issue(bug, {"assignee": "carol"}, as_user="alice")
     sync_all(paired)

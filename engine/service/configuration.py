@@ -92,10 +92,29 @@ class Configuration:
             return terms.template(bound, role=Role.SECONDARY, message=row.pending_message, version=version)
         return row.config_text
 
-    def diff(self, key: str, project: str | None = None) -> list[Change]:
+    def diff(
+        self,
+        key: str,
+        project: str | None = None,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+    ) -> list[Change]:
         """The draft against the version in force, per mapping (the primary's terms; the
-        secondary's narrowed directions)."""
+        secondary's binding), or two versions of the history against each other."""
         side, row = self._side_row(key, project)
+        if from_version is not None or to_version is not None:
+            if from_version is None or to_version is None:
+                raise FieldError("from_version", "give both --from and --to")
+            kept = {v.version: v for v in self._versions(side)}
+            for field, wanted in (("from_version", from_version), ("to_version", to_version)):
+                if wanted not in kept:
+                    known = ", ".join(str(v) for v in sorted(kept)) or "none"
+                    raise FieldError(field, f"version {wanted} was never in force here (known: {known})")
+            older, newer = (
+                Terms.from_body(json.loads(kept[v].terms_json)) for v in (from_version, to_version)
+            )
+            return newer.changes_since(older)
         draft = parse_config(self.export(key, side.project), "draft")
         in_force = parse_config(row.config_text, "in force") if row.config_text else None
         if side.role == Role.SECONDARY:
@@ -117,10 +136,7 @@ class Configuration:
     def history(self, key: str, project: str | None = None) -> list[VersionInfo]:
         """Every version that was in force on this side, oldest first."""
         side, _ = self._side_row(key, project)
-        with self.i.db.session() as s:
-            rows = s.exec(
-                select(ConfigVersion).where(ConfigVersion.side_id == side.id).order_by(col(ConfigVersion.id))
-            ).all()
+        rows = self._versions(side)
         return [
             VersionInfo(
                 r.version, r.author, r.at.isoformat(timespec="seconds"), r.message, json.loads(r.narrowed)
@@ -208,9 +224,11 @@ class Configuration:
 
     def _publish_binding(self, side: SideCtx, row: SyncSide, *, start: bool) -> SyncInfo:
         key = side.sync_key
-        if not row.pending_version:
-            raise BackboneError(f"{key}: no new version from the primary to bind (nothing is pending)")
-        terms = Terms.from_body(json.loads(row.pending_terms))
+        if not row.pending_version and not (row.draft_text and row.terms_json):
+            raise BackboneError(
+                f"{key}: no new version from the primary to bind, and no draft to put in force"
+            )
+        terms = Terms.from_body(json.loads(row.pending_terms or row.terms_json))
         text = row.draft_text or self.export(key, side.project)
         config = self._checked(side, text, "the draft")
         terms.check_binding(config, "the draft", role=Role.SECONDARY)
@@ -220,6 +238,14 @@ class Configuration:
                 f"{key}: bind {', '.join(unbound[:8])}{' ...' if len(unbound) > 8 else ''} first "
                 "(config export, edit, config import)"
             )
+        if not row.pending_version:  # new local names or narrower directions within the same terms
+            with self.i.db.write() as s:
+                stored = s.get(SyncSide, side.id)
+                assert stored is not None
+                stored.config_text, stored.draft_text = text, ""
+                s.add(stored)
+            self._after_in_force(side)
+            return self.i.queries.sync_info(key)
         narrowed = terms.narrowed(config, role=Role.SECONDARY)
         version = row.pending_version
         with self.i.db.write() as s:
@@ -272,6 +298,16 @@ class Configuration:
                 if unbound:
                     problems.append(f"{where}unbound: {', '.join(unbound[:8])}")
         return problems
+
+    def _versions(self, side: SideCtx) -> list[ConfigVersion]:
+        with self.i.db.session() as s:
+            return list(
+                s.exec(
+                    select(ConfigVersion)
+                    .where(ConfigVersion.side_id == side.id)
+                    .order_by(col(ConfigVersion.id))
+                ).all()
+            )
 
     def _checked(self, side: SideCtx, text: str, source: str) -> MappingConfig:
         config = parse_config(text, source)
