@@ -93,6 +93,8 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
         raise RejectedError(
             Reason.UNEXPECTED_MESSAGE, "a CONFIG_ACK for the secondary: only a primary publishes"
         )
+    if row.config_version < version < row.pending_version:
+        return []  # an acknowledgement of a version this side has superseded: the newer one follows
     if version != row.pending_version or not row.pending_version:
         raise RejectedError(
             Reason.CONFIG_VERSION_UNKNOWN,

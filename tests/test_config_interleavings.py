@@ -1,0 +1,106 @@
+"""Any interleaving of publishing, binding, deliveries and restarts ends with both sides agreeing
+on the version in force, with nothing rejected on the way (SPEC section 4)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlmodel import select
+
+from engine.config.terms import Terms
+from engine.runtime.demo import Demo, pair_installations
+from engine.runtime.engine import Engine
+from engine.service.installation import Installation
+from engine.store.models import Message, SyncSide
+from engine.vocab import Folder, SyncStatus
+
+from .test_config_authority import BOUND_OWNER, OWNER, UNBOUND_OWNER
+
+STEPS = ["publish", "acme", "globex", "bind", "restart acme", "restart globex"]
+
+
+def publish(demo: Demo, n: int) -> None:
+    """The primary adds or removes the `owner` mapping and publishes (a new version each time)."""
+    draft = demo.acme.config_export(demo.key)
+    draft = draft.replace(OWNER, "") if OWNER in draft else draft + OWNER
+    demo.acme.config_import_text(demo.key, draft, f"v{n}.toml")
+    demo.acme.publish_config(demo.key, f"change {n}")
+
+
+def bind(demo: Demo) -> None:
+    """The secondary binds what is pending (the owner to its assignee) and publishes."""
+    if not demo.globex.sync_info(demo.key).pending_version:
+        return
+    template = demo.globex.config_export(demo.key).replace(UNBOUND_OWNER, BOUND_OWNER)
+    demo.globex.config_import_text(demo.key, template, "bind.toml")
+    demo.globex.publish_config(demo.key)
+
+
+def restart(demo: Demo, name: str) -> None:
+    inst: Installation = getattr(demo, name)
+    root = inst.paths.root
+    inst.close()
+    setattr(demo, name, Installation(root))
+
+
+def side_row(inst: Installation) -> SyncSide:
+    with inst.db.session() as s:
+        row = s.get(SyncSide, inst.pipeline.sides()[0].id)
+    assert row is not None
+    return row
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=14))
+def test_any_interleaving_ends_with_both_sides_agreeing(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[str]
+) -> None:
+    demo = pair_installations(tmp_path_factory.mktemp("interleaving") / "demo", encryption=False, start=False)
+    try:
+        for n, step in enumerate(steps, start=2):
+            if step == "publish":
+                publish(demo, n)
+            elif step == "bind":
+                bind(demo)
+            elif step.startswith("restart"):
+                restart(demo, step.split()[1])
+            else:
+                Engine(getattr(demo, step)).run_once()
+        for _ in range(6):  # then let it settle: deliver, bind what is pending, deliver
+            Engine(demo.acme).run_once()
+            Engine(demo.globex).run_once()
+            bind(demo)
+        Engine(demo.acme).run_once()
+        acme, globex = side_row(demo.acme), side_row(demo.globex)
+        assert (acme.config_version, acme.pending_version) == (globex.config_version, 0)
+        assert globex.pending_version == 0
+        assert Terms.from_body(json.loads(acme.terms_json)) == Terms.from_body(json.loads(globex.terms_json))
+        for inst in (demo.acme, demo.globex):
+            assert inst.sync_info(demo.key).status == SyncStatus.STOPPED
+            with inst.db.session() as s:
+                rejected = s.exec(select(Message.id).where(Message.folder == Folder.REJECTED)).all()
+            assert rejected == []
+    finally:
+        demo.close()
+
+
+def test_an_acknowledgement_of_a_superseded_version_is_not_an_error(tmp_path: Path) -> None:
+    demo = pair_installations(tmp_path / "demo", encryption=False, start=False)
+    try:
+        publish(demo, 2)
+        Engine(demo.acme).run_once()
+        Engine(demo.globex).run_once()
+        bind(demo)  # acknowledges version 2 ...
+        publish(demo, 3)  # ... while the primary has published version 3 already
+        for _ in range(3):
+            Engine(demo.acme).run_once()
+            Engine(demo.globex).run_once()
+            bind(demo)
+        Engine(demo.acme).run_once()
+        assert side_row(demo.acme).config_version == side_row(demo.globex).config_version == 3
+    finally:
+        demo.close()
