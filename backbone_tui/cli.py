@@ -271,6 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", dest="side_project", help=side_help)
     p = _sub(
         actions,
+        "decline",
+        "review mode, secondary: decline the partner's draft with a message",
+        "backbone config decline ACME-GLOBEX-1 -m 'We do not share the customer'",
+    )
+    p.add_argument("key")
+    p.add_argument("-m", "--message", default="", help="why, for the partner (required)")
+    p.add_argument("--project", dest="side_project", help=side_help)
+    p = _sub(
+        actions,
         "incoming",
         "secondary: the partner's new version, its message and what it changes",
         "backbone config incoming ACME-GLOBEX-1",
@@ -896,6 +905,9 @@ def _config(inst: Installation, args: argparse.Namespace) -> int:
             print("\n".join(change.line() for change in changes) or "no changes against the version in force")
     elif args.action == "publish":
         info = inst.publish_config(key, args.message, side, start=args.start)
+        print(f"{key}: {info.status}: {info.status_detail}")
+    elif args.action == "decline":
+        info = inst.decline_config(key, args.message, side)
         print(f"{key}: {info.status}: {info.status_detail}")
     elif args.action == "incoming":
         incoming = inst.config_incoming(key, side)

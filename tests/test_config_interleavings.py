@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from sqlmodel import select
 
 from engine.config.terms import Terms
+from engine.errors import BackboneError
 from engine.runtime.demo import Demo, pair_installations
 from engine.runtime.engine import Engine
 from engine.service.installation import Installation
 from engine.store.models import Message, SyncSide
-from engine.vocab import Folder, SyncStatus
+from engine.vocab import DraftState, Folder, SyncStatus
 
 from .test_config_authority import BOUND_OWNER, OWNER, UNBOUND_OWNER
 
@@ -102,5 +103,63 @@ def test_an_acknowledgement_of_a_superseded_version_is_not_an_error(tmp_path: Pa
             bind(demo)
         Engine(demo.acme).run_once()
         assert side_row(demo.acme).config_version == side_row(demo.globex).config_version == 3
+    finally:
+        demo.close()
+
+
+def test_review_mode_a_declined_draft_is_sent_again(tmp_path: Path) -> None:
+    demo = pair_installations(tmp_path / "demo", encryption=False, start=False, review=True)
+    try:
+        acme, globex, key = demo.acme, demo.globex, demo.key
+        assert acme.sync_info(key).draft_state == globex.sync_info(key).draft_state == DraftState.PUBLISHED
+        publish(demo, 2)
+        assert acme.sync_info(key).draft_state == DraftState.SENT
+        Engine(acme).run_once()
+        Engine(globex).run_once()
+        assert globex.sync_info(key).draft_state == DraftState.RECEIVED
+        with pytest.raises(BackboneError, match="say why"):
+            globex.decline_config(key, "")
+        info = globex.decline_config(key, "We keep owners to ourselves")
+        assert (info.status, info.draft_state, info.config_version) == (
+            SyncStatus.STOPPED,
+            DraftState.PUBLISHED,
+            1,
+        )
+        Engine(globex).run_once()
+        Engine(acme).run_once()
+        info = acme.sync_info(key)
+        assert (info.status, info.draft_state, info.pending_version) == (
+            SyncStatus.STOPPED,
+            DraftState.DECLINED,
+            0,
+        )
+        assert "We keep owners to ourselves" in info.status_detail
+        assert OWNER in acme.config_export(key)  # the draft stays, editable
+        acme.publish_config(key, "Owners, read-only for you")
+        for _ in range(2):
+            Engine(acme).run_once()
+            Engine(globex).run_once()
+            bind(demo)
+        Engine(acme).run_once()
+        for inst in (acme, globex):
+            info = inst.sync_info(key)
+            assert (info.draft_state, info.config_version, info.pending_version) == (
+                DraftState.PUBLISHED,
+                3,
+                0,
+            )
+    finally:
+        demo.close()
+
+
+def test_decline_is_for_review_mode(tmp_path: Path) -> None:
+    demo = pair_installations(tmp_path / "demo", encryption=False, start=False)
+    try:
+        publish(demo, 2)
+        Engine(demo.acme).run_once()
+        Engine(demo.globex).run_once()
+        with pytest.raises(BackboneError, match="not in review mode"):
+            demo.globex.decline_config(demo.key, "no")
+        assert demo.globex.sync_info(demo.key).draft_state == DraftState.NONE
     finally:
         demo.close()

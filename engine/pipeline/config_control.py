@@ -1,4 +1,5 @@
-"""Configuration messages (SPEC section 4): the primary's `CONFIG` and the secondary's `CONFIG_ACK`.
+"""Configuration messages (SPEC section 4): the primary's `CONFIG`, the secondary's `CONFIG_ACK`
+and, in review mode, its `CONFIG_DECLINE`.
 
 `CONFIG` (primary -> secondary) carries version N+1 of the terms and the primary's message; the
 secondary keeps it pending (`UPDATE REQUIRED`) until its admin has bound it and published.
@@ -20,7 +21,7 @@ from engine.errors import RejectedError
 from engine.pipeline.records import Outgoing
 from engine.store.models import ConfigVersion, Synchronization, SyncSide
 from engine.trackers.base import utcnow
-from engine.vocab import PAIRED_STATUSES, MessageType, Reason, Role, SyncStatus
+from engine.vocab import PAIRED_STATUSES, DraftState, MessageType, Reason, Role, SyncStatus
 
 MAX_MESSAGE_CHARS = 4000
 
@@ -28,6 +29,11 @@ MAX_MESSAGE_CHARS = 4000
 def config_body(version: int, message: str, terms: Terms) -> dict[str, Any]:
     """The body of a `CONFIG` message."""
     return {"version": version, "message": message, "terms": terms.to_body()}
+
+
+def decline_body(version: int, message: str) -> dict[str, Any]:
+    """The body of a `CONFIG_DECLINE` message (review mode)."""
+    return {"version": version, "message": message}
 
 
 def ack_body(version: int, narrowed: dict[str, str]) -> dict[str, Any]:
@@ -87,6 +93,31 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
         s.add(row)
         sync.status = SyncStatus.UPDATE_REQUIRED
         sync.status_detail = f"version {version} from the partner: {message.splitlines()[0][:200]}"
+        if sync.review:
+            sync.draft_state = DraftState.RECEIVED
+        s.add(sync)
+        return []
+    if envelope.type == MessageType.CONFIG_DECLINE:
+        if side.role != Role.PRIMARY:
+            raise RejectedError(
+                Reason.UNEXPECTED_MESSAGE, "a CONFIG_DECLINE for the secondary: only a primary publishes"
+            )
+        if version != row.pending_version or not row.pending_version:
+            raise RejectedError(
+                Reason.CONFIG_VERSION_UNKNOWN,
+                f"a CONFIG_DECLINE for version {version}, which is not pending here",
+            )
+        message = envelope.body.get("message")
+        if not isinstance(message, str) or not message.strip() or len(message) > MAX_MESSAGE_CHARS:
+            raise RejectedError(
+                Reason.BODY_INVALID, f"CONFIG_DECLINE message: expected 1-{MAX_MESSAGE_CHARS} characters"
+            )
+        row.pending_version, row.pending_text, row.pending_terms, row.pending_message = 0, "", "", ""
+        row.start_when_in_force = False
+        s.add(row)  # the draft stays: edit it and publish again
+        sync.status = SyncStatus.STOPPED
+        sync.draft_state = DraftState.DECLINED
+        sync.status_detail = f"the partner declined version {version}: {message.splitlines()[0][:200]}"
         s.add(sync)
         return []
     if side.role != Role.PRIMARY:
@@ -110,6 +141,8 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
     row.start_when_in_force = False
     put_in_force(s, row, author=Role.PRIMARY, narrowed=narrowed)
     sync.status = SyncStatus.RUNNING if start else SyncStatus.STOPPED
+    if sync.review:
+        sync.draft_state = DraftState.PUBLISHED
     told = ", ".join(f"{k} {v}" for k, v in sorted(narrowed.items()))
     sync.status_detail = f"version {version} in force on both sides" + (
         f"; the partner narrowed: {told}" if told else ""

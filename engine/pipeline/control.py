@@ -57,6 +57,6 @@ def handle_control(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoi
         sync.status, sync.status_detail = SyncStatus.STOPPED, "paired; configure and start"
         s.add(sync)
         return [Outgoing(MessageType.PING, {"step": 2})] if side.role == Role.SECONDARY else []
-    if envelope.type in (MessageType.CONFIG, MessageType.CONFIG_ACK):
+    if envelope.type in (MessageType.CONFIG, MessageType.CONFIG_ACK, MessageType.CONFIG_DECLINE):
         return handle_config(s, side, envelope)
     raise RejectedError(Reason.NOT_SUPPORTED, f"{envelope.type} messages are not supported by this version")

@@ -61,6 +61,7 @@ def pair_installations(
     start: bool = True,
     encryption: bool = True,
     mail: tuple[MailSettings, MailSettings] | None = None,
+    review: bool = False,
 ) -> Demo:
     """Two installations under `root` paired over `root/exchange`, configured (and running)."""
     acme = Installation(root / "acme")
@@ -92,6 +93,7 @@ def pair_installations(
         partner_project=SECONDARY_PROJECT,
         handshake_out=root / "handshake.json",
         encryption=encryption,
+        review=review,
     )
     globex.create_secondary(
         handshake=handshake,

@@ -19,11 +19,17 @@ from engine.config.mapping import MappingConfig, check_against, parse_config
 from engine.config.terms import Change, Terms
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError
-from engine.pipeline.config_control import MAX_MESSAGE_CHARS, ack_body, config_body, put_in_force
+from engine.pipeline.config_control import (
+    MAX_MESSAGE_CHARS,
+    ack_body,
+    config_body,
+    decline_body,
+    put_in_force,
+)
 from engine.pipeline.records import Outgoing
 from engine.service.views import SyncInfo
 from engine.store.models import ConfigVersion, Synchronization, SyncSide
-from engine.vocab import MessageType, Role, SyncStatus
+from engine.vocab import DraftState, MessageType, Role, SyncStatus
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -203,7 +209,7 @@ class Configuration:
                 s.add(stored)
             self._after_in_force(side)
             return self.i.queries.sync_info(key)
-        version = max(row.config_version, row.pending_version) + 1
+        version = max(row.config_version, row.pending_version, row.last_published) + 1
         with self.i.db.write() as s:
             stored = s.get(SyncSide, side.id)
             sync = s.get(Synchronization, key)
@@ -211,12 +217,14 @@ class Configuration:
             queued = self.i.pipeline.queue(
                 s, side, Outgoing(MessageType.CONFIG, config_body(version, message, terms))
             )
-            stored.pending_version, stored.pending_text = version, text
+            stored.pending_version, stored.pending_text, stored.last_published = version, text, version
             stored.pending_terms = json.dumps(terms.to_body(), sort_keys=True)
             stored.pending_message, stored.start_when_in_force = message, start
             s.add(stored)
             sync.status = SyncStatus.WAITING_FOR_PARTNER
             sync.status_detail = f"published version {version}; waiting for the partner to bind it"
+            if sync.review:
+                sync.draft_state = DraftState.SENT
             s.add(sync)
         self.i.pipeline.write_send_files(side, [queued])
         self.i._changed(key)
@@ -258,6 +266,8 @@ class Configuration:
             )
             put_in_force(s, stored, author=Role.SECONDARY, narrowed=narrowed)
             stored.draft_text = ""
+            if sync.review:
+                sync.draft_state = DraftState.PUBLISHED
             if sync.role == Role.LOCAL:  # one status for both sides: the primary's is still pending
                 sync.status = SyncStatus.WAITING_FOR_PARTNER
                 sync.status_detail = f"version {version} bound; waiting for the acknowledgement"
@@ -273,6 +283,42 @@ class Configuration:
             s.add(sync)
         self.i.pipeline.write_send_files(side, [queued])
         self._after_in_force(side)
+        return self.i.queries.sync_info(key)
+
+    def decline(self, key: str, message: str, project: str | None = None) -> SyncInfo:
+        """Review mode, secondary: decline the partner's pending version with a message
+        (`CONFIG_DECLINE`); the version in force stays, the partner's draft becomes DECLINED."""
+        side, row = self._side_row(key, project)
+        message = message.strip()
+        if not message:
+            raise FieldError("message", "say why the draft is declined, for the partner")
+        if len(message) > MAX_MESSAGE_CHARS:
+            raise FieldError("message", f"at most {MAX_MESSAGE_CHARS} characters")
+        with self.i.db.session() as s:
+            sync = s.get(Synchronization, key)
+        if sync is None or not sync.review:
+            raise BackboneError(f"{key} is not in review mode: bind the new version (config publish)")
+        if side.role != Role.SECONDARY or not row.pending_version:
+            raise BackboneError(f"{key}: no draft from the partner to decline")
+        version = row.pending_version
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            sync = s.get(Synchronization, key)
+            assert stored is not None and sync is not None
+            queued = self.i.pipeline.queue(
+                s, side, Outgoing(MessageType.CONFIG_DECLINE, decline_body(version, message))
+            )
+            stored.pending_version, stored.pending_terms, stored.pending_message = 0, "", ""
+            stored.draft_text = ""
+            s.add(stored)
+            sync.status = SyncStatus.STOPPED
+            sync.draft_state = DraftState.PUBLISHED if stored.config_version else DraftState.NONE
+            sync.status_detail = (
+                f"you declined version {version}; version {stored.config_version} stays in force"
+            )
+            s.add(sync)
+        self.i.pipeline.write_send_files(side, [queued])
+        self.i._changed(key)
         return self.i.queries.sync_info(key)
 
     # -- checks ----------------------------------------------------------------------------

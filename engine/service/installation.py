@@ -108,6 +108,7 @@ class Installation:
         self.config_incoming = self.configuration.incoming
         self.config_history = self.configuration.history
         self.publish_config = self.configuration.publish
+        self.decline_config = self.configuration.decline
         self.resolve_pair = self.troubleshooting.resolve_pair
         self.retry = self.troubleshooting.retry
         self.resync = self.troubleshooting.resync

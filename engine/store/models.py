@@ -131,6 +131,7 @@ class SyncSide(SQLModel, table=True):
     terms_json: str = ""  # the shared terms of the version in force (JSON)
     draft_text: str = ""  # the draft beside it ("" : none, export shows the version in force)
     pending_version: int = 0  # published (primary) or received (secondary), not yet in force
+    last_published: int = 0  # primary: the newest version it sent (a declined one is not reused)
     pending_text: str = ""  # primary: the mapping file it published
     pending_terms: str = ""  # the terms of the pending version (JSON)
     pending_message: str = ""  # the primary's message with it

@@ -29,6 +29,7 @@ def upgrade() -> None:
         for name in NEW_SIDE_COLUMNS:
             batch_op.add_column(sa.Column(name, sa.String(), nullable=False, server_default=""))
         batch_op.add_column(sa.Column("pending_version", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("last_published", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(
             sa.Column("start_when_in_force", sa.Boolean(), nullable=False, server_default=sa.false())
         )
@@ -55,6 +56,7 @@ def downgrade() -> None:
     op.drop_table("configversion")
     with op.batch_alter_table("syncside", schema=None) as batch_op:
         batch_op.drop_column("start_when_in_force")
+        batch_op.drop_column("last_published")
         batch_op.drop_column("pending_version")
         for name in reversed(NEW_SIDE_COLUMNS):
             batch_op.drop_column(name)
