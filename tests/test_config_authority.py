@@ -24,7 +24,7 @@ from engine.store.models import Message
 from engine.vocab import Folder, SyncStatus
 
 from .conftest import issue_by_summary, sync_all
-from .test_bad_input import OLD
+from .test_bad_input import OLD, create_body, drop, envelope
 
 # every local name of both demo projects: issue types, statuses, fields, select values
 ACME_NAMES = ["Bug", "Task", "Story", "Sub-task", "To Do", "In Progress", "In Review", "Done"]
@@ -157,6 +157,19 @@ def test_a_new_version_adds_and_removes_fields_and_nothing_waits_in_vain(paired:
     sync_all(paired)
     copy = issue_by_summary(globex, "GLOBEX", "made while pending")
     assert copy is not None and copy.fields["assignee"] == "carol"
+    # a message built under version 1 still applies; the mapping version 2 removed is ignored
+    pair = uuid.uuid4().hex
+    drop(
+        paired,
+        "old.bac",
+        envelope(paired, create_body("built under v1", due="2026-12-24"), pair=pair, config=1),
+    )
+    Engine(globex).run_once()
+    old = issue_by_summary(globex, "GLOBEX", "built under v1")
+    assert old is not None and old.fields.get("due_date") is None
+    assert any(
+        kind == "ignored" and "field due" in text for _, kind, p, text in globex.history(key) if p == pair
+    )
 
 
 def test_a_local_synchronization_of_projects_with_different_fields(tmp_path: Path) -> None:
