@@ -3,7 +3,9 @@ on the version in force, with nothing rejected on the way (SPEC section 4)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from engine.store.models import Message, SyncSide
 from engine.vocab import DraftState, Folder, SyncStatus
 
 from .test_config_authority import BOUND_OWNER, OWNER, UNBOUND_OWNER
+from .test_crash import Crash, CrashPoints
 
 STEPS = ["publish", "acme", "globex", "bind", "restart acme", "restart globex"]
 
@@ -163,3 +166,68 @@ def test_decline_is_for_review_mode(tmp_path: Path) -> None:
         assert demo.globex.sync_info(demo.key).draft_state == DraftState.NONE
     finally:
         demo.close()
+
+
+# -- a crash at each durable step of publishing and acknowledging ----------------------------------
+
+PHASES: list[tuple[str, Callable[[Demo], object]]] = [
+    ("acme", lambda demo: publish(demo, 2)),
+    ("acme", lambda demo: Engine(demo.acme).run_once()),  # sends the CONFIG
+    ("globex", lambda demo: Engine(demo.globex).run_once()),  # takes it in: UPDATE REQUIRED
+    ("globex", bind),  # puts version 2 in force, queues the CONFIG_ACK
+    ("globex", lambda demo: Engine(demo.globex).run_once()),  # sends it
+    ("acme", lambda demo: Engine(demo.acme).run_once()),  # takes it in: version 2 in force
+]
+POINTS_PER_PHASE = 5
+
+
+def _fresh_pair(root: Path) -> Demo:
+    return pair_installations(root, encryption=False, start=False)
+
+
+def _finish(demo: Demo) -> None:
+    """What an admin does after a restart: publish again if the publish was lost, bind what is
+    pending, and let both engines run."""
+    for _ in range(4):
+        acme = side_row(demo.acme)
+        if acme.config_version < 2 and not acme.pending_version:
+            publish(demo, 2)
+        Engine(demo.acme).run_once()
+        Engine(demo.globex).run_once()
+        bind(demo)
+    Engine(demo.acme).run_once()
+
+
+def test_a_crash_at_any_step_of_publish_and_ack_ends_in_agreement(tmp_path: Path) -> None:
+    failures: list[str] = []
+    for index, (who, phase) in enumerate(PHASES):
+        reference = _fresh_pair(tmp_path / f"ref{index}")
+        for _, earlier in PHASES[:index]:
+            earlier(reference)
+        with CrashPoints(None).installed() as counted:
+            phase(reference)
+        reference.close()
+        total = counted.count
+        stride = max(1, total // POINTS_PER_PHASE)
+        for at in range(1, total + 1, stride):
+            demo = _fresh_pair(tmp_path / f"p{index}-{at}")
+            try:
+                for _, earlier in PHASES[:index]:
+                    earlier(demo)
+                with CrashPoints(at).installed() as points, contextlib.suppress(Crash):
+                    phase(demo)
+                assert points.where, f"phase {index} did not reach step {at} of {total}"
+                restart(demo, who)  # the killed process's home, opened again
+                _finish(demo)
+                acme, globex = side_row(demo.acme), side_row(demo.globex)
+                state = (
+                    acme.config_version,
+                    acme.pending_version,
+                    globex.config_version,
+                    globex.pending_version,
+                )
+                if state != (2, 0, 2, 0):
+                    failures.append(f"phase {index} step {at}/{total} ({points.where}): {state}")
+            finally:
+                demo.close()
+    assert failures == []
