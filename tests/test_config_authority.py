@@ -257,3 +257,46 @@ def test_a_mapping_added_to_paired_issues_is_filled_by_a_resync(
 OWNER = '\n[[fields]]\nid = "owner"\nlocal = "assignee"\nkind = "user"\n'
 UNBOUND_OWNER = 'id = "owner"\nlocal = ""\nkind = "user"\ndirection = "off"'
 BOUND_OWNER = 'id = "owner"\nlocal = "assignee"\nkind = "user"\ndirection = "both"'
+
+
+FILTERS = """
+[attachment_filter.to_partner]
+max_bytes = 100000
+types = ["image/*", "text/plain"]
+"""
+
+
+def test_attachment_filters_per_direction_travel_in_the_terms(paired: Demo) -> None:
+    acme, globex, key = paired.acme, paired.globex, paired.key
+    acme.config_import_text(key, acme.config_export(key) + FILTERS, "filters.toml")
+    acme.publish_config(key, "Only images and text, at most 100 kB")
+    sync_all(paired)
+    template = globex.config_export(key)
+    assert "[attachment_filter.from_partner]" in template  # the primary's to_partner, mirrored
+    wider = template.replace('types = ["image/*", "text/plain"]', 'types = ["application/pdf"]')
+    with pytest.raises(BackboneError, match=r"types: expected some of image/\*, text/plain"):
+        globex.config_import_text(key, wider, "wider.toml")
+    narrower = template.replace('types = ["image/*", "text/plain"]', 'types = ["image/*"]')
+    globex.config_import_text(key, narrower.replace('names = ""', 'names = "*.png"'), "narrow.toml")
+    globex.publish_config(key, start=True)
+    sync_all(paired)
+    acme.start([key])
+    issue = acme.tracker.create_issue("ACME", "Task", {"summary": "with files"}, as_user="al")
+    for name, media_type, size in (
+        ("diagram.png", "image/png", 10),
+        ("photo.jpg", "image/jpeg", 10),  # sent, but Globex accepts only *.png
+        ("notes.txt", "text/plain", 10),  # sent, but Globex narrowed the types to images
+        ("report.pdf", "application/pdf", 10),  # not sent: Acme shares images and text only
+        ("huge.png", "image/png", 200_000),  # not sent: too large
+    ):
+        acme.tracker.add_attachment(issue, name, b"x" * size, as_user="al", media_type=media_type)
+    sync_all(paired)
+    copy = issue_by_summary(globex, "GLOBEX", "with files")
+    assert copy is not None and [a.filename for a in copy.attachments] == ["diagram.png"]
+    skipped = [text for _, kind, _, text in acme.history(key) if kind == "skipped"]
+    assert any("report.pdf" in t and "not one of" in t for t in skipped)
+    assert any("huge.png" in t and "larger than 100000" in t for t in skipped)
+    ignored = [text for _, kind, _, text in globex.history(key) if kind == "ignored"]
+    assert any("photo.jpg" in t and "*.png" in t for t in ignored)
+    assert any("notes.txt" in t and "image/*" in t for t in ignored)
+    assert globex.list_syncs()[0].folder_counts.get(Folder.ERROR, 0) == 0

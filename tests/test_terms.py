@@ -109,3 +109,33 @@ def test_the_template_keeps_bindings_and_leaves_new_ids_to_bind() -> None:
     assert "issue type defect" in terms.unbound(fresh, role="secondary")
     assert all(m.direction == "off" and m.local == "" for m in fresh.fields)
     assert [name for name in LOCAL_NAMES if name in fresh_text] == []
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ("[attachment_filter.sideways]\nmax_bytes = 1\n", "expected tables to_partner and/or from_partner"),
+        ("[attachment_filter.to_partner]\ntypes = ['pdf']\n", "types: expected media types like"),
+        ("[attachment_filter.to_partner]\nmax_bytes = 0\n", "max_bytes: expected a positive whole number"),
+        ("[attachment_filter.from_partner]\ncolour = 'red'\n", "expected max_bytes, types and names only"),
+    ],
+)
+def test_a_bad_attachment_filter_names_its_table(table: str, expected: str) -> None:
+    with pytest.raises(BackboneError) as caught:
+        parse_config(default_config("acme") + "\n" + table, "f.toml")
+    assert str(caught.value).startswith("f.toml: ") and expected in str(caught.value)
+
+
+def test_an_attachment_filter_checks_size_type_and_name() -> None:
+    config = parse_config(
+        default_config("acme")
+        + '\n[attachment_filter.to_partner]\nmax_bytes = 50\ntypes = ["image/*"]\nnames = "*.PNG"\n',
+        "f.toml",
+    )
+    sending = config.attachment_filter("to_partner")
+    assert sending.refuses("a.png", "image/png", 10) == ""
+    assert "larger than 50" in sending.refuses("a.png", "image/png", 51)
+    assert "not one of image/*" in sending.refuses("a.png", "text/plain", 1)
+    assert "does not match *.PNG" in sending.refuses("a.jpg", "image/jpeg", 1)
+    assert config.attachment_filter("from_partner").max_bytes == config.attachment_max_bytes
+    assert Terms.of(config).for_role("secondary").attachment_filter("from_partner") == sending

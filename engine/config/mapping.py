@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import secrets
 import tomllib
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from engine.vocab import Reason
 DIRECTIONS = ("both", "to_partner", "from_partner", "off")
 FIELD_KINDS = ("text", "number", "select", "user", "labels", "date")
 CONFIG_VERSION = 1
+DEFAULT_ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
+FILTER_DIRECTIONS = ("to_partner", "from_partner")
 
 
 @dataclass(frozen=True)
@@ -73,15 +76,44 @@ def _plain(value: Any) -> bool:
 
 
 @dataclass(frozen=True)
+class AttachmentFilter:
+    """Which attachments travel one way: a size limit, allowed media types (patterns such as
+    `image/*`; none: any) and a file-name pattern (`*.pdf`; "": any)."""
+
+    max_bytes: int = DEFAULT_ATTACHMENT_MAX_BYTES
+    types: tuple[str, ...] = ()
+    names: str = ""
+
+    def refuses(self, name: str, media_type: str, size: int) -> str:
+        """Why this attachment does not pass ("" when it does)."""
+        if size > self.max_bytes:
+            return f"{size} bytes, larger than {self.max_bytes}"
+        if self.types and not any(fnmatch.fnmatchcase(media_type.lower(), t.lower()) for t in self.types):
+            return f"type {media_type or 'unknown'} is not one of {', '.join(self.types)}"
+        if self.names and not fnmatch.fnmatchcase(name.lower(), self.names.lower()):
+            return f"the name does not match {self.names}"
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_bytes": self.max_bytes, "types": list(self.types), "names": self.names}
+
+
+@dataclass(frozen=True)
 class MappingConfig:
     issue_types: dict[str, str] = field(default_factory=dict)  # local type -> mapping id
     statuses: dict[str, str] = field(default_factory=dict)  # local status -> mapping id
     fields: tuple[FieldMapping, ...] = ()
     comments: str = "both"
     attachments: str = "both"
-    attachment_max_bytes: int = 10 * 1024 * 1024
+    attachment_max_bytes: int = DEFAULT_ATTACHMENT_MAX_BYTES
     subtasks: bool = True
     links: bool = True
+    attachment_filters: dict[str, AttachmentFilter] = field(default_factory=dict)  # to_partner | from_partner
+
+    def attachment_filter(self, direction: str) -> AttachmentFilter:
+        """The filter attachments pass going `to_partner` or coming `from_partner`."""
+        found = self.attachment_filters.get(direction, AttachmentFilter(self.attachment_max_bytes))
+        return AttachmentFilter(min(found.max_bytes, self.attachment_max_bytes), found.types, found.names)
 
     def type_id(self, local: str) -> str | None:
         return self.issue_types.get(local)
@@ -140,6 +172,8 @@ class MappingConfig:
             if mapping.default is not None:
                 entry["default"] = mapping.default
             data["fields"].append(entry)
+        if self.attachment_filters:
+            data["attachment_filter"] = {d: f.to_dict() for d, f in sorted(self.attachment_filters.items())}
         header = (
             "# Backbone TUI mapping configuration for one side of a synchronization.\n"
             "# Local names on the left, shared mapping ids on the right: the partner only sees ids.\n"
@@ -171,6 +205,7 @@ def parse_config(text: str, source: str) -> MappingConfig:
         "issue_types",
         "statuses",
         "fields",
+        "attachment_filter",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -237,7 +272,9 @@ def parse_config(text: str, source: str) -> MappingConfig:
     dupes = sorted({name for name in locals_ if locals_.count(name) > 1})
     if dupes:
         raise BackboneError(f"{source}: local field(s) {', '.join(dupes)} mapped twice")
+    filters = _attachment_filters(data.get("attachment_filter", {}), source)
     return MappingConfig(
+        attachment_filters=filters,
         issue_types=tables["issue_types"],
         statuses=tables["statuses"],
         fields=tuple(fields),
@@ -247,6 +284,28 @@ def parse_config(text: str, source: str) -> MappingConfig:
         subtasks=data.get("subtasks", True),
         links=data.get("links", True),
     )
+
+
+def _attachment_filters(raw: Any, source: str) -> dict[str, AttachmentFilter]:
+    """`[attachment_filter.to_partner]` / `[attachment_filter.from_partner]`: max_bytes, types, names."""
+    if not isinstance(raw, dict) or not set(raw) <= set(FILTER_DIRECTIONS):
+        raise BackboneError(f"{source}: [attachment_filter]: expected tables to_partner and/or from_partner")
+    filters: dict[str, AttachmentFilter] = {}
+    for direction, table in raw.items():
+        where = f"{source}: [attachment_filter.{direction}]"
+        if not isinstance(table, dict) or not set(table) <= {"max_bytes", "types", "names"}:
+            raise BackboneError(f"{where}: expected max_bytes, types and names only")
+        size = table.get("max_bytes", DEFAULT_ATTACHMENT_MAX_BYTES)
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise BackboneError(f"{where} max_bytes: expected a positive whole number, got {size!r}")
+        types = table.get("types", [])
+        if not isinstance(types, list) or not all(isinstance(v, str) and "/" in v for v in types):
+            raise BackboneError(f'{where} types: expected media types like ["image/*", "application/pdf"]')
+        names = table.get("names", "")
+        if not isinstance(names, str):
+            raise BackboneError(f'{where} names: expected a file-name pattern like "*.pdf"')
+        filters[direction] = AttachmentFilter(size, tuple(types), names)
+    return filters
 
 
 def check_against(

@@ -9,12 +9,13 @@ narrow a direction, but adds or removes nothing (`check_binding`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import tomli_w
 
-from engine.config.mapping import DIRECTIONS, FIELD_KINDS, FieldMapping, MappingConfig
+from engine.config.mapping import DIRECTIONS, FIELD_KINDS, AttachmentFilter, FieldMapping, MappingConfig
 from engine.errors import BackboneError, RejectedError
 from engine.vocab import Role
 
@@ -25,7 +26,8 @@ WITHIN = {
     "from_partner": ("from_partner", "off"),
     "off": ("off",),
 }
-SETTINGS = ("comments", "attachments", "attachment_max_bytes", "subtasks", "links")
+FILTERS = "attachment_filters"
+SETTINGS = ("comments", "attachments", "attachment_max_bytes", "subtasks", "links", FILTERS)
 MAX_IDS = 10_000  # mappings and values in one CONFIG: far more than any project has
 MAX_ID_CHARS = 64
 
@@ -72,7 +74,10 @@ class Terms:
                 FieldTerm(m.id, m.kind, m.direction, tuple(sorted(set(m.values.values()))))
                 for m in sorted(config.fields, key=lambda m: m.id)
             ),
-            settings={name: getattr(config, name) for name in SETTINGS},
+            settings={
+                **{name: getattr(config, name) for name in SETTINGS if name != FILTERS},
+                FILTERS: {d: f.to_dict() for d, f in sorted(config.attachment_filters.items())},
+            },
         )
 
     def for_role(self, role: str) -> Terms:
@@ -83,8 +88,18 @@ class Terms:
             self.issue_types,
             self.statuses,
             tuple(FieldTerm(t.id, t.kind, MIRROR[t.direction], t.values) for t in self.fields),
-            {k: MIRROR[v] if k in ("comments", "attachments") else v for k, v in self.settings.items()},
+            {
+                k: MIRROR[v] if k in ("comments", "attachments") else v
+                for k, v in self.settings.items()
+                if k != FILTERS
+            }
+            | {FILTERS: {MIRROR[d]: f for d, f in self.settings.get(FILTERS, {}).items()}},
         )
+
+    def attachment_filter(self, direction: str) -> AttachmentFilter | None:
+        """The filter the terms set for attachments going `direction` (None: only the size limit)."""
+        raw = self.settings.get(FILTERS, {}).get(direction)
+        return AttachmentFilter(raw["max_bytes"], tuple(raw["types"]), raw["names"]) if raw else None
 
     def field(self, mapping_id: str) -> FieldTerm | None:
         return next((t for t in self.fields if t.id == mapping_id), None)
@@ -150,6 +165,25 @@ class Terms:
             raise bad("settings attachment_max_bytes", "a positive whole number")
         if not all(isinstance(settings[name], bool) for name in ("subtasks", "links")):
             raise bad("settings subtasks/links", "true or false")
+        filters = settings[FILTERS]
+        if not isinstance(filters, dict) or not set(filters) <= {"to_partner", "from_partner"}:
+            raise bad(f"settings {FILTERS}", "to_partner and/or from_partner")
+        for direction, raw in filters.items():
+            where = f"settings {FILTERS} {direction}"
+            if not isinstance(raw, dict) or set(raw) != {"max_bytes", "types", "names"}:
+                raise bad(where, "max_bytes, types, names")
+            if (
+                not isinstance(raw["max_bytes"], int)
+                or isinstance(raw["max_bytes"], bool)
+                or raw["max_bytes"] <= 0
+            ):
+                raise bad(f"{where} max_bytes", "a positive whole number")
+            if not isinstance(raw["types"], list) or not all(
+                isinstance(v, str) and len(v) < 128 for v in raw["types"]
+            ):
+                raise bad(f"{where} types", "a list of media types")
+            if not isinstance(raw["names"], str) or len(raw["names"]) > 255:
+                raise bad(f"{where} names", "a file-name pattern")
         return cls(
             ids(body.get("issue_types"), "issue_types"),
             ids(body.get("statuses"), "statuses"),
@@ -234,6 +268,19 @@ class Terms:
                     f"(expected one of {', '.join(WITHIN[term_direction])})"
                 )
 
+        for direction in ("to_partner", "from_partner"):
+            term_filter = terms.attachment_filter(direction)
+            mine = config.attachment_filters.get(direction)
+            if term_filter is None or mine is None:
+                continue
+            where = f"{source}: [attachment_filter.{direction}]"
+            if mine.max_bytes > term_filter.max_bytes:
+                raise BackboneError(f"{where} max_bytes: at most {term_filter.max_bytes}, as the terms allow")
+            if term_filter.types and (not mine.types or not set(mine.types) <= set(term_filter.types)):
+                raise BackboneError(f"{where} types: expected some of {', '.join(term_filter.types)}")
+            if term_filter.names and mine.names != term_filter.names:
+                raise BackboneError(f"{where} names: expected {term_filter.names!r}, as the terms set it")
+
     def unbound(self, config: MappingConfig, *, role: str) -> list[str]:
         """The ids this side still has to bind before the version can be put in force."""
         terms = self.for_role(role)
@@ -270,6 +317,8 @@ class Terms:
             tomli_w.dumps({"version": 1}).strip(),
         ]
         for name in SETTINGS:
+            if name == FILTERS:
+                continue
             value = getattr(bound, name) if name in ("attachment_max_bytes", "subtasks", "links") else None
             if name in ("comments", "attachments"):
                 value = (
@@ -319,6 +368,18 @@ class Terms:
             unmapped = [v for v in term.values if v not in values.values()]
             if unmapped:
                 lines.append(f"# shared values without a local value: {', '.join(unmapped)}")
+        for direction, raw in sorted(terms.settings.get(FILTERS, {}).items()):
+            mine = bound.attachment_filters.get(direction)
+            chosen = mine.to_dict() if mine is not None else raw
+            within = f"at most {raw['max_bytes']} bytes, types {', '.join(raw['types']) or 'any'}, "
+            within += f"names {raw['names'] or 'any'}"
+            lines += [
+                "",
+                f"[attachment_filter.{direction}]  # within: {within}",
+                f"max_bytes = {chosen['max_bytes']}",
+                f"types = {json.dumps(chosen['types'])}",
+                f"names = {json.dumps(chosen['names'])}",
+            ]
         return "\n".join(lines) + "\n"
 
 

@@ -209,12 +209,17 @@ class _Applier:
                 Reason.ATTACHMENT_SIZE_MISMATCH,
                 f"attachment {name!r}: {len(content)} bytes, header says {attachment.get('size')!r}",
             )
-        if len(content) > self.config.attachment_max_bytes:
+        accepted = self.config.attachment_filter("from_partner")
+        if len(content) > accepted.max_bytes:
             raise ApplyError(
                 Reason.ATTACHMENT_TOO_LARGE,
-                f"attachment {name!r}: {len(content)} bytes, limit {self.config.attachment_max_bytes}",
+                f"attachment {name!r}: {len(content)} bytes, limit {accepted.max_bytes}",
             )
         media_type = attachment.get("media_type")
+        why = accepted.refuses(name, media_type if isinstance(media_type, str) else "", len(content))
+        if why:  # this side narrowed what it accepts: not an error of the partner's
+            self.notes.append(f"attachment {name!r}: {why}; not accepted here")
+            return
         assert self.issue_id is not None
         self.tracker.add_attachment(
             self.issue_id,

@@ -264,15 +264,15 @@ class _Detector:
 
     def _attachment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
         info, content = self.p.tracker.read_attachment(str(change.data.get("attachment")))
-        if info.size > self.config.attachment_max_bytes:
+        why = self.config.attachment_filter("to_partner").refuses(info.filename, info.media_type, info.size)
+        if why:
             self.s.add(
                 History(
                     side_id=self.side.id,
                     pair_id=pair.pair_id,
                     at=utcnow(),
                     kind="skipped",
-                    text=f"attachment {info.filename!r} ({info.size} "
-                    f"bytes) is larger than {self.config.attachment_max_bytes}; not sent",
+                    text=f"attachment {info.filename!r}: {why}; not sent",
                 )
             )
             return []
