@@ -260,6 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = _sub(
         actions,
+        "dry-run",
+        "the draft against every synced issue: values it cannot map, new mappings to resync",
+        "backbone config dry-run ACME-GLOBEX-1 --json",
+    )
+    p.add_argument("key")
+    p.add_argument("--project", dest="side_project", help=side_help)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _sub(
+        actions,
         "publish",
         "primary: send the draft to the partner; secondary: put the bound version in force",
         "backbone config publish ACME-GLOBEX-1 --message 'Priorities are synced too'",
@@ -903,6 +912,20 @@ def _config(inst: Installation, args: argparse.Namespace) -> int:
             print(json.dumps([vars(change) for change in changes], indent=2))
         else:
             print("\n".join(change.line() for change in changes) or "no changes against the version in force")
+    elif args.action == "dry-run":
+        run = inst.config_dry_run(key, side)
+        if args.json:
+            print(json.dumps(run.to_dict(), indent=2))
+        else:
+            print(f"{run.pairs} synced issue(s) looked at")
+            for change in run.changes:
+                print(f"  {change.line()}")
+            for issue, mapping, value in run.unmappable:
+                print(f"  cannot map: {issue} {mapping} = {value!r}")
+            for mapping, count in sorted(run.resync.items()):
+                print(f"  new mapping {mapping}: {count} issue(s) filled by a RESYNC once in force")
+            if not (run.changes or run.unmappable):
+                print("  nothing changes")
     elif args.action == "publish":
         info = inst.publish_config(key, args.message, side, start=args.start)
         print(f"{key}: {info.status}: {info.status_detail}")

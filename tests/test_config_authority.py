@@ -300,3 +300,29 @@ def test_attachment_filters_per_direction_travel_in_the_terms(paired: Demo) -> N
     assert any("photo.jpg" in t and "*.png" in t for t in ignored)
     assert any("notes.txt" in t and "image/*" in t for t in ignored)
     assert globex.list_syncs()[0].folder_counts.get(Folder.ERROR, 0) == 0
+
+
+def test_a_dry_run_shows_what_the_draft_would_do_to_synced_issues(
+    paired: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    acme, key = paired.acme, paired.key
+    first = acme.tracker.create_issue("ACME", "Bug", {"summary": "a", "Severity": "Major"}, as_user="al")
+    acme.tracker.create_issue("ACME", "Task", {"summary": "b"}, as_user="al")
+    sync_all(paired)
+    draft = acme.config_export(key).replace(
+        'Critical = "i1", Major = "i2", Minor = "i3"', 'Critical = "i1", Minor = "i3"'
+    )
+    acme.config_import_text(key, draft + OWNER, "v2.toml")
+    run = acme.config_dry_run(key)
+    bug = acme.tracker.read_issue(first)
+    assert bug is not None and run.pairs == 2
+    assert run.unmappable == [(bug.key, "impact", "Major")]
+    assert run.resync == {"owner": 2}
+    assert [c.line() for c in run.changes] == [
+        "changed  field impact: values removed i2",
+        "added    field owner: user, both",
+    ]
+    home = str(acme.paths.root)
+    assert main(["--home", home, "config", "dry-run", key]) == 0
+    out = capsys.readouterr().out
+    assert f"cannot map: {bug.key} impact = 'Major'" in out and "new mapping owner: 2 issue(s)" in out

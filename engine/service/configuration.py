@@ -28,7 +28,7 @@ from engine.pipeline.config_control import (
 )
 from engine.pipeline.records import Outgoing
 from engine.service.views import SyncInfo
-from engine.store.models import ConfigVersion, Synchronization, SyncSide
+from engine.store.models import ConfigVersion, IssuePair, Synchronization, SyncSide
 from engine.vocab import DraftState, MessageType, Role, SyncStatus
 
 if TYPE_CHECKING:
@@ -72,6 +72,24 @@ class VersionInfo:
             "at": self.at,
             "message": self.message,
             "narrowed": self.narrowed,
+        }
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What putting the draft in force would do to the issues synced today."""
+
+    pairs: int  # synced issues looked at
+    changes: list[Change]  # the draft against the version in force
+    unmappable: list[tuple[str, str, str]]  # (issue key, mapping id or "type"/"status", local value)
+    resync: dict[str, int]  # new mapping id -> how many synced issues a RESYNC would fill
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pairs": self.pairs,
+            "changes": [vars(change) for change in self.changes],
+            "unmappable": [{"issue": i, "mapping": m, "value": v} for i, m, v in self.unmappable],
+            "resync": self.resync,
         }
 
 
@@ -127,6 +145,44 @@ class Configuration:
             before = in_force or MappingConfig()
             return _binding_changes(before, draft)
         return Terms.of(draft).changes_since(Terms.of(in_force) if in_force and row.config_version else None)
+
+    def dry_run(self, key: str, project: str | None = None) -> DryRun:
+        """The draft against every synced issue of this side, before publishing: the values it
+        cannot map, the direction changes, how many issues each new mapping would resync."""
+        side, row = self._side_row(key, project)
+        draft = parse_config(self.export(key, side.project), "draft")
+        in_force = parse_config(row.config_text, "in force") if row.config_text else MappingConfig()
+        with self.i.db.session() as s:
+            issue_ids = [
+                p.issue_id
+                for p in s.exec(select(IssuePair).where(IssuePair.side_id == side.id)).all()
+                if p.issue_id is not None
+            ]
+        unmappable: list[tuple[str, str, str]] = []
+        looked_at = 0
+        for issue_id in issue_ids:
+            issue = self.i.tracker.read_issue(issue_id)
+            if issue is None:
+                continue
+            looked_at += 1
+            if draft.type_id(issue.issue_type) is None:
+                unmappable.append((issue.key, "type", issue.issue_type))
+            if draft.status_id(issue.status) is None:
+                unmappable.append((issue.key, "status", issue.status))
+            for mapping in draft.fields:
+                value = issue.fields.get(mapping.local)
+                if not mapping.sends or not mapping.values or value in (None, "", []):
+                    continue
+                for one in value if isinstance(value, list) else [value]:
+                    if str(one) not in mapping.values and mapping.default is None:
+                        unmappable.append((issue.key, mapping.id, str(one)))
+        known = {m.id for m in in_force.fields}
+        resync = (
+            {m.id: looked_at for m in draft.fields if m.id not in known and m.sends}
+            if row.config_version
+            else {}
+        )
+        return DryRun(looked_at, self.diff(key, side.project), unmappable, resync)
 
     def incoming(self, key: str, project: str | None = None) -> IncomingConfig | None:
         """The partner's pending version, its message and what it changes (None: nothing pending)."""

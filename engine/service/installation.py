@@ -107,6 +107,7 @@ class Installation:
         self.config_diff = self.configuration.diff
         self.config_incoming = self.configuration.incoming
         self.config_history = self.configuration.history
+        self.config_dry_run = self.configuration.dry_run
         self.publish_config = self.configuration.publish
         self.decline_config = self.configuration.decline
         self.resolve_pair = self.troubleshooting.resolve_pair
