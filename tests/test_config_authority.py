@@ -326,3 +326,26 @@ def test_a_dry_run_shows_what_the_draft_would_do_to_synced_issues(
     assert main(["--home", home, "config", "dry-run", key]) == 0
     out = capsys.readouterr().out
     assert f"cannot map: {bug.key} impact = 'Major'" in out and "new mapping owner: 2 issue(s)" in out
+
+
+def test_a_value_without_a_shared_id_is_not_sent_as_empty(paired: Demo) -> None:
+    acme, globex, key = paired.acme, paired.globex, paired.key
+    first = acme.tracker.create_issue("ACME", "Bug", {"summary": "sev", "Severity": "Critical"}, as_user="al")
+    sync_all(paired)
+    draft = acme.config_export(key).replace(
+        'Critical = "i1", Major = "i2", Minor = "i3"', 'Critical = "i1", Minor = "i3"'
+    )
+    acme.config_import_text(key, draft, "v2.toml")
+    acme.publish_config(key, "Major is not shared any more")
+    sync_all(paired)
+    template = globex.config_export(key)
+    globex.config_import_text(key, template, "bind.toml")
+    globex.publish_config(key, start=True)
+    sync_all(paired)
+    acme.start([key])
+    acme.tracker.update_issue(first, {"Severity": "Major", "summary": "sev 2"}, as_user="al")
+    sync_all(paired)
+    copy = issue_by_summary(globex, "GLOBEX", "sev 2")
+    assert copy is not None and copy.fields["Impact"] == "Blocker"  # kept, not cleared
+    skipped = [text for _, kind, _, text in acme.history(key) if kind == "skipped"]
+    assert any("impact: 'Major' has no shared value" in text for text in skipped)

@@ -40,6 +40,13 @@ class FieldMapping:
     def receives(self) -> bool:
         return self.direction in ("both", "from_partner")
 
+    def unshared(self, value: Any) -> list[str]:
+        """The local values this mapping's table has no shared id for (sent as nothing, not
+        as an empty value that would clear the partner's field)."""
+        if not self.values or value is None or self.default is not None:
+            return []
+        return [str(v) for v in (value if isinstance(value, list) else [value]) if str(v) not in self.values]
+
     def to_shared(self, value: Any) -> Any:
         """The shared form of a local value (None when this value is not shared)."""
         if not self.values or value is None:

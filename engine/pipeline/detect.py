@@ -14,7 +14,7 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlmodel import Session
 
-from engine.config.mapping import MappingConfig
+from engine.config.mapping import FieldMapping, MappingConfig
 from engine.domain.side import SideCtx
 from engine.errors import TrackerOffline
 from engine.events import MessageMoved
@@ -205,6 +205,8 @@ class _Detector:
         fields: dict[str, Any] = {}
         for mapping in self.config.fields:
             if mapping.sends and mapping.local in issue.fields:
+                if self._unshared(pair, mapping, issue.fields[mapping.local], issue.key):
+                    continue
                 shared = mapping.to_shared(issue.fields[mapping.local])
                 fields[mapping.id] = {"v": shared, "at": at, "base": ""}
                 self._set_state(pair, mapping.id, shared, at, "local")
@@ -231,7 +233,11 @@ class _Detector:
                     continue
             else:
                 mapping = self.config.field_by_local(name)
-                if mapping is None or not mapping.sends:
+                if (
+                    mapping is None
+                    or not mapping.sends
+                    or self._unshared(pair, mapping, new, change.issue_id)
+                ):
                     continue
                 mapping_id, shared = mapping.id, mapping.to_shared(new)
             state = self._state(pair, mapping_id)
@@ -240,6 +246,24 @@ class _Detector:
             result[mapping_id] = {"v": shared, "at": at, "base": state.at if state else ""}
             self._set_state(pair, mapping_id, shared, at, "local")
         return result
+
+    def _unshared(self, pair: _OutPair, mapping: FieldMapping, value: Any, issue: str) -> bool:
+        """A value the mapping's table has no shared id for: not sent, and noted for the admin."""
+        missing = mapping.unshared(value)
+        if missing and isinstance(value, list):
+            return False  # a list sends the values that do have one
+        if missing:
+            self.s.add(
+                History(
+                    side_id=self.side.id,
+                    pair_id=pair.pair_id,
+                    at=utcnow(),
+                    kind="skipped",
+                    text=f"issue {issue}: field mapping {mapping.id}: {missing[0]!r} has no shared value "
+                    "(add it to the mapping's values, or a default); not sent",
+                )
+            )
+        return bool(missing)
 
     def _comment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
         issue = self.p.tracker.read_issue(change.issue_id)

@@ -60,7 +60,10 @@ class ResyncStep:
                 fields = {
                     m.id: {"v": m.to_shared(issue.fields[m.local]), "at": at, "base": ""}
                     for m in config.fields
-                    if m.sends and m.local in issue.fields and (mapping_ids is None or m.id in mapping_ids)
+                    if m.sends
+                    and m.local in issue.fields
+                    and (mapping_ids is None or m.id in mapping_ids)
+                    and (isinstance(issue.fields[m.local], list) or not m.unshared(issue.fields[m.local]))
                 }
                 body: dict[str, Any] = {
                     "op": "resync",
