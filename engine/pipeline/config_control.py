@@ -82,11 +82,7 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
                 f"CONFIG version {version} is not newer than version "
                 f"{max(row.config_version, row.pending_version)} known here",
             )
-        message = envelope.body.get("message")
-        if not isinstance(message, str) or not message.strip() or len(message) > MAX_MESSAGE_CHARS:
-            raise RejectedError(
-                Reason.BODY_INVALID, f"CONFIG message: expected 1-{MAX_MESSAGE_CHARS} characters"
-            )
+        message = _message(envelope)
         terms = Terms.from_body(envelope.body.get("terms"))
         row.pending_version, row.pending_terms = version, json.dumps(terms.to_body(), sort_keys=True)
         row.pending_message, row.pending_text, row.draft_text = message, "", ""
@@ -107,11 +103,7 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
                 Reason.CONFIG_VERSION_UNKNOWN,
                 f"a CONFIG_DECLINE for version {version}, which is not pending here",
             )
-        message = envelope.body.get("message")
-        if not isinstance(message, str) or not message.strip() or len(message) > MAX_MESSAGE_CHARS:
-            raise RejectedError(
-                Reason.BODY_INVALID, f"CONFIG_DECLINE message: expected 1-{MAX_MESSAGE_CHARS} characters"
-            )
+        message = _message(envelope)
         row.pending_version, row.pending_text, row.pending_terms, row.pending_message = 0, "", "", ""
         row.start_when_in_force = False
         s.add(row)  # the draft stays: edit it and publish again
@@ -149,6 +141,15 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
     )
     s.add(sync)
     return []
+
+
+def _message(envelope: Envelope) -> str:
+    message = envelope.body.get("message")
+    if not isinstance(message, str) or not message.strip() or len(message) > MAX_MESSAGE_CHARS:
+        raise RejectedError(
+            Reason.BODY_INVALID, f"{envelope.type} message: expected 1-{MAX_MESSAGE_CHARS} characters"
+        )
+    return message
 
 
 def _version(body: dict[str, Any]) -> int:

@@ -253,17 +253,18 @@ class _Detector:
         if missing and isinstance(value, list):
             return False  # a list sends the values that do have one
         if missing:
-            self.s.add(
-                History(
-                    side_id=self.side.id,
-                    pair_id=pair.pair_id,
-                    at=utcnow(),
-                    kind="skipped",
-                    text=f"issue {issue}: field mapping {mapping.id}: {missing[0]!r} has no shared value "
-                    "(add it to the mapping's values, or a default); not sent",
-                )
+            self._skipped(
+                pair,
+                f"issue {issue}: field mapping {mapping.id}: {missing[0]!r} has no shared value "
+                "(add it to the mapping's values, or a default); not sent",
             )
         return bool(missing)
+
+    def _skipped(self, pair: _OutPair, text: str) -> None:
+        """Note in the issue's history what was not sent, and why."""
+        self.s.add(
+            History(side_id=self.side.id, pair_id=pair.pair_id, at=utcnow(), kind="skipped", text=text)
+        )
 
     def _comment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
         issue = self.p.tracker.read_issue(change.issue_id)
@@ -290,15 +291,7 @@ class _Detector:
         info, content = self.p.tracker.read_attachment(str(change.data.get("attachment")))
         why = self.config.attachment_filter("to_partner").refuses(info.filename, info.media_type, info.size)
         if why:
-            self.s.add(
-                History(
-                    side_id=self.side.id,
-                    pair_id=pair.pair_id,
-                    at=utcnow(),
-                    kind="skipped",
-                    text=f"attachment {info.filename!r}: {why}; not sent",
-                )
-            )
+            self._skipped(pair, f"attachment {info.filename!r}: {why}; not sent")
             return []
         return [
             Outgoing(

@@ -258,13 +258,7 @@ class Configuration:
         terms = Terms.of(draft)
         in_force = Terms.from_body(json.loads(row.terms_json)) if row.terms_json else None
         if row.config_version and in_force == terms and not row.pending_version:
-            with self.i.db.write() as s:  # local names only: nothing for the partner to bind
-                stored = s.get(SyncSide, side.id)
-                assert stored is not None
-                stored.config_text, stored.draft_text = text, ""
-                s.add(stored)
-            self._after_in_force(side)
-            return self.i.queries.sync_info(key)
+            return self._in_force_here(side, text)  # local names only: nothing for the partner to bind
         version = max(row.config_version, row.pending_version, row.last_published) + 1
         with self.i.db.write() as s:
             stored = s.get(SyncSide, side.id)
@@ -303,13 +297,7 @@ class Configuration:
                 "(config export, edit, config import)"
             )
         if not row.pending_version:  # new local names or narrower directions within the same terms
-            with self.i.db.write() as s:
-                stored = s.get(SyncSide, side.id)
-                assert stored is not None
-                stored.config_text, stored.draft_text = text, ""
-                s.add(stored)
-            self._after_in_force(side)
-            return self.i.queries.sync_info(key)
+            return self._in_force_here(side, text)
         narrowed = terms.narrowed(config, role=Role.SECONDARY)
         version = row.pending_version
         with self.i.db.write() as s:
@@ -438,6 +426,16 @@ class Configuration:
         with self.i.db.session() as s:
             sync = s.get(Synchronization, key)
             return sync.status if sync else ""
+
+    def _in_force_here(self, side: SideCtx, text: str) -> SyncInfo:
+        """Put a draft in force on this side alone: it changes no shared term."""
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            assert stored is not None
+            stored.config_text, stored.draft_text = text, ""
+            s.add(stored)
+        self._after_in_force(side)
+        return self.i.queries.sync_info(side.sync_key)
 
     def _after_in_force(self, side: SideCtx) -> None:
         fresh = self.i.pipeline.side(side.id)
