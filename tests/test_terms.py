@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from engine.config.mapping import MappingConfig, parse_config
+from engine.config.mapping import (
+    MappingConfig,
+    TrackerSchema,
+    draft_with_label_slots,
+    generated_config,
+    parse_config,
+)
 from engine.config.terms import Terms
 from engine.errors import BackboneError, RejectedError
 from engine.runtime.demo import default_config
@@ -139,3 +145,31 @@ def test_an_attachment_filter_checks_size_type_and_name() -> None:
     assert "does not match *.PNG" in sending.refuses("a.jpg", "image/jpeg", 1)
     assert config.attachment_filter("from_partner").max_bytes == config.attachment_max_bytes
     assert Terms.of(config).for_role("secondary").attachment_filter("from_partner") == sending
+
+
+def test_labels_are_the_only_text_the_partner_reads() -> None:
+    labelled = dataclasses.replace(ACME, labels={"defect": "Defect report", "i2": "Serious", "nope": "x"})
+    terms = Terms.of(labelled)
+    assert terms.labels == {"defect": "Defect report", "i2": "Serious"}  # only ids that exist
+    assert Terms.from_body(json.loads(json.dumps(terms.to_body()))) == terms
+    template = terms.template(None, role="secondary", version=2)
+    assert '# "" = "defect"   <- new: put a local name (Defect report)' in template
+    assert "i2 (Serious)" in template
+    assert [c.line() for c in terms.changes_since(None)][0] == "added    issue type defect: Defect report"
+    body = terms.to_body()
+    body["labels"] = {"defect": "two\nlines"}
+    with pytest.raises(RejectedError, match="labels"):
+        Terms.from_body(body)
+
+
+def test_a_new_primary_draft_has_a_label_slot_for_every_id() -> None:
+    schema = TrackerSchema(
+        ["Bug"], ["To Do"], {"summary": "text", "priority": "select"}, {"priority": ["High"]}
+    )
+    text = draft_with_label_slots(generated_config(schema))
+    config = parse_config(text, "draft.toml")
+    assert config.labels == {}  # empty slots: nothing is sent
+    assert "# Bug" in text and "# priority = High" in text
+    assert all(mapping_id.split("-")[0] in ("t", "s", "f", "v") for mapping_id in config.issue_types.values())
+    filled = text.replace(f'{config.issue_types["Bug"]} = ""', f'{config.issue_types["Bug"]} = "Defect"')
+    assert parse_config(filled, "draft.toml").labels == {config.issue_types["Bug"]: "Defect"}

@@ -19,6 +19,7 @@ FIELD_KINDS = ("text", "number", "select", "user", "labels", "date")
 CONFIG_VERSION = 1
 DEFAULT_ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
 FILTER_DIRECTIONS = ("to_partner", "from_partner")
+MAX_LABEL_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class MappingConfig:
     subtasks: bool = True
     links: bool = True
     attachment_filters: dict[str, AttachmentFilter] = field(default_factory=dict)  # to_partner | from_partner
+    labels: dict[str, str] = field(default_factory=dict)  # mapping or value id -> what the partner reads
 
     def attachment_filter(self, direction: str) -> AttachmentFilter:
         """The filter attachments pass going `to_partner` or coming `from_partner`."""
@@ -181,6 +183,8 @@ class MappingConfig:
             data["fields"].append(entry)
         if self.attachment_filters:
             data["attachment_filter"] = {d: f.to_dict() for d, f in sorted(self.attachment_filters.items())}
+        if self.labels:
+            data["labels"] = dict(self.labels)
         header = (
             "# Backbone TUI mapping configuration for one side of a synchronization.\n"
             "# Local names on the left, shared mapping ids on the right: the partner only sees ids.\n"
@@ -213,6 +217,7 @@ def parse_config(text: str, source: str) -> MappingConfig:
         "statuses",
         "fields",
         "attachment_filter",
+        "labels",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -280,8 +285,19 @@ def parse_config(text: str, source: str) -> MappingConfig:
     if dupes:
         raise BackboneError(f"{source}: local field(s) {', '.join(dupes)} mapped twice")
     filters = _attachment_filters(data.get("attachment_filter", {}), source)
+    labels = data.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and len(v) <= MAX_LABEL_CHARS and v.isprintable()
+        for k, v in labels.items()
+    ):
+        raise fail(
+            "[labels]",
+            f'a table of mapping id = "text the partner reads" (1 line, <= {MAX_LABEL_CHARS})',
+            labels,
+        )
     return MappingConfig(
         attachment_filters=filters,
+        labels={k: v for k, v in labels.items() if v},
         issue_types=tables["issue_types"],
         statuses=tables["statuses"],
         fields=tuple(fields),
@@ -379,6 +395,22 @@ class TrackerSchema:
 def new_mapping_id(prefix: str) -> str:
     """A mapping or value id that reveals nothing about the name it stands for."""
     return f"{prefix}-{secrets.token_hex(4)}"
+
+
+def draft_with_label_slots(config: MappingConfig) -> str:
+    """The configuration as a draft to edit, with an empty `[labels]` slot for every id (and
+    the local name it stands for as a comment): labels are the only text the partner reads."""
+    lines = ["", '[labels]  # optional: what the partner reads beside each id ("" = nothing)']
+    named = [(mid, local) for local, mid in config.issue_types.items()]
+    named += [(mid, local) for local, mid in config.statuses.items()]
+    for mapping in config.fields:
+        named.append((mapping.id, mapping.local))
+        named += [(vid, f"{mapping.local} = {value}") for value, vid in mapping.values.items()]
+    for mapping_id, local in named:
+        if mapping_id not in config.labels:
+            lines.append(f"{tomli_w.dumps({mapping_id: ''}).strip()}  # {local}")
+    text = config.to_toml()
+    return text + "\n".join(lines) + "\n" if "\n[labels]" not in text else text
 
 
 def generated_config(schema: TrackerSchema, new_id: Callable[[str], str] = new_mapping_id) -> MappingConfig:

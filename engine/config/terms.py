@@ -15,7 +15,14 @@ from typing import Any
 
 import tomli_w
 
-from engine.config.mapping import DIRECTIONS, FIELD_KINDS, AttachmentFilter, FieldMapping, MappingConfig
+from engine.config.mapping import (
+    DIRECTIONS,
+    FIELD_KINDS,
+    MAX_LABEL_CHARS,
+    AttachmentFilter,
+    FieldMapping,
+    MappingConfig,
+)
 from engine.errors import BackboneError, RejectedError
 from engine.vocab import Role
 
@@ -63,6 +70,7 @@ class Terms:
     statuses: tuple[str, ...] = ()
     fields: tuple[FieldTerm, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # id -> the primary's label for its partner
 
     @classmethod
     def of(cls, config: MappingConfig) -> Terms:
@@ -78,6 +86,7 @@ class Terms:
                 **{name: getattr(config, name) for name in SETTINGS if name != FILTERS},
                 FILTERS: {d: f.to_dict() for d, f in sorted(config.attachment_filters.items())},
             },
+            labels={k: v for k, v in sorted(config.labels.items()) if k in _ids_of(config)},
         )
 
     def for_role(self, role: str) -> Terms:
@@ -94,6 +103,7 @@ class Terms:
                 if k != FILTERS
             }
             | {FILTERS: {MIRROR[d]: f for d, f in self.settings.get(FILTERS, {}).items()}},
+            self.labels,
         )
 
     def attachment_filter(self, direction: str) -> AttachmentFilter | None:
@@ -115,6 +125,7 @@ class Terms:
                 for t in self.fields
             ],
             "settings": dict(self.settings),
+            "labels": dict(self.labels),
         }
 
     @classmethod
@@ -184,12 +195,28 @@ class Terms:
                 raise bad(f"{where} types", "a list of media types")
             if not isinstance(raw["names"], str) or len(raw["names"]) > 255:
                 raise bad(f"{where} names", "a file-name pattern")
+        labels = body.get("labels", {})
+        if (
+            not isinstance(labels, dict)
+            or len(labels) > MAX_IDS
+            or not all(
+                isinstance(k, str) and isinstance(v, str) and len(v) <= MAX_LABEL_CHARS and v.isprintable()
+                for k, v in labels.items()
+            )
+        ):
+            raise bad("labels", f"id -> a line of at most {MAX_LABEL_CHARS} characters")
         return cls(
             ids(body.get("issue_types"), "issue_types"),
             ids(body.get("statuses"), "statuses"),
             tuple(fields),
             dict(settings),
+            dict(labels),
         )
+
+    def label(self, mapping_id: str) -> str:
+        """` (the partner's label)`, or "" when it wrote none."""
+        text = self.labels.get(mapping_id, "")
+        return f" ({text})" if text else ""
 
     # -- comparing -------------------------------------------------------------------------
 
@@ -201,13 +228,14 @@ class Terms:
             ("issue type", self.issue_types, before.issue_types),
             ("status", self.statuses, before.statuses),
         ):
-            changes += [Change(what, i, "added") for i in new if i not in old]
+            changes += [Change(what, i, "added", self.labels.get(i, "")) for i in new if i not in old]
             changes += [Change(what, i, "removed") for i in old if i not in new]
         old_fields = {t.id: t for t in before.fields}
         for term in self.fields:
             was = old_fields.pop(term.id, None)
             if was is None:
-                changes.append(Change("field", term.id, "added", f"{term.kind}, {term.direction}"))
+                detail = f"{term.kind}, {term.direction}{self.label(term.id)}"
+                changes.append(Change("field", term.id, "added", detail))
             elif was != term:
                 changes.append(Change("field", term.id, "changed", _field_change(was, term)))
         changes += [Change("field", i, "removed") for i in old_fields]
@@ -340,7 +368,9 @@ class Terms:
                     lines.append(tomli_w.dumps({by_id[mapping_id]: mapping_id}).strip())
                 else:
                     lines.append(
-                        "# " + tomli_w.dumps({"": mapping_id}).strip() + "   <- new: put a local name"
+                        "# "
+                        + tomli_w.dumps({"": mapping_id}).strip()
+                        + f"   <- new: put a local name{terms.label(mapping_id)}"
                     )
         for term in terms.fields:
             old = next((m for m in bound.fields if m.id == term.id), None)
@@ -359,7 +389,8 @@ class Terms:
             }
             if old is not None and old.default is not None and old.default in values:
                 entry["default"] = old.default
-            lines += ["", "[[fields]]", tomli_w.dumps(entry).strip()]
+            label = terms.label(term.id)
+            lines += ["", "[[fields]]" + (f"  #{label}" if label else ""), tomli_w.dumps(entry).strip()]
             if values:  # inline: a [values] table here would belong to the whole file
                 pairs = ", ".join(tomli_w.dumps({local: shared}).strip() for local, shared in values.items())
                 lines.append(f"values = {{ {pairs} }}")
@@ -367,7 +398,8 @@ class Terms:
                 lines.append(f"# new: set local, then direction (within: {term.direction})")
             unmapped = [v for v in term.values if v not in values.values()]
             if unmapped:
-                lines.append(f"# shared values without a local value: {', '.join(unmapped)}")
+                named = ", ".join(f"{v}{terms.label(v)}" for v in unmapped)
+                lines.append(f"# shared values without a local value: {named}")
         for direction, raw in sorted(terms.settings.get(FILTERS, {}).items()):
             mine = bound.attachment_filters.get(direction)
             chosen = mine.to_dict() if mine is not None else raw
@@ -381,6 +413,14 @@ class Terms:
                 f"names = {json.dumps(chosen['names'])}",
             ]
         return "\n".join(lines) + "\n"
+
+
+def _ids_of(config: MappingConfig) -> set[str]:
+    """Every mapping and value id a configuration defines."""
+    ids = set(config.issue_types.values()) | set(config.statuses.values())
+    for mapping in config.fields:
+        ids |= {mapping.id, *mapping.values.values()}
+    return ids
 
 
 def _field_change(was: FieldTerm, now: FieldTerm) -> str:

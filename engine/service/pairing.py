@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from engine.channels import channel_fields
 from engine.channels.email import MailSettings
-from engine.config.mapping import TrackerSchema, generated_config
+from engine.config.mapping import TrackerSchema, draft_with_label_slots, generated_config
 from engine.config.terms import Terms
 from engine.domain.envelope import load_json
 from engine.errors import BackboneError, FieldError, RejectedError
@@ -154,7 +154,9 @@ class Pairing:
             partner_project=partner_project or "",
             own_fingerprint=fingerprint,
             own_key_expires=expires,
-            draft_text=generated_config(self._schema(project)).to_toml(),  # published once paired
+            draft_text=draft_with_label_slots(
+                generated_config(self._schema(project))
+            ),  # published once paired
         )
         staging = self._stage_handshake(sync, side, out)
         try:
