@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func
+from sqlalchemy.orm import load_only
 from sqlmodel import col, select
 
 from engine.domain.side import SideCtx
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
     from engine.service.installation import Installation
 
 
+#: what a listing shows of a side: not its mapping texts, drafts or terms (kilobytes each)
+LISTED_SIDE_COLUMNS = tuple(
+    getattr(SyncSide, name)
+    for name in SyncSide.model_fields
+    if name not in ("config_text", "terms_json", "draft_text", "pending_text", "pending_terms")
+)
+
+
 class Queries:
     """What a screen or a script reads: synchronizations, messages, history."""
 
@@ -37,7 +46,7 @@ class Queries:
             if status:
                 query = query.where(Synchronization.status == status.upper())
             syncs = s.exec(query).all()
-            sides = s.exec(select(SyncSide)).all()
+            sides = s.exec(select(SyncSide).options(load_only(*LISTED_SIDE_COLUMNS))).all()
             counts = s.exec(
                 select(Message.side_id, Message.folder, func.count()).group_by(
                     col(Message.side_id), col(Message.folder)
