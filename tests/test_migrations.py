@@ -19,6 +19,10 @@ from engine.store import migrations
 BASELINE = "0001_baseline"
 
 
+def test_the_newest_revision_is_known_without_alembic() -> None:
+    assert migrations.head() == migrations.HEAD
+
+
 def test_the_revisions_build_what_the_models_describe(tmp_path: Path) -> None:
     """A model change without its revision fails here (a new home takes the models' tables)."""
     engine = create_engine(f"sqlite:///{tmp_path / 'm.db'}")

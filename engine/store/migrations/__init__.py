@@ -7,18 +7,24 @@ stamped with the baseline first. Nothing calls `create_all` on an existing home.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 HERE = Path(__file__).parent
 BASELINE = "0001_baseline"
+#: the newest revision (a test checks it is Alembic's head): a home already there opens without
+#: importing Alembic, which costs start-up time and memory in every command
+HEAD = "0002_config_authority"
 
 
 def _config(connection: Connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(HERE))
     config.attributes["connection"] = connection
@@ -26,7 +32,10 @@ def _config(connection: Connection) -> Config:
 
 
 def head() -> str:
-    """The newest revision this version of Backbone TUI knows."""
+    """The newest revision this version of Backbone TUI knows (read from the revisions)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", str(HERE))
     revision = ScriptDirectory.from_config(config).get_current_head()
@@ -47,8 +56,10 @@ def upgrade(connection: Connection, metadata: MetaData) -> bool:
     An empty database gets today's tables at once and is stamped with the newest revision
     (Alembic's recipe for a new database; a test checks it equals running every revision)."""
     found = current(connection)
-    if found is not None and found == head():
+    if found == HEAD:
         return False
+    from alembic import command
+
     config = _config(connection)
     if found is None and not inspect(connection).has_table("synchronization"):
         metadata.create_all(connection)
