@@ -44,6 +44,16 @@ def bind(demo: Demo) -> None:
     demo.globex.publish_config(demo.key)
 
 
+def deliver(demo: Demo, rounds: int = 1, *, binding: bool = True) -> None:
+    """Rounds of: Acme's engine, Globex's engine, Globex binds what is pending; then Acme once more."""
+    for _ in range(rounds):
+        Engine(demo.acme).run_once()
+        Engine(demo.globex).run_once()
+        if binding:
+            bind(demo)
+    Engine(demo.acme).run_once()
+
+
 def restart(demo: Demo, name: str) -> None:
     inst: Installation = getattr(demo, name)
     root = inst.paths.root
@@ -74,11 +84,7 @@ def test_any_interleaving_ends_with_both_sides_agreeing(
                 restart(demo, step.split()[1])
             else:
                 Engine(getattr(demo, step)).run_once()
-        for _ in range(6):  # then let it settle: deliver, bind what is pending, deliver
-            Engine(demo.acme).run_once()
-            Engine(demo.globex).run_once()
-            bind(demo)
-        Engine(demo.acme).run_once()
+        deliver(demo, 6)  # then let it settle: deliver, bind what is pending, deliver
         acme, globex = side_row(demo.acme), side_row(demo.globex)
         assert (acme.config_version, acme.pending_version) == (globex.config_version, 0)
         assert globex.pending_version == 0
@@ -100,11 +106,7 @@ def test_an_acknowledgement_of_a_superseded_version_is_not_an_error(tmp_path: Pa
         Engine(demo.globex).run_once()
         bind(demo)  # acknowledges version 2 ...
         publish(demo, 3)  # ... while the primary has published version 3 already
-        for _ in range(3):
-            Engine(demo.acme).run_once()
-            Engine(demo.globex).run_once()
-            bind(demo)
-        Engine(demo.acme).run_once()
+        deliver(demo, 3)
         assert side_row(demo.acme).config_version == side_row(demo.globex).config_version == 3
     finally:
         demo.close()
@@ -139,11 +141,7 @@ def test_review_mode_a_declined_draft_is_sent_again(tmp_path: Path) -> None:
         assert "We keep owners to ourselves" in info.status_detail
         assert OWNER in acme.config_export(key)  # the draft stays, editable
         acme.publish_config(key, "Owners, read-only for you")
-        for _ in range(2):
-            Engine(acme).run_once()
-            Engine(globex).run_once()
-            bind(demo)
-        Engine(acme).run_once()
+        deliver(demo, 2)
         for inst in (acme, globex):
             info = inst.sync_info(key)
             assert (info.draft_state, info.config_version, info.pending_version) == (
