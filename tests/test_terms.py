@@ -173,3 +173,14 @@ def test_a_new_primary_draft_has_a_label_slot_for_every_id() -> None:
     assert all(mapping_id.split("-")[0] in ("t", "s", "f", "v") for mapping_id in config.issue_types.values())
     filled = text.replace(f'{config.issue_types["Bug"]} = ""', f'{config.issue_types["Bug"]} = "Defect"')
     assert parse_config(filled, "draft.toml").labels == {config.issue_types["Bug"]: "Defect"}
+
+
+def test_a_secondary_binding_change_says_what_changed() -> None:
+    from engine.service.configuration import _binding_changes
+
+    renamed = replace_field(GLOBEX, "customer", local="Requester", direction="off")
+    (change,) = _binding_changes(GLOBEX, renamed)
+    assert (
+        change.line()
+        == "changed  field customer: local 'Requested by' -> 'Requester'; direction 'from_partner' -> 'off'"
+    )

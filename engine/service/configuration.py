@@ -372,8 +372,12 @@ class Configuration:
         (on every side here: a `local` synchronization has two)."""
         problems: list[str] = []
         sides = self.i.queries.sides_of(key)
+        with self.i.db.session() as s:
+            rows = {side.id: s.get(SyncSide, side.id) for side in sides}
         for side in sides:
-            _, row = self._side_row(key, side.project)
+            row = rows[side.id]
+            if row is None:
+                continue
             where = f"{side.folder}: " if len(sides) > 1 else ""
             if not row.config_version:
                 problems.append(
@@ -453,9 +457,16 @@ def _binding_changes(before: MappingConfig, after: MappingConfig) -> list[Change
         if was is None:
             changes.append(Change("field", mapping.id, "added", mapping.direction))
         elif (was.local, was.direction, was.values) != (mapping.local, mapping.direction, mapping.values):
-            changes.append(
-                Change("field", mapping.id, "changed", f"direction {was.direction} -> {mapping.direction}")
-            )
+            parts = [
+                f"{what} {before_value!r} -> {after_value!r}"
+                for what, before_value, after_value in (
+                    ("local", was.local, mapping.local),
+                    ("direction", was.direction, mapping.direction),
+                    ("values", was.values, mapping.values),
+                )
+                if before_value != after_value
+            ]
+            changes.append(Change("field", mapping.id, "changed", "; ".join(parts)))
     for what, new_table, old_table in (
         ("issue type", after.issue_types, before.issue_types),
         ("status", after.statuses, before.statuses),
