@@ -270,18 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(
         actions,
         "publish",
-        "primary: send the draft to the partner; secondary: put the bound version in force",
+        "primary: send the draft to the partner; secondary: put the bound version in force "
+        "(in review mode, narrower directions are proposed to the primary)",
         "backbone config publish ACME-GLOBEX-1 --message 'Priorities are synced too'",
         "backbone config publish ACME-GLOBEX-1 --start        (secondary)",
     )
     p.add_argument("key")
-    p.add_argument("-m", "--message", default="", help="primary: what changed, for the partner (required)")
+    p.add_argument(
+        "-m",
+        "--message",
+        default="",
+        help="what changed, for the partner (required on the primary, and for a proposal)",
+    )
     p.add_argument("--start", action="store_true", help="start synchronizing once the version is in force")
     p.add_argument("--project", dest="side_project", help=side_help)
     p = _sub(
         actions,
         "decline",
-        "review mode, secondary: decline the partner's draft with a message",
+        "review mode: decline the partner's draft (secondary) or proposal (primary) with a message",
         "backbone config decline ACME-GLOBEX-1 -m 'We do not share the customer'",
     )
     p.add_argument("key")
@@ -289,8 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", dest="side_project", help=side_help)
     p = _sub(
         actions,
+        "accept",
+        "review mode, primary: accept the secondary's proposal as the next version",
+        "backbone config accept ACME-GLOBEX-1",
+    )
+    p.add_argument("key")
+    p.add_argument("--project", dest="side_project", help=side_help)
+    p = _sub(
+        actions,
         "incoming",
-        "secondary: the partner's new version, its message and what it changes",
+        "the partner's new version (or, on the primary, its proposal), its message and what it changes",
         "backbone config incoming ACME-GLOBEX-1",
     )
     p.add_argument("key")
@@ -929,8 +943,11 @@ def _config(inst: Installation, args: argparse.Namespace) -> int:
     elif args.action == "publish":
         info = inst.publish_config(key, args.message, side, start=args.start)
         print(f"{key}: {info.status}: {info.status_detail}")
-    elif args.action == "decline":
-        info = inst.decline_config(key, args.message, side)
+    elif args.action in ("decline", "accept"):
+        if args.action == "decline":
+            info = inst.decline_config(key, args.message, side)
+        else:
+            info = inst.accept_config(key, side)
         print(f"{key}: {info.status}: {info.status_detail}")
     elif args.action == "incoming":
         incoming = inst.config_incoming(key, side)
@@ -938,6 +955,12 @@ def _config(inst: Installation, args: argparse.Namespace) -> int:
             print(json.dumps(incoming.to_dict() if incoming else None, indent=2))
         elif incoming is None:
             print(f"{key}: no new version from the partner")
+        elif incoming.proposal:
+            print(f"the partner proposes a change of version {incoming.version} (in force here)")
+            print(f"message: {incoming.message}")
+            for change in incoming.changes:
+                print(f"  {change.line()}")
+            print(f"next: backbone config accept {key}, or config decline {key} -m WHY")
         else:
             print(f"version {incoming.version} from the partner (version {incoming.in_force} in force here)")
             print(f"message: {incoming.message}")

@@ -80,6 +80,8 @@ class MessageType(StrEnum):
     CONFIG = "CONFIG"
     CONFIG_ACK = "CONFIG_ACK"
     CONFIG_DECLINE = "CONFIG_DECLINE"
+    CONFIG_PROPOSAL = "CONFIG_PROPOSAL"  # review mode: the secondary proposes narrower directions
+    CONFIG_ACCEPT = "CONFIG_ACCEPT"  # the primary accepts the proposal as a new version
     # issue changes: numbered per issue (epoch, seq)
     ISSUE = "ISSUE"
     RESYNC = "RESYNC"

@@ -101,10 +101,14 @@ def test_the_secondary_cannot_add_or_widen_and_a_config_from_it_is_rejected(pair
     assert parse_config(globex.config_export(key), "t").field_by_id("customer").direction == "off"
     to_acme(paired, "CONFIG", {"version": 9, "message": "mine now", "terms": {}})
     to_acme(paired, "CONFIG_ACK", {"version": 7, "narrowed": {}})
+    to_acme(paired, "CONFIG_PROPOSAL", {"version": 1, "message": "less", "narrowed": {"due": "off"}})
+    to_acme(paired, "CONFIG_ACCEPT", {"version": 2, "base": 1})
     Engine(paired.acme).run_once()
     assert sorted(r for r in acme_reasons(paired) if r[1] != Folder.PROCESSED) == [
         ("CONFIG", Folder.REJECTED, "UNEXPECTED_MESSAGE"),
+        ("CONFIG_ACCEPT", Folder.REJECTED, "CONFIG_VERSION_UNKNOWN"),
         ("CONFIG_ACK", Folder.REJECTED, "CONFIG_VERSION_UNKNOWN"),
+        ("CONFIG_PROPOSAL", Folder.REJECTED, "UNEXPECTED_MESSAGE"),  # not in review mode
     ]
     assert paired.acme.sync_info(key).status == SyncStatus.RUNNING
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
+from engine.config.mapping import parse_config
 from engine.config.terms import Terms
 from engine.errors import BackboneError
 from engine.runtime.demo import Demo, pair_installations
@@ -229,3 +230,98 @@ def test_a_crash_at_any_step_of_publish_and_ack_ends_in_agreement(tmp_path: Path
             finally:
                 demo.close()
     assert failures == []
+
+
+# -- review mode: the secondary's own narrowing is a proposal the primary reviews ----------------
+
+DUE_BOTH = 'id = "due"\nlocal = "due_date"\nkind = "date"\ndirection = "both"'
+DUE_OFF = DUE_BOTH.replace('"both"', '"off"')
+
+
+def due_in_force(inst: Installation) -> str:
+    return next(
+        m.direction for m in parse_config(side_row(inst).config_text, "in force").fields if m.id == "due"
+    )
+
+
+def narrow_due(demo: Demo, message: str = "We keep due dates to ourselves") -> None:
+    draft = demo.globex.config_export(demo.key)
+    assert DUE_BOTH in draft
+    demo.globex.config_import_text(demo.key, draft.replace(DUE_BOTH, DUE_OFF), "narrow.toml")
+    demo.globex.publish_config(demo.key, message)
+
+
+def test_review_mode_the_secondary_proposes_and_the_primary_declines_then_accepts(tmp_path: Path) -> None:
+    demo = pair_installations(tmp_path / "demo", encryption=False, start=False, review=True)
+    try:
+        acme, globex, key = demo.acme, demo.globex, demo.key
+        draft = globex.config_export(key)
+        globex.config_import_text(key, draft.replace(DUE_BOTH, DUE_OFF), "narrow.toml")
+        with pytest.raises(BackboneError, match="is a proposal; say why"):
+            globex.publish_config(key)
+        globex.publish_config(key, "We keep due dates to ourselves")
+        info = globex.sync_info(key)
+        assert (info.draft_state, info.config_version) == (DraftState.SENT, 1)
+        assert due_in_force(globex) == "both"  # in force only once accepted
+        with pytest.raises(BackboneError, match="waits for the partner's review"):
+            globex.publish_config(key, "again")
+        deliver(demo, binding=False)
+        assert acme.sync_info(key).draft_state == DraftState.RECEIVED
+        incoming = acme.config_incoming(key)
+        assert incoming is not None and incoming.proposal
+        assert [(c.id, c.how, c.detail) for c in incoming.changes] == [("due", "narrowed", "off")]
+        acme.decline_config(key, "We need the due dates")
+        deliver(demo, binding=False)
+        info = globex.sync_info(key)
+        assert (info.draft_state, info.config_version) == (DraftState.DECLINED, 1)
+        assert "We need the due dates" in info.status_detail
+        assert DUE_OFF in globex.config_export(key)  # the draft stays, to propose again
+        globex.publish_config(key, "Due dates stay with us, please")
+        deliver(demo, binding=False)
+        acme.accept_config(key)
+        deliver(demo, binding=False)
+        for inst in (acme, globex):
+            info = inst.sync_info(key)
+            assert (info.draft_state, info.config_version, info.pending_version) == (
+                DraftState.PUBLISHED,
+                2,
+                0,
+            )
+            last = inst.config_history(key)[-1]
+            assert (last.version, last.author, last.narrowed) == (2, "secondary", {"due": "off"})
+        assert due_in_force(globex) == "off"
+        assert acme.config_incoming(key) is None
+        acme.start([key])
+        globex.start([key])
+        assert acme.sync_info(key).status == globex.sync_info(key).status == SyncStatus.RUNNING
+        for inst in (acme, globex):
+            with inst.db.session() as s:
+                assert s.exec(select(Message.id).where(Message.folder == Folder.REJECTED)).all() == []
+    finally:
+        demo.close()
+
+
+def test_a_new_version_from_the_primary_supersedes_a_proposal(tmp_path: Path) -> None:
+    demo = pair_installations(tmp_path / "demo", encryption=False, start=False, review=True)
+    try:
+        narrow_due(demo)
+        Engine(demo.globex).run_once()
+        publish(demo, 2)  # crosses the proposal
+        deliver(demo, 3)
+        acme, globex = side_row(demo.acme), side_row(demo.globex)
+        assert (acme.config_version, globex.config_version) == (2, 2)
+        assert acme.proposal == globex.proposal == ""
+        with pytest.raises(BackboneError, match="no proposal"):
+            demo.acme.accept_config(demo.key)
+    finally:
+        demo.close()
+
+
+def test_outside_review_mode_a_narrowing_goes_in_force_at_once(tmp_path: Path) -> None:
+    demo = pair_installations(tmp_path / "demo", encryption=False, start=False)
+    try:
+        narrow_due(demo)
+        assert due_in_force(demo.globex) == "off"
+        assert demo.globex.sync_info(demo.key).config_version == 1
+    finally:
+        demo.close()

@@ -21,6 +21,8 @@ CONTROL_TYPES = frozenset(
         MessageType.CONFIG,
         MessageType.CONFIG_ACK,
         MessageType.CONFIG_DECLINE,
+        MessageType.CONFIG_PROPOSAL,
+        MessageType.CONFIG_ACCEPT,
     }
 )
 ISSUE_TYPES = frozenset({MessageType.ISSUE, MessageType.RESYNC})

@@ -5,6 +5,11 @@ and, in review mode, its `CONFIG_DECLINE`.
 secondary keeps it pending (`UPDATE REQUIRED`) until its admin has bound it and published.
 `CONFIG_ACK` (secondary -> primary) says the secondary has version N+1 in force, and what it
 narrowed; the primary then puts the version it published in force too.
+
+In review mode the secondary's later narrowing of what it shares is a draft too: its
+`CONFIG_PROPOSAL` (version N in force, the directions it wants) waits on the primary as
+`DRAFT RECEIVED`; the primary's `CONFIG_ACCEPT` makes it version N+1 on both sides (the same
+terms, the new directions), its `CONFIG_DECLINE` leaves version N and the secondary's draft.
 """
 
 from __future__ import annotations
@@ -24,6 +29,15 @@ from engine.trackers.base import utcnow
 from engine.vocab import PAIRED_STATUSES, DraftState, MessageType, Reason, Role, SyncStatus
 
 MAX_MESSAGE_CHARS = 4000
+CONFIG_TYPES = frozenset(
+    {
+        MessageType.CONFIG,
+        MessageType.CONFIG_ACK,
+        MessageType.CONFIG_DECLINE,
+        MessageType.CONFIG_PROPOSAL,
+        MessageType.CONFIG_ACCEPT,
+    }
+)
 
 
 def config_body(version: int, message: str, terms: Terms) -> dict[str, Any]:
@@ -41,36 +55,62 @@ def ack_body(version: int, narrowed: dict[str, str]) -> dict[str, Any]:
     return {"version": version, "narrowed": dict(narrowed)}
 
 
-def put_in_force(s: Session, row: SyncSide, *, author: str, narrowed: dict[str, str]) -> None:
-    """Make the pending version the one in force, and keep it in the history."""
-    row.config_text = row.pending_text
-    row.config_version = row.pending_version
-    row.terms_json = row.pending_terms
+def proposal_body(version: int, message: str, narrowed: dict[str, str]) -> dict[str, Any]:
+    """The body of a `CONFIG_PROPOSAL`: the version in force it narrows, why, and how."""
+    return {"version": version, "message": message, "narrowed": dict(narrowed)}
+
+
+def accept_body(version: int, base: int) -> dict[str, Any]:
+    """The body of a `CONFIG_ACCEPT`: the new version, and the proposal's version it accepts."""
+    return {"version": version, "base": base}
+
+
+def keep_version(
+    s: Session, row: SyncSide, version: int, *, author: str, message: str, narrowed: dict[str, str]
+) -> None:
+    """Record `version` (the terms and mapping file now in `row`) in the history."""
     s.add(
         ConfigVersion(
             side_id=row.id or 0,
-            version=row.pending_version,
-            terms_json=row.pending_terms,
-            config_text=row.pending_text,
-            message=row.pending_message,
+            version=version,
+            terms_json=row.terms_json,
+            config_text=row.config_text,
+            message=message,
             author=author,
             narrowed=json.dumps(narrowed, sort_keys=True),
             at=utcnow(),
         )
     )
+
+
+def put_in_force(s: Session, row: SyncSide, *, author: str, narrowed: dict[str, str]) -> None:
+    """Make the pending version the one in force, and keep it in the history."""
+    row.config_text = row.pending_text
+    row.config_version = row.pending_version
+    row.terms_json = row.pending_terms
+    keep_version(s, row, row.pending_version, author=author, message=row.pending_message, narrowed=narrowed)
     row.pending_version, row.pending_text, row.pending_terms = 0, "", ""
     row.pending_message, row.draft_text = "", ""
     s.add(row)
 
 
 def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoing]:
-    """Take a `CONFIG` or `CONFIG_ACK` from the partner; anything out of turn is `REJECTED`."""
+    """Take a configuration message from the partner; anything out of turn is `REJECTED`."""
     sync = s.get(Synchronization, side.sync_key)
     row = s.get(SyncSide, side.id)
     assert sync is not None and row is not None
     if sync.status not in PAIRED_STATUSES:
         raise RejectedError(Reason.NOT_PAIRED, f"a {envelope.type} before the pairing is complete")
     version = _version(envelope.body)
+    if envelope.type == MessageType.CONFIG_PROPOSAL:
+        _take_proposal(s, side, sync, row, envelope, version)
+        return []
+    if envelope.type == MessageType.CONFIG_ACCEPT:
+        _take_acceptance(s, side, sync, row, envelope, version)
+        return []
+    if envelope.type == MessageType.CONFIG_DECLINE and side.role == Role.SECONDARY:
+        _take_proposal_declined(s, sync, row, envelope, version)
+        return []
     if envelope.type == MessageType.CONFIG:
         if side.role != Role.SECONDARY:
             raise RejectedError(
@@ -86,6 +126,7 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
         terms = Terms.from_body(envelope.body.get("terms"))
         row.pending_version, row.pending_terms = version, json.dumps(terms.to_body(), sort_keys=True)
         row.pending_message, row.pending_text, row.draft_text = message, "", ""
+        row.proposal = ""  # a proposal against the older version is superseded: bind this one
         s.add(row)
         sync.status = SyncStatus.UPDATE_REQUIRED
         sync.status_detail = f"version {version} from the partner: {message.splitlines()[0][:200]}"
@@ -124,11 +165,7 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
             f"a CONFIG_ACK for version {version}, which was never published here"
             + (f" (version {row.pending_version} waits for one)" if row.pending_version else ""),
         )
-    narrowed = envelope.body.get("narrowed")
-    if not isinstance(narrowed, dict) or not all(
-        isinstance(k, str) and v in WITHIN["both"] for k, v in narrowed.items()
-    ):
-        raise RejectedError(Reason.BODY_INVALID, "CONFIG_ACK narrowed: expected mapping id -> direction")
+    narrowed = _narrowed(envelope)
     start = row.start_when_in_force
     row.start_when_in_force = False
     put_in_force(s, row, author=Role.PRIMARY, narrowed=narrowed)
@@ -141,6 +178,90 @@ def handle_config(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoin
     )
     s.add(sync)
     return []
+
+
+def _take_proposal(
+    s: Session, side: SideCtx, sync: Synchronization, row: SyncSide, envelope: Envelope, version: int
+) -> None:
+    """Primary, review mode: the secondary proposes narrower directions within version `version`."""
+    if side.role != Role.PRIMARY:
+        raise RejectedError(
+            Reason.UNEXPECTED_MESSAGE, "a CONFIG_PROPOSAL for the secondary: only a secondary proposes"
+        )
+    if not sync.review:
+        raise RejectedError(Reason.UNEXPECTED_MESSAGE, "a CONFIG_PROPOSAL outside review mode")
+    message, narrowed = _message(envelope), _narrowed(envelope)
+    if version > row.config_version:
+        raise RejectedError(
+            Reason.CONFIG_VERSION_UNKNOWN,
+            f"a CONFIG_PROPOSAL against version {version}; version {row.config_version} is in force here",
+        )
+    if version < row.config_version or row.pending_version:
+        return  # made against a version this side has superseded: the partner binds the newer one
+    row.proposal = json.dumps({"version": version, "message": message, "narrowed": narrowed})
+    s.add(row)
+    sync.draft_state = DraftState.RECEIVED
+    sync.status_detail = (
+        f"the partner proposes a change of version {version}: {message.splitlines()[0][:200]}"
+    )
+    s.add(sync)
+
+
+def _take_acceptance(
+    s: Session, side: SideCtx, sync: Synchronization, row: SyncSide, envelope: Envelope, version: int
+) -> None:
+    """Secondary: the primary accepted the proposal as `version`; put the proposed binding in force."""
+    proposal = json.loads(row.proposal) if row.proposal else None
+    base = envelope.body.get("base")
+    if side.role != Role.SECONDARY or proposal is None or base != proposal["version"]:
+        raise RejectedError(
+            Reason.CONFIG_VERSION_UNKNOWN,
+            f"a CONFIG_ACCEPT of version {base!r}, which was never proposed here",
+        )
+    if base != row.config_version or version <= row.config_version:
+        raise RejectedError(
+            Reason.CONFIG_OUTDATED,
+            f"a CONFIG_ACCEPT of version {base} as {version}; version {row.config_version} is in force here",
+        )
+    if row.draft_text == proposal["text"]:
+        row.draft_text = ""
+    row.config_text, row.config_version, row.proposal = proposal["text"], version, ""
+    keep_version(
+        s, row, version, author=Role.SECONDARY, message=proposal["message"], narrowed=proposal["narrowed"]
+    )
+    s.add(row)
+    sync.draft_state = DraftState.PUBLISHED
+    sync.status_detail = f"the partner accepted your proposal: version {version} in force"
+    s.add(sync)
+
+
+def _take_proposal_declined(
+    s: Session, sync: Synchronization, row: SyncSide, envelope: Envelope, version: int
+) -> None:
+    """Secondary: the primary declined the proposal; the draft stays, to edit and propose again."""
+    proposal = json.loads(row.proposal) if row.proposal else None
+    if proposal is None or proposal["version"] != version:
+        raise RejectedError(
+            Reason.CONFIG_VERSION_UNKNOWN,
+            f"a CONFIG_DECLINE of version {version}, which was never proposed here",
+        )
+    message = _message(envelope)
+    row.proposal = ""
+    s.add(row)
+    sync.draft_state = DraftState.DECLINED
+    sync.status_detail = f"the partner declined your proposal: {message.splitlines()[0][:200]}"
+    s.add(sync)
+
+
+def _narrowed(envelope: Envelope) -> dict[str, str]:
+    narrowed = envelope.body.get("narrowed")
+    if not isinstance(narrowed, dict) or not all(
+        isinstance(k, str) and v in WITHIN["both"] for k, v in narrowed.items()
+    ):
+        raise RejectedError(
+            Reason.BODY_INVALID, f"{envelope.type} narrowed: expected mapping id -> direction"
+        )
+    return narrowed
 
 
 def _message(envelope: Envelope) -> str:

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from engine.domain.envelope import Envelope
 from engine.domain.side import SideCtx
 from engine.errors import RejectedError
-from engine.pipeline.config_control import handle_config
+from engine.pipeline.config_control import CONFIG_TYPES, handle_config
 from engine.pipeline.records import Outgoing
 from engine.store.models import Synchronization, SyncSide
 from engine.vocab import MessageType, Reason, Role, SyncStatus
@@ -57,6 +57,6 @@ def handle_control(s: Session, side: SideCtx, envelope: Envelope) -> list[Outgoi
         sync.status, sync.status_detail = SyncStatus.STOPPED, "paired; configure and start"
         s.add(sync)
         return [Outgoing(MessageType.PING, {"step": 2})] if side.role == Role.SECONDARY else []
-    if envelope.type in (MessageType.CONFIG, MessageType.CONFIG_ACK, MessageType.CONFIG_DECLINE):
+    if envelope.type in CONFIG_TYPES:
         return handle_config(s, side, envelope)
     raise RejectedError(Reason.NOT_SUPPORTED, f"{envelope.type} messages are not supported by this version")

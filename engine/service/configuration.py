@@ -21,9 +21,12 @@ from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError
 from engine.pipeline.config_control import (
     MAX_MESSAGE_CHARS,
+    accept_body,
     ack_body,
     config_body,
     decline_body,
+    keep_version,
+    proposal_body,
     put_in_force,
 )
 from engine.pipeline.records import Outgoing
@@ -39,15 +42,18 @@ PUBLISHABLE = (SyncStatus.STOPPED, SyncStatus.RUNNING, SyncStatus.WAITING_FOR_PA
 
 @dataclass(frozen=True)
 class IncomingConfig:
-    """A version the partner published that this side has not bound yet."""
+    """A version the partner published that this side has not bound yet, or (on the primary, in
+    review mode) the secondary's proposal of narrower directions within the version in force."""
 
     version: int
     in_force: int
     message: str
     changes: list[Change]
+    proposal: bool = False  # review mode: the secondary's proposal of narrower directions
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "proposal": self.proposal,
             "version": self.version,
             "in_force": self.in_force,
             "message": self.message,
@@ -187,6 +193,20 @@ class Configuration:
     def incoming(self, key: str, project: str | None = None) -> IncomingConfig | None:
         """The partner's pending version, its message and what it changes (None: nothing pending)."""
         side, row = self._side_row(key, project)
+        if side.role == Role.PRIMARY and row.proposal:
+            proposal = json.loads(row.proposal)
+            return IncomingConfig(
+                proposal["version"],
+                row.config_version,
+                proposal["message"],
+                [
+                    Change(
+                        "field" if what not in ("comments", "attachments") else what, what, "narrowed", how
+                    )
+                    for what, how in sorted(proposal["narrowed"].items())
+                ],
+                proposal=True,
+            )
         if side.role != Role.SECONDARY or not row.pending_version:
             return None
         pending = Terms.from_body(json.loads(row.pending_terms))
@@ -242,12 +262,8 @@ class Configuration:
         with `start`). A draft that changes no shared term goes in force at once, unsent."""
         side, row = self._side_row(key, project)
         if side.role == Role.SECONDARY:
-            return self._publish_binding(side, row, start=start)
-        message = message.strip()
-        if not message:
-            raise FieldError("message", "a message for the partner is required: say what changed")
-        if len(message) > MAX_MESSAGE_CHARS:
-            raise FieldError("message", f"at most {MAX_MESSAGE_CHARS} characters")
+            return self._publish_binding(side, row, message.strip(), start=start)
+        message = _required(message, "a message for the partner is required: say what changed")
         status = self._status(key)
         if status not in PUBLISHABLE:
             raise BackboneError(
@@ -270,6 +286,7 @@ class Configuration:
             stored.pending_version, stored.pending_text, stored.last_published = version, text, version
             stored.pending_terms = json.dumps(terms.to_body(), sort_keys=True)
             stored.pending_message, stored.start_when_in_force = message, start
+            stored.proposal = ""  # the partner's proposal against the older version is superseded
             s.add(stored)
             sync.status = SyncStatus.WAITING_FOR_PARTNER
             sync.status_detail = f"published version {version}; waiting for the partner to bind it"
@@ -280,7 +297,7 @@ class Configuration:
         self.i._changed(key)
         return self.i.queries.sync_info(key)
 
-    def _publish_binding(self, side: SideCtx, row: SyncSide, *, start: bool) -> SyncInfo:
+    def _publish_binding(self, side: SideCtx, row: SyncSide, message: str, *, start: bool) -> SyncInfo:
         key = side.sync_key
         if not row.pending_version and not (row.draft_text and row.terms_json):
             raise BackboneError(
@@ -297,6 +314,15 @@ class Configuration:
                 "(config export, edit, config import)"
             )
         if not row.pending_version:  # new local names or narrower directions within the same terms
+            if row.proposal:
+                raise BackboneError(
+                    f"{key}: your proposal waits for the partner's review (accept or decline); "
+                    "publish again once it is answered"
+                )
+            if self._review(key) and terms.narrowed(config, role=Role.SECONDARY) != terms.narrowed(
+                parse_config(row.config_text, "in force"), role=Role.SECONDARY
+            ):
+                return self._propose(side, row, text, terms.narrowed(config, role=Role.SECONDARY), message)
             return self._in_force_here(side, text)
         narrowed = terms.narrowed(config, role=Role.SECONDARY)
         version = row.pending_version
@@ -333,15 +359,11 @@ class Configuration:
         """Review mode, secondary: decline the partner's pending version with a message
         (`CONFIG_DECLINE`); the version in force stays, the partner's draft becomes DECLINED."""
         side, row = self._side_row(key, project)
-        message = message.strip()
-        if not message:
-            raise FieldError("message", "say why the draft is declined, for the partner")
-        if len(message) > MAX_MESSAGE_CHARS:
-            raise FieldError("message", f"at most {MAX_MESSAGE_CHARS} characters")
-        with self.i.db.session() as s:
-            sync = s.get(Synchronization, key)
-        if sync is None or not sync.review:
+        message = _required(message, "say why the draft is declined, for the partner")
+        if not self._review(key):
             raise BackboneError(f"{key} is not in review mode: bind the new version (config publish)")
+        if side.role == Role.PRIMARY and row.proposal:
+            return self._decline_proposal(side, row, message)
         if side.role != Role.SECONDARY or not row.pending_version:
             raise BackboneError(f"{key}: no draft from the partner to decline")
         version = row.pending_version
@@ -359,6 +381,90 @@ class Configuration:
             sync.draft_state = DraftState.PUBLISHED if stored.config_version else DraftState.NONE
             sync.status_detail = (
                 f"you declined version {version}; version {stored.config_version} stays in force"
+            )
+            s.add(sync)
+        self.i.pipeline.write_send_files(side, [queued])
+        self.i._changed(key)
+        return self.i.queries.sync_info(key)
+
+    def accept(self, key: str, project: str | None = None) -> SyncInfo:
+        """Review mode, primary: accept the secondary's proposal as version N+1 on both sides
+        (`CONFIG_ACCEPT`): the same terms, the directions it proposed."""
+        side, row = self._side_row(key, project)
+        if side.role != Role.PRIMARY or not row.proposal:
+            raise BackboneError(f"{key}: no proposal from the partner to accept")
+        proposal = json.loads(row.proposal)
+        version = max(row.config_version, row.pending_version, row.last_published) + 1
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            sync = s.get(Synchronization, key)
+            assert stored is not None and sync is not None
+            queued = self.i.pipeline.queue(
+                s, side, Outgoing(MessageType.CONFIG_ACCEPT, accept_body(version, proposal["version"]))
+            )
+            stored.config_version = stored.last_published = version
+            stored.proposal = ""
+            keep_version(
+                s,
+                stored,
+                version,
+                author=Role.SECONDARY,
+                message=proposal["message"],
+                narrowed=proposal["narrowed"],
+            )
+            s.add(stored)
+            sync.draft_state = DraftState.PUBLISHED
+            sync.status_detail = f"accepted the partner's proposal as version {version}"
+            s.add(sync)
+        self.i.pipeline.write_send_files(side, [queued])
+        self.i._changed(key)
+        return self.i.queries.sync_info(key)
+
+    def _propose(
+        self, side: SideCtx, row: SyncSide, text: str, narrowed: dict[str, str], message: str
+    ) -> SyncInfo:
+        """Review mode, secondary: send narrower directions to the primary for review."""
+        key = side.sync_key
+        message = _required(
+            message, "review mode: narrowing what this side shares is a proposal; say why, for the partner"
+        )
+        version = row.config_version
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            sync = s.get(Synchronization, key)
+            assert stored is not None and sync is not None
+            queued = self.i.pipeline.queue(
+                s, side, Outgoing(MessageType.CONFIG_PROPOSAL, proposal_body(version, message, narrowed))
+            )
+            stored.draft_text = text
+            stored.proposal = json.dumps(
+                {"version": version, "message": message, "narrowed": narrowed, "text": text}
+            )
+            s.add(stored)
+            sync.draft_state = DraftState.SENT
+            sync.status_detail = (
+                f"proposed a change of version {version} to the partner; it stays in force until accepted"
+            )
+            s.add(sync)
+        self.i.pipeline.write_send_files(side, [queued])
+        self.i._changed(key)
+        return self.i.queries.sync_info(key)
+
+    def _decline_proposal(self, side: SideCtx, row: SyncSide, message: str) -> SyncInfo:
+        key = side.sync_key
+        proposal = json.loads(row.proposal)
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            sync = s.get(Synchronization, key)
+            assert stored is not None and sync is not None
+            queued = self.i.pipeline.queue(
+                s, side, Outgoing(MessageType.CONFIG_DECLINE, decline_body(proposal["version"], message))
+            )
+            stored.proposal = ""
+            s.add(stored)
+            sync.draft_state = DraftState.PUBLISHED
+            sync.status_detail = (
+                f"you declined the partner's proposal; version {stored.config_version} stays in force"
             )
             s.add(sync)
         self.i.pipeline.write_send_files(side, [queued])
@@ -426,6 +532,11 @@ class Configuration:
             raise BackboneError(f"synchronization {key} does not exist")
         return side, row
 
+    def _review(self, key: str) -> bool:
+        with self.i.db.session() as s:
+            sync = s.get(Synchronization, key)
+            return bool(sync and sync.review)
+
     def _status(self, key: str) -> str:
         with self.i.db.session() as s:
             sync = s.get(Synchronization, key)
@@ -446,6 +557,15 @@ class Configuration:
         self.i.pipeline.release_config_pending(fresh)
         self.i.pipeline.fill_new_mappings(fresh)
         self.i._changed(side.sync_key)
+
+
+def _required(message: str, missing: str) -> str:
+    message = message.strip()
+    if not message:
+        raise FieldError("message", missing)
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise FieldError("message", f"at most {MAX_MESSAGE_CHARS} characters")
+    return message
 
 
 def _binding_changes(before: MappingConfig, after: MappingConfig) -> list[Change]:

@@ -110,6 +110,7 @@ class Installation:
         self.config_dry_run = self.configuration.dry_run
         self.publish_config = self.configuration.publish
         self.decline_config = self.configuration.decline
+        self.accept_config = self.configuration.accept
         self.resolve_pair = self.troubleshooting.resolve_pair
         self.retry = self.troubleshooting.retry
         self.resync = self.troubleshooting.resync

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 LISTED_SIDE_COLUMNS = tuple(
     getattr(SyncSide, name)
     for name in SyncSide.model_fields
-    if name not in ("config_text", "terms_json", "draft_text", "pending_text", "pending_terms")
+    if name not in ("config_text", "terms_json", "draft_text", "pending_text", "pending_terms", "proposal")
 )
 
 

@@ -136,6 +136,7 @@ class SyncSide(SQLModel, table=True):
     pending_terms: str = ""  # the terms of the pending version (JSON)
     pending_message: str = ""  # the primary's message with it
     start_when_in_force: bool = False  # run once the pending version is in force
+    proposal: str = ""  # review mode: the secondary's proposed binding, sent or received (JSON)
     pairing_secret: str = ""
     own_fingerprint: str = ""
     partner_fingerprint: str = ""  # pinned at pairing; every later message must be signed by it
