@@ -408,6 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     for action in actions.choices.values():
         action.add_argument("--as", dest="as_user", default="admin", help="act as this user (default: admin)")
 
+    actions = _group(sub, "user", "embedded tracker users (for user fields matched by e-mail)", _user)
+    p = _sub(
+        actions,
+        "add",
+        "add a user, or change its e-mail address",
+        "backbone user add alice --email alice@acme.example",
+    )
+    p.add_argument("name", help="the user name issues show (letters, digits, - _ .)")
+    p.add_argument("--email", required=True, help="the address a partner knows this person by")
+    p = _sub(actions, "list", "every user with an e-mail address")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+
     actions = _group(sub, "tracker", "embedded tracker administration", _tracker)
     p = _sub(
         actions,
@@ -1136,6 +1148,19 @@ def _issue_json(issue: Any) -> dict[str, Any]:
         ],
         "links": [{"kind": kind, "target": target} for kind, target in issue.links],
     }
+
+
+def _user(inst: Installation, args: argparse.Namespace) -> int:
+    if args.action == "add":
+        inst.tracker.add_user(args.name, args.email)
+        print(f"user {args.name} <{args.email.strip().lower()}>")
+        return EXIT_OK
+    users = inst.tracker.user_emails()
+    if args.json:
+        print(json.dumps([{"name": n, "email": e} for n, e in users.items()], indent=2))
+    else:
+        _print_table([[n, e] for n, e in users.items()], ["NAME", "EMAIL"])
+    return EXIT_OK
 
 
 def _tracker(inst: Installation, args: argparse.Namespace) -> int:

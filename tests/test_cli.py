@@ -75,6 +75,14 @@ def test_issue_commands_on_the_embedded_tracker(tmp_path: Path, capsys: pytest.C
     assert shown["attachments"][0]["filename"] == "log.txt"
     code, out, _ = cli(capsys, "--home", home, "issue", "list", "--project", "ACME", "--json")
     assert [i["key"] for i in json.loads(out)] == ["ACME-1", "ACME-2"]
+    assert cli(capsys, "--home", home, "user", "add", "alice", "--email", "Alice@Acme.example")[0] == 0
+    code, out, _ = cli(capsys, "--home", home, "user", "list", "--json")
+    assert json.loads(out) == [{"name": "alice", "email": "alice@acme.example"}]
+    code, _, err = cli(capsys, "--home", home, "user", "add", "bob", "--email", "alice@acme.example")
+    assert (code, err.strip()) == (
+        1,
+        "backbone: user bob: alice@acme.example is the address of alice already",
+    )
 
 
 def test_user_errors_exit_1_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

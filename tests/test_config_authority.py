@@ -354,3 +354,55 @@ def test_a_value_without_a_shared_id_is_not_sent_as_empty(paired: Demo) -> None:
     assert copy is not None and copy.fields["Impact"] == "Blocker"  # kept, not cleared
     skipped = [text for _, kind, _, text in acme.history(key) if kind == "skipped"]
     assert any("impact: 'Major' has no shared value" in text for text in skipped)
+
+
+def test_users_matched_by_email_share_the_address_never_the_name(paired: Demo) -> None:
+    acme, globex, key = paired.acme, paired.globex, paired.key
+    acme.tracker.add_user("alice", "Alice@Example.org")
+    acme.tracker.add_user("bob", "bob@acme.example")
+    globex.tracker.add_user("a.smith", "alice@example.org")  # the same person, another name
+    globex.tracker.add_user("nobody", "nobody@globex.example")
+    with pytest.raises(BackboneError, match="is the address of alice already"):
+        acme.tracker.add_user("alice2", "alice@example.org")
+    with pytest.raises(BackboneError, match="expected one address"):
+        acme.tracker.add_user("carol", "carol at acme")
+    owner = OWNER + 'match = "email"\n'
+    with pytest.raises(BackboneError, match='match = "email" is for kind = "user"'):
+        acme.config_import_text(key, acme.config_export(key) + owner.replace('"user"', '"text"'), "x.toml")
+    acme.config_import_text(key, acme.config_export(key) + owner, "v2.toml")
+    acme.publish_config(key, "Owners, by e-mail address")
+    sync_all(paired)
+    template = globex.config_export(key)
+    assert 'match = "email"' in template
+    by_name = template.replace(UNBOUND_OWNER + '\nmatch = "email"', BOUND_OWNER)
+    with pytest.raises(BackboneError, match='match = "name", expected "email"'):
+        globex.config_import_text(key, by_name, "bind.toml")
+    bound = template.replace(UNBOUND_OWNER, BOUND_OWNER + '\ndefault = "nobody"')
+    globex.config_import_text(key, bound, "bind.toml")
+    globex.publish_config(key, start=True)
+    sync_all(paired)
+    acme.start([key])
+    first = acme.tracker.create_issue(
+        "ACME", "Task", {"summary": "owned", "assignee": "alice"}, as_user="bob"
+    )
+    acme.tracker.create_issue("ACME", "Task", {"summary": "stranger", "assignee": "zed"}, as_user="bob")
+    sync_all(paired)
+    copy = issue_by_summary(globex, "GLOBEX", "owned")
+    assert copy is not None and copy.fields["assignee"] == "a.smith"
+    stranger = issue_by_summary(globex, "GLOBEX", "stranger")  # no address: not shared
+    assert stranger is not None and stranger.fields.get("assignee") in (None, "")
+    globex.tracker.update_issue(copy.id, {"assignee": "nobody"}, as_user="a.smith")
+    sync_all(paired)
+    back = acme.tracker.read_issue(first)
+    assert back is not None and back.fields["assignee"] == "alice"  # no Acme user: no change ...
+    assert [m for m in acme.messages(key) if m.folder == Folder.ERROR]  # ... but an error naming it
+    errors = [m.reason_text for m in acme.messages(key) if m.folder == Folder.ERROR]
+    assert any("nobody@globex.example" in text for text in errors)
+    # privacy: the addresses travel, the user names never do
+    bodies = ""
+    for inst in (acme, globex):
+        with inst.db.session() as s:  # the envelope of every message, in and out
+            bodies += "".join(json.dumps(json.loads(p)["body"]) for p in s.exec(select(Message.payload)) if p)
+    assert "alice@example.org" in bodies
+    for name in ('"a.smith"', '"alice"', '"bob"', '"zed"', '"nobody"'):
+        assert name not in bodies

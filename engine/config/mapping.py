@@ -6,7 +6,7 @@ import fnmatch
 import secrets
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import tomli_w
@@ -20,6 +20,7 @@ CONFIG_VERSION = 1
 DEFAULT_ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
 FILTER_DIRECTIONS = ("to_partner", "from_partner")
 MAX_LABEL_CHARS = 120
+USER_MATCHES = ("name", "email")  # user fields: by user name (or a values table), by e-mail address
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,18 @@ class FieldMapping:
     direction: str = "both"
     values: dict[str, str] = field(default_factory=dict)
     default: str | None = None
+    match: str = "name"  # user fields: "email" shares the e-mail address, the table comes from the tracker
+
+    @property
+    def tabled(self) -> bool:
+        """Whether values are translated by a table (a passthrough field sends them as they are)."""
+        return bool(self.values) or self.match == "email"
+
+    def with_user_emails(self, emails: dict[str, str]) -> FieldMapping:
+        """A `match = "email"` mapping with its table filled from the tracker's users (name -> email)."""
+        if self.match != "email":
+            return self
+        return replace(self, values={name: email.strip().lower() for name, email in emails.items() if email})
 
     @property
     def sends(self) -> bool:
@@ -44,13 +57,13 @@ class FieldMapping:
     def unshared(self, value: Any) -> list[str]:
         """The local values this mapping's table has no shared id for (sent as nothing, not
         as an empty value that would clear the partner's field)."""
-        if not self.values or value is None or self.default is not None:
+        if not self.tabled or value is None or self.default is not None:
             return []
         return [str(v) for v in (value if isinstance(value, list) else [value]) if str(v) not in self.values]
 
     def to_shared(self, value: Any) -> Any:
         """The shared form of a local value (None when this value is not shared)."""
-        if not self.values or value is None:
+        if not self.tabled or value is None:
             return value
         if isinstance(value, list):
             return [self.values[v] for v in value if v in self.values]
@@ -65,8 +78,10 @@ class FieldMapping:
                 f"field mapping {self.id!r}: expected text, a number or a list of them, "
                 f"got {type(value).__name__}",
             )
-        if not self.values:
+        if not self.tabled:
             return value
+        if self.match == "email" and isinstance(value, str):
+            value = value.strip().lower()
         inverse = {shared: local for local, shared in reversed(list(self.values.items()))}
         if isinstance(value, list):
             return [inverse[v] for v in value if v in inverse]
@@ -118,6 +133,16 @@ class MappingConfig:
     links: bool = True
     attachment_filters: dict[str, AttachmentFilter] = field(default_factory=dict)  # to_partner | from_partner
     labels: dict[str, str] = field(default_factory=dict)  # mapping or value id -> what the partner reads
+
+    def with_user_emails(self, emails: dict[str, str]) -> MappingConfig:
+        """This configuration with the tables of its `match = "email"` mappings filled in."""
+        if not any(m.match == "email" for m in self.fields):
+            return self
+        return replace(self, fields=tuple(m.with_user_emails(emails) for m in self.fields))
+
+    @property
+    def matches_by_email(self) -> bool:
+        return any(m.match == "email" for m in self.fields)
 
     def attachment_filter(self, direction: str) -> AttachmentFilter:
         """The filter attachments pass going `to_partner` or coming `from_partner`."""
@@ -180,6 +205,8 @@ class MappingConfig:
                 entry["values"] = dict(mapping.values)
             if mapping.default is not None:
                 entry["default"] = mapping.default
+            if mapping.match != "name":
+                entry["match"] = mapping.match
             data["fields"].append(entry)
         if self.attachment_filters:
             data["attachment_filter"] = {d: f.to_dict() for d, f in sorted(self.attachment_filters.items())}
@@ -252,7 +279,7 @@ def parse_config(text: str, source: str) -> MappingConfig:
         where = f"[[fields]] #{index}"
         if not isinstance(entry, dict):
             raise fail(where, "a table", entry)
-        extra = sorted(set(entry) - {"id", "local", "kind", "direction", "values", "default"})
+        extra = sorted(set(entry) - {"id", "local", "kind", "direction", "values", "default", "match"})
         if extra:
             raise BackboneError(f"{source}: {where}: unknown key(s) {', '.join(extra)}")
         if not isinstance(entry.get("id"), str) or not entry["id"]:
@@ -279,7 +306,17 @@ def parse_config(text: str, source: str) -> MappingConfig:
         default = entry.get("default")
         if default is not None and (not isinstance(default, str) or (values and default not in values)):
             raise fail(f"{where} default", "one of the local values", default)
-        fields.append(FieldMapping(entry["id"], entry["local"], kind, direction, dict(values), default))
+        match = entry.get("match", "name")
+        if match not in USER_MATCHES:
+            raise fail(f"{where} match", " | ".join(USER_MATCHES), match)
+        if match == "email" and (kind != "user" or values):
+            raise BackboneError(
+                f'{source}: {where}: match = "email" is for kind = "user" without a values table '
+                "(the table comes from the tracker's users)"
+            )
+        fields.append(
+            FieldMapping(entry["id"], entry["local"], kind, direction, dict(values), default, match)
+        )
     locals_ = [f.local for f in fields if f.local]
     dupes = sorted({name for name in locals_ if locals_.count(name) > 1})
     if dupes:

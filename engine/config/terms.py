@@ -19,6 +19,7 @@ from engine.config.mapping import (
     DIRECTIONS,
     FIELD_KINDS,
     MAX_LABEL_CHARS,
+    USER_MATCHES,
     AttachmentFilter,
     FieldMapping,
     MappingConfig,
@@ -47,6 +48,7 @@ class FieldTerm:
     kind: str
     direction: str
     values: tuple[str, ...] = ()
+    match: str = "name"  # user fields: "email" when the shared value is the e-mail address
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class Terms:
             issue_types=tuple(sorted(set(config.issue_types.values()))),
             statuses=tuple(sorted(set(config.statuses.values()))),
             fields=tuple(
-                FieldTerm(m.id, m.kind, m.direction, tuple(sorted(set(m.values.values()))))
+                FieldTerm(m.id, m.kind, m.direction, tuple(sorted(set(m.values.values()))), m.match)
                 for m in sorted(config.fields, key=lambda m: m.id)
             ),
             settings={
@@ -96,7 +98,7 @@ class Terms:
         return Terms(
             self.issue_types,
             self.statuses,
-            tuple(FieldTerm(t.id, t.kind, MIRROR[t.direction], t.values) for t in self.fields),
+            tuple(FieldTerm(t.id, t.kind, MIRROR[t.direction], t.values, t.match) for t in self.fields),
             {
                 k: MIRROR[v] if k in ("comments", "attachments") else v
                 for k, v in self.settings.items()
@@ -122,6 +124,7 @@ class Terms:
             "statuses": list(self.statuses),
             "fields": [
                 {"id": t.id, "kind": t.kind, "direction": t.direction, "values": list(t.values)}
+                | ({"match": t.match} if t.match != "name" else {})
                 for t in self.fields
             ],
             "settings": dict(self.settings),
@@ -159,9 +162,17 @@ class Terms:
                 raise bad(f"{where} kind", " | ".join(FIELD_KINDS))
             if entry.get("direction") not in DIRECTIONS:
                 raise bad(f"{where} direction", " | ".join(DIRECTIONS))
+            if entry.get("match", "name") not in USER_MATCHES or (
+                entry.get("match") == "email" and entry["kind"] != "user"
+            ):
+                raise bad(f"{where} match", '"name", or "email" for a user field')
             fields.append(
                 FieldTerm(
-                    mapping_id, entry["kind"], entry["direction"], ids(entry.get("values"), f"{where} values")
+                    mapping_id,
+                    entry["kind"],
+                    entry["direction"],
+                    ids(entry.get("values"), f"{where} values"),
+                    entry.get("match", "name"),
                 )
             )
         ids([t.id for t in fields], "fields")
@@ -271,6 +282,11 @@ class Terms:
             if mapping.kind != term.kind:
                 raise BackboneError(
                     f"{where}: kind {mapping.kind!r}, expected {term.kind!r} as the primary defined"
+                )
+            if mapping.match != term.match and mapping.local:
+                raise BackboneError(
+                    f'{where}: match = "{mapping.match}", expected "{term.match}" as the primary defined '
+                    "(users by e-mail address share the address, not the name)"
                 )
             if mapping.direction not in WITHIN[term.direction]:
                 raise BackboneError(
@@ -382,6 +398,8 @@ class Terms:
                 if old and old.direction in WITHIN[term.direction]
                 else (term.direction if old else "off"),
             }
+            if term.match != "name":
+                entry["match"] = term.match
             values = {
                 local: shared
                 for local, shared in (old.values if old else {}).items()
@@ -429,6 +447,8 @@ def _field_change(was: FieldTerm, now: FieldTerm) -> str:
         parts.append(f"kind {was.kind} -> {now.kind}")
     if was.direction != now.direction:
         parts.append(f"direction {was.direction} -> {now.direction}")
+    if was.match != now.match:
+        parts.append(f"users by {was.match} -> by {now.match}")
     added = [v for v in now.values if v not in was.values]
     removed = [v for v in was.values if v not in now.values]
     if added:

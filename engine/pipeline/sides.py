@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,8 @@ from engine.domain.side import SideCtx
 from engine.store.models import Message, Synchronization, SyncSide
 from engine.vocab import Folder
 
+USERS_TTL = 5.0  # seconds a read of the tracker's users is used for e-mail matching
+
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
 
@@ -22,7 +25,9 @@ class Sides:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.p = pipeline
-        self._configs: dict[tuple[int, int], MappingConfig] = {}
+        # side id -> ((version, text), parsed, users stamp, parsed with the users' e-mail tables)
+        self._configs: dict[int, tuple[tuple[int, str], MappingConfig, float, MappingConfig]] = {}
+        self._users: tuple[float, dict[str, str]] | None = None  # when read, name -> e-mail
 
     def sides(self) -> list[SideCtx]:
         with self.p.db.session() as s:
@@ -94,9 +99,20 @@ class Sides:
         )
 
     def config(self, side: SideCtx) -> MappingConfig:
-        key = (side.id, side.config_version)
-        cached = self._configs.get(key)
-        if cached is None:
-            cached = parse_config(side.config_text, f"configuration of {side.sync_key}/{side.folder}")
-            self._configs[key] = cached
-        return cached
+        """The side's configuration in force; user fields matched by e-mail get their table from
+        the tracker's users, read again after `USERS_TTL` seconds (a user added meanwhile)."""
+        stored = self._configs.get(side.id)
+        if stored is None or stored[0] != (side.config_version, side.config_text):
+            parsed = parse_config(side.config_text, f"configuration of {side.sync_key}/{side.folder}")
+            stored = ((side.config_version, side.config_text), parsed, -1.0, parsed)
+            self._configs[side.id] = stored
+        source, parsed, stamp, expanded = stored
+        if not parsed.matches_by_email:
+            return parsed
+        now = time.monotonic()
+        if self._users is None or now - self._users[0] > USERS_TTL:
+            self._users = (now, self.p.tracker.user_emails())
+        if stamp != self._users[0]:
+            expanded = parsed.with_user_emails(self._users[1])
+            self._configs[side.id] = (source, parsed, self._users[0], expanded)
+        return expanded

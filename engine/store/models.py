@@ -18,6 +18,11 @@ class Project(SQLModel, table=True):
     next_number: int = 1
 
 
+class TrackerUser(SQLModel, table=True):
+    name: str = Field(primary_key=True, max_length=64)
+    email: str = Field(default="", index=True)
+
+
 class CustomField(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("project", "name"),)
     id: int | None = Field(default=None, primary_key=True)

@@ -144,3 +144,7 @@ class Tracker(Protocol):
 
     def field_options(self, project: str, name: str) -> list[str]:
         """The values a select field of `project` allows ([] for a field of another kind)."""
+
+    def user_emails(self) -> dict[str, str]:
+        """User name -> e-mail address of the tracker's users (for user fields matched by e-mail;
+        a user without an address is left out)."""

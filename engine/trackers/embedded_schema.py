@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from engine.errors import BackboneError, TrackerRefused
 from engine.store.database import Database
-from engine.store.models import CustomField, Project
+from engine.store.models import CustomField, Project, TrackerUser
 
 ISSUE_TYPES = ("Bug", "Task", "Story", "Sub-task")
 SUBTASK_TYPES = frozenset({"Sub-task"})
@@ -55,6 +55,30 @@ class EmbeddedSchema:
             self._project(s, project)
             s.add(CustomField(project=project, name=name, kind=kind, options=json.dumps(options)))
         self._kinds_cache.pop(project, None)
+
+    def add_user(self, name: str, email: str) -> None:
+        """Add a user (or change its e-mail address): user fields matched by e-mail look it up."""
+        email = email.strip()
+        if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+            raise BackboneError(f"user {name!r}: expected a user name (letters, digits, - _ .)")
+        local, at, domain = email.partition("@")
+        if not (local and at and "." in domain) or any(c.isspace() for c in email) or len(email) > 254:
+            raise BackboneError(
+                f"user {name}: e-mail address {email!r}: expected one address like a@example.org"
+            )
+        with self.db.write() as s:
+            taken = s.exec(
+                select(TrackerUser).where(TrackerUser.email == email.lower(), TrackerUser.name != name)
+            ).first()
+            if taken is not None:
+                raise BackboneError(f"user {name}: {email} is the address of {taken.name} already")
+            row = s.get(TrackerUser, name) or TrackerUser(name=name)
+            row.email = email.lower()
+            s.add(row)
+
+    def user_emails(self) -> dict[str, str]:
+        with self.db.session() as s:
+            return {u.name: u.email for u in s.exec(select(TrackerUser).order_by(col(TrackerUser.name)))}
 
     def projects(self) -> list[tuple[str, str]]:
         with self.db.session() as s:
