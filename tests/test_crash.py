@@ -630,3 +630,83 @@ def test_sender_crash_at_every_step_then_restart(tmp_path: Path) -> None:
             failures.append(f"crash at step {at} of {total} ({where}): {'; '.join(problems)}")
     assert total > 30
     assert failures == []
+
+
+# -- a configuration published, bound and acknowledged while both engines are killed -------------
+
+
+def _bind_through_the_cli(home: Path, key: str, work: Path) -> bool:
+    """What Globex's admin does beside its running engine: bind the owner and publish (--start).
+    False while nothing is pending yet."""
+    from .test_config_authority import BOUND_OWNER, UNBOUND_OWNER
+
+    shown = subprocess.run(
+        _cmd(home, "config", "incoming", key, "--json"), capture_output=True, text=True, env=ENV, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    if json.loads(shown.stdout) is None:
+        return False
+    template = subprocess.run(
+        _cmd(home, "config", "export", key), capture_output=True, text=True, env=ENV, timeout=120
+    ).stdout
+    binding = work / "bind.toml"
+    binding.write_text(template.replace(UNBOUND_OWNER, BOUND_OWNER))
+    for args in (("config", "import", key, str(binding)), ("config", "publish", key, "--start")):
+        done = subprocess.run(_cmd(home, *args), capture_output=True, text=True, env=ENV, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    return True
+
+
+def test_a_publish_and_its_ack_survive_sigkills_of_both_engines(tmp_path: Path) -> None:
+    """SIGKILL both sides' `backbone run` at random points while version 2 travels, is bound
+    through the CLI beside the running engine and acknowledged, and a user keeps editing: both
+    sides end with version 2 in force and running, nothing rejected, every change applied once
+    and in order (the ledger check)."""
+    from .test_config_authority import OWNER
+
+    rng = random.Random(SEED + 2)
+    demo = pair_installations(tmp_path / "d", encryption=False)
+    sync_all(demo)
+    key = demo.key
+    acme_home, globex_home = demo.acme.paths.root, demo.globex.paths.root
+    demo.close()
+    user = Installation(acme_home)
+    changes = Changes(user.tracker, rng)
+    for _ in range(5):
+        changes.create()
+    user.config_import_text(key, user.config_export(key) + OWNER, "v2.toml")
+    user.publish_config(key, "Owners are shared too", start=True)
+    acme_killer = Killer(acme_home, tmp_path / "acme-run.log")
+    globex_killer = Killer(globex_home, tmp_path / "globex-run.log")
+    bound = False
+    try:
+        for _ in range(6):
+            with acme_killer.running() as acme_run, globex_killer.running() as globex_run:
+                if rng.random() < 0.7:
+                    acme_killer.wait_ready(acme_run)
+                    globex_killer.wait_ready(globex_run)
+                for _ in range(rng.randint(3, 8)):  # edits made while the version is pending
+                    changes.step()
+                    time.sleep(rng.uniform(0.0, 0.05))
+                if not bound and rng.random() < 0.5:
+                    bound = _bind_through_the_cli(globex_home, key, tmp_path)
+                time.sleep(rng.uniform(0.0, 0.6))
+    finally:
+        user.close()
+    assert acme_killer.early_exits == globex_killer.early_exits == []
+    assert acme_killer.kills == globex_killer.kills == 6
+    for _ in range(4):
+        _drain(acme_home, globex_home)
+        if bound:
+            break
+        bound = _bind_through_the_cli(globex_home, key, tmp_path)
+    _drain(acme_home, globex_home)
+    _judge(acme_home, globex_home, key, f"seed {SEED + 2}")
+    for home in (acme_home, globex_home):
+        inst = Installation(home)
+        try:
+            info = inst.sync_info(key)
+            assert (info.config_version, info.pending_version, info.status) == (2, 0, "RUNNING"), info
+            assert [m for m in inst.messages(key) if m.folder in (Folder.REJECTED, Folder.ERROR)] == []
+        finally:
+            inst.close()
