@@ -406,3 +406,20 @@ def test_users_matched_by_email_share_the_address_never_the_name(paired: Demo) -
     assert "alice@example.org" in bodies
     for name in ('"a.smith"', '"alice"', '"bob"', '"zed"', '"nobody"'):
         assert name not in bodies
+
+
+def test_a_binding_changed_within_the_same_version_is_used_at_once(paired: Demo) -> None:
+    """A narrower direction put in force without a new version reaches the running pipeline."""
+    acme, globex, key = paired.acme, paired.globex, paired.key
+    bug = acme.tracker.create_issue("ACME", "Task", {"summary": "first words"}, as_user="alice")
+    sync_all(paired)
+    assert issue_by_summary(globex, "GLOBEX", "first words") is not None
+    title = 'id = "title"\nlocal = "summary"\nkind = "text"\ndirection = "both"'
+    template = globex.config_export(key)
+    assert title in template
+    globex.config_import_text(key, template.replace(title, title.replace("both", "to_partner")), "n.toml")
+    globex.publish_config(key)
+    assert globex.sync_info(key).config_version == 1
+    acme.tracker.update_issue(bug, {"summary": "second words"}, as_user="alice")
+    sync_all(paired)
+    assert issue_by_summary(globex, "GLOBEX", "first words") is not None
