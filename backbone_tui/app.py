@@ -214,6 +214,10 @@ class BackboneApp(App[int]):
         self.notices.append((severity, message))
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
+    def action_help_quit(self) -> None:
+        """ctrl+c copies in a text field; elsewhere it says how to quit (Textual's hint is markup)."""
+        self.notify("Press q (or ctrl+q) to quit Backbone", title="Do you want to quit?")
+
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         if isinstance(screen, OverviewScreen):

@@ -200,9 +200,11 @@ class OverviewScreen(Screen[None]):
             if isinstance(value, str):
                 self.check_status(value)
                 event.select.clear()
+                self.table.focus()
         elif event.select.id == "filter" and isinstance(value, str):
             self.model.set_filter(None if value == ALL_STATUSES else value)
             self.model_changed()
+            self.table.focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "bulk-start":
@@ -223,8 +225,8 @@ class OverviewScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.is_mounted:
             return True
-        if action in (START, STOP):
-            return True if self.targets(action) else None
+        if action in (START, STOP):  # a key that cannot act says why (see _start_stop)
+            return True if self.model.selected or self.cursor_info() is not None else None
         if action in ROW_ACTIONS:
             return True if self.cursor_info() is not None else None
         return True
@@ -303,7 +305,7 @@ class OverviewScreen(Screen[None]):
     def _start_stop(self, action: str, keys: tuple[str, ...] | None = None) -> None:
         keys = keys if keys is not None else self.targets(action)
         if not keys:
-            self.app.notify(self.model.bulk().hint or f"Nothing to {action}", severity="warning")
+            self.app.notify(self._why_not(action), severity="warning")
             return
         installation = self.driver.installation
         work = installation.start if action == START else installation.stop
@@ -314,6 +316,17 @@ class OverviewScreen(Screen[None]):
             self.app.notify(f"{verb} {what}")
 
         self.driver.submit(f"{action.capitalize()} {what}", lambda: work(list(keys)), done)
+
+    def _why_not(self, action: str) -> str:
+        """Why `action` (start/stop) has nothing to act on: the mix checked, or the row's status."""
+        if self.model.selected:
+            return self.model.bulk().hint or f"Nothing to {action}"
+        info = self.cursor_info()
+        if info is None:
+            return f"Nothing to {action}: no synchronization here yet"
+        wanted = SyncStatus.STOPPED if action == START else SyncStatus.RUNNING
+        detail = f" ({info.status_detail})" if info.status_detail else ""
+        return f"{info.key} is {info.status}{detail}: only a {wanted} synchronization can {action}"
 
     def _row_key(self) -> str | None:
         info = self.cursor_info()
@@ -443,7 +456,8 @@ class OverviewScreen(Screen[None]):
             if table.cursor_key is not None:
                 yield command.title, command.help, partial(table.run_action, command.action)
         for command in OVERVIEW_COMMANDS:
-            if command.palette and self.check_action(command.action, ()):
+            available = self.targets(command.action) if command.action in (START, STOP) else True
+            if command.palette and available and self.check_action(command.action, ()):
                 yield command.title, command.help, partial(self.run_action, command.action)
         counts = self.model.status_counts()
         for status in SYNC_STATUSES:

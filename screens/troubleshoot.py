@@ -63,8 +63,8 @@ class TroubleshootScreen(Screen[None]):
                 yield Static("", id="ts-detail")
         yield Static(
             Text(
-                f"Retry and skip: backbone messages retry {self.info.key} [--issue PAIR], "
-                f"backbone messages skip {self.info.key} --issue PAIR"
+                f"Retry and skip: backbone messages retry {self.info.key} [--issue KEY], "
+                f"backbone messages skip {self.info.key} --issue KEY"
             ),
             id="ts-hint",
         )
@@ -128,7 +128,7 @@ class TroubleshootScreen(Screen[None]):
                 Text(str(message.id)),
                 Text(message.direction),
                 literal(message.type),
-                literal((message.issue or "-")[:12]),
+                literal(_issue(message)),
                 Text(f"{message.epoch}.{message.seq}"),
                 literal(message.reason_code or "-"),
                 literal(_one_line(message.reason_text, 60)),
@@ -153,7 +153,9 @@ class TroubleshootScreen(Screen[None]):
         if message is None:
             return
         hold = f" held under {message.hold}" if message.hold else ""
-        issue = f" issue pair {message.issue}" if message.issue else ""
+        issue = f" issue {_issue(message)}" if message.issue else ""
+        if message.issue and message.issue_key:
+            issue += f" (pair {message.issue[:8]})"
         self.query_one("#ts-detail", Static).update(
             Text.assemble(
                 (f"#{message.id} {message.direction} {message.type}{issue}{hold}: ", "bold"),
@@ -187,3 +189,10 @@ _FOLDER_HELP: dict[str, str] = {
     Folder.SENT: "Handed to the channel.",
     Folder.PROCESSED: "Applied successfully.",
 }
+
+
+def _issue(message: MessageInfo) -> str:
+    """The local issue key; before the issue exists here, the start of its pair id."""
+    if message.issue_key:
+        return message.issue_key
+    return f"new {message.issue[:8]}" if message.issue else "-"

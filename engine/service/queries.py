@@ -98,6 +98,13 @@ class Queries:
             if folder:
                 query = query.where(Message.folder == folder.upper())
             rows = s.exec(query).all()
+            pair_ids = {row.pair_id for row in rows if row.pair_id}
+            issue_of = {
+                (pair.side_id, pair.pair_id): pair.issue_id
+                for pair in s.exec(select(IssuePair).where(col(IssuePair.side_id).in_(side_ids))).all()
+                if pair.pair_id in pair_ids and pair.issue_id
+            }
+        keys = self.i.tracker.issue_keys(sorted(set(issue_of.values()))) if issue_of else {}
         return [
             MessageInfo(
                 row.id or 0,
@@ -114,6 +121,7 @@ class Queries:
                 row.original_name,
                 row.size,
                 row.updated,
+                keys.get(issue_of.get((row.side_id, row.pair_id or ""), "") or "", ""),
             )
             for row in rows
         ]

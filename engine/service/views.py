@@ -128,6 +128,7 @@ class MessageInfo:
     original_name: str | None
     size: int
     updated: datetime
+    issue_key: str = ""  # the local issue the message is about ("" : not synced here yet)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON shape the CLI's --json and the REST API share."""

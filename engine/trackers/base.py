@@ -145,6 +145,9 @@ class Tracker(Protocol):
     def field_options(self, project: str, name: str) -> list[str]:
         """The values a select field of `project` allows ([] for a field of another kind)."""
 
+    def issue_keys(self, issue_ids: list[str]) -> dict[str, str]:
+        """Issue id -> its key (e.g. ACME-12) for those of `issue_ids` that exist."""
+
     def user_emails(self) -> dict[str, str]:
         """User name -> e-mail address of the tracker's users (for user fields matched by e-mail;
         a user without an address is left out)."""

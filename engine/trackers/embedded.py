@@ -104,6 +104,16 @@ class EmbeddedTracker(EmbeddedSchema):
                 raise BackboneError(f"issue {key} does not exist")
             return str(issue_id)
 
+    def issue_keys(self, issue_ids: list[str]) -> dict[str, str]:
+        wanted = [int(i) for i in issue_ids if i.isdigit()]
+        keys: dict[str, str] = {}
+        with self.db.session() as s:
+            for start in range(0, len(wanted), 500):  # within SQLite's bound-parameter limit
+                chunk = wanted[start : start + 500]
+                for issue_id, key in s.exec(select(Issue.id, Issue.key).where(col(Issue.id).in_(chunk))):
+                    keys[str(issue_id)] = key
+        return keys
+
     def list_issues(self, project: str | None = None) -> list[IssueData]:
         with self.db.session() as s:
             query = sa_select(_ISSUES).order_by(_ISSUES.c.id)

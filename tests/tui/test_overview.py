@@ -18,6 +18,7 @@ from engine.store.home import EngineLock
 from engine.vocab import ALL_STATUSES, SyncStatus
 from screens.dialogs import ConfigView, ConfirmDelete, EditDialog, HelpScreen, RowMenu
 from screens.troubleshoot import TroubleshootScreen
+from tests.conftest import sync_all
 
 from .conftest import make_app, run, settle, table_lines, wait_for
 
@@ -170,6 +171,13 @@ def test_status_dropdown_checks_every_synchronization_in_that_state(mixed: Insta
         assert model.selected == STOPPED_KEYS
         assert select.is_blank()  # ready to be used again
         assert ("information", "Checked 2 STOPPED synchronizations") in app.notices
+        assert app.focused is app.overview.table  # back to the table, keys act on rows again
+        await pilot.press("/", *["down"] * 2, "enter")  # the filter: the same
+        await pilot.pause()
+        assert app.overview.model.status_filter is not None
+        assert app.focused is app.overview.table
+        await pilot.press("ctrl+c")  # outside a text field: how to quit, in plain words
+        assert app.notices[-1] == ("information", "Press q (or ctrl+q) to quit Backbone")
 
     run(app, scenario)
 
@@ -237,11 +245,11 @@ def test_mixed_selection_greys_out_the_actions_with_a_hint(mixed: Installation) 
         assert start.display and stop.display and start.disabled and stop.disabled
         hint = text_of(overview.query_one("#bulk-hint", Static))
         assert "No common action" in hint and "1 RUNNING" in hint and "1 STOPPED" in hint
-        assert overview.check_action("start", ()) is None and overview.check_action("stop", ()) is None
         before = statuses(mixed)
         await pilot.press("s", "x")
         await settle(pilot)
         assert statuses(mixed) == before
+        assert [text for severity, text in app.notices[-2:] if "No common action" in text] == [hint, hint]
         titles = [title for title, _, _ in overview.palette_commands()]
         assert "sync: Start" not in titles and "sync: Stop" not in titles
         # a selection in a state without start/stop says so
@@ -257,7 +265,11 @@ def test_start_and_stop_without_selection_act_on_the_cursor_row(mixed: Installat
 
     async def scenario(pilot: Pilot[Any]) -> None:
         await goto(pilot, "ACME-BETA-1")
-        assert app.overview.check_action("start", ()) is None
+        await pilot.press("s")  # RUNNING: says why instead of doing nothing
+        await settle(pilot)
+        severity, text = app.notices[-1]
+        assert severity == "warning" and text.startswith("ACME-BETA-1 is RUNNING")
+        assert text.endswith("only a STOPPED synchronization can start")
         await pilot.press("x")
         await settle(pilot)
         assert statuses(mixed)["ACME-BETA-1"] == SyncStatus.STOPPED
@@ -404,6 +416,8 @@ def test_troubleshoot_shows_messages_folder_by_folder_with_reasons(mixed: Instal
 
 
 def test_troubleshoot_on_a_real_pair(paired: Demo) -> None:
+    paired.acme.tracker.create_issue("ACME", "Task", {"summary": "to troubleshoot"}, as_user="alice")
+    sync_all(paired)
     app = make_app(paired.acme)
 
     async def scenario(pilot: Pilot[Any]) -> None:
@@ -413,6 +427,11 @@ def test_troubleshoot_on_a_real_pair(paired: Demo) -> None:
         assert isinstance(screen, TroubleshootScreen)
         real = paired.acme.messages(paired.key)
         assert screen.messages and sum(len(rows) for rows in screen.messages.values()) == len(real)
+        shown = [m for rows in screen.messages.values() for m in rows if m.issue]
+        assert shown and all(m.issue_key.startswith("ACME-") for m in shown)  # keys, not pair ids
+        table = screen.query_one("#ts-messages")
+        cells = [str(table.get_row_at(i)[3]) for i in range(table.row_count)]  # type: ignore[attr-defined]
+        assert any(cell.startswith("ACME-") for cell in cells)
 
     run(app, scenario)
 
