@@ -25,6 +25,8 @@ DESCRIPTION_MAX = 2000
 
 # action id, label, key shown in the menu
 MENU_ITEMS: tuple[tuple[str, str, str], ...] = (
+    ("accept", "Accept the request", "y"),
+    ("decline", "Decline the request...", "N"),
     (START, "Start", "s"),
     (STOP, "Stop", "x"),
     ("edit", "Edit name and description...", "e"),
@@ -53,6 +55,8 @@ class RowMenu(ModalScreen[str | None]):
     def enabled(self, action: str) -> bool:
         if action in (START, STOP):
             return action_for(self.info.status) == action
+        if action in ("accept", "decline"):
+            return self.info.status == SyncStatus.INCOMING_REQUEST
         return True
 
     def compose(self) -> ComposeResult:
@@ -75,6 +79,8 @@ class RowMenu(ModalScreen[str | None]):
     def _why_not(self, action: str) -> str:
         if self.enabled(action):
             return ""
+        if action in ("accept", "decline"):
+            return f" (only for an {SyncStatus.INCOMING_REQUEST})"
         wanted = SyncStatus.STOPPED if action == START else SyncStatus.RUNNING
         return f" (only when {wanted})"
 
@@ -182,6 +188,37 @@ class EditDialog(ModalScreen[EditResult]):
     def action_cancel(self) -> None:
         name, description = self.values()
         self.dismiss(EditResult(False, name, description))
+
+
+class Confirm(ModalScreen[bool]):
+    """Asks before an action that cannot be undone; `n`/escape (the default button) cancels."""
+
+    BINDINGS = [
+        Binding("escape,n", "answer(False)", "Cancel", id="confirm.cancel"),
+        Binding("y", "answer(True)", "Confirm", id="confirm.yes"),
+    ]
+
+    def __init__(self, title: str, text: Text, yes: str) -> None:
+        super().__init__()
+        self.title_text, self.text, self.yes = title, text, yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box", classes="dialog"):
+            yield Static(Text(self.title_text), classes="dialog-title")
+            yield Static(self.text, id="confirm-text")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(f"{self.yes} (y)", id="confirm-yes", variant="error", compact=True)
+                yield Button("Cancel (n)", id="confirm-no", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "confirm-yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
 
 
 class ConfirmDelete(ModalScreen[bool]):
@@ -306,7 +343,7 @@ STATUS_HELP: tuple[tuple[str, str], ...] = (
     (SyncStatus.RUNNING, "Issue updates are synchronized according to the configuration."),
     (SyncStatus.STOPPED, "Paired and idle: no issue updates are synchronized."),
     (SyncStatus.REQUEST_SENT, "Waiting for the partner to accept the request."),
-    (SyncStatus.INCOMING_REQUEST, "Requested by the partner: accept or decline it (CLI: sync accept)."),
+    (SyncStatus.INCOMING_REQUEST, "Requested by the partner: accept (y) or decline (N) it."),
     (SyncStatus.HANDSHAKE, "Both sides exist; pairing messages are being exchanged."),
     (SyncStatus.DECLINED, "The request was declined. Please delete it."),
     (SyncStatus.WAITING_FOR_PARTNER, "A configuration was published; the partner has not completed it."),

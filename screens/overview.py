@@ -17,7 +17,7 @@ from engine.vocab import ALL_STATUSES as SYNC_STATUSES
 from engine.vocab import Role, SyncStatus
 
 from .commands import OVERVIEW_COMMANDS, TABLE_COMMANDS
-from .dialogs import ConfigView, ConfirmDelete, EditDialog, EditResult, HelpScreen, RowMenu
+from .dialogs import ConfigView, Confirm, ConfirmDelete, EditDialog, EditResult, HelpScreen, RowMenu
 from .driver import Driver
 from .model import START, STOP, OverviewModel, action_for, format_age
 from .sync_table import COLUMNS, SORTABLE, SyncTable
@@ -26,6 +26,7 @@ from .widgets import AsciiCheckbox, AsciiSelect, literal
 
 ALL_STATUSES = "*"
 ROW_ACTIONS = ("edit", "configure", "troubleshoot", "support_zip", "delete")
+REQUEST_ACTIONS = ("accept", "decline")  # an INCOMING REQUEST's answers
 PaletteEntry = tuple[str, str, Callable[[], object]]
 
 
@@ -97,6 +98,8 @@ class OverviewScreen(Screen[None]):
         """Show a reload's result by diff; False when it belongs to another scope."""
         if scope != self.model.scope:
             return False
+        if not self.query("#syncs"):  # the app is closing: its widgets are gone already
+            return True
         with self.app.batch_update():
             diff = self.model.apply(syncs)
             if diff.changed or diff.order_changed:
@@ -229,6 +232,9 @@ class OverviewScreen(Screen[None]):
             return True if self.model.selected or self.cursor_info() is not None else None
         if action in ROW_ACTIONS:
             return True if self.cursor_info() is not None else None
+        if action in REQUEST_ACTIONS:
+            info = self.cursor_info()
+            return True if info is not None and info.status == SyncStatus.INCOMING_REQUEST else None
         return True
 
     # -- selection and view actions -------------------------------------------------------
@@ -352,6 +358,45 @@ class OverviewScreen(Screen[None]):
         if key := self._row_key():
             self.delete(key)
 
+    def action_accept(self) -> None:
+        if key := self._row_key():
+            self.accept(key)
+
+    def action_decline(self) -> None:
+        if key := self._row_key():
+            self.decline(key)
+
+    def accept(self, key: str) -> None:
+        """Accept an incoming request: the pairing runs (HANDSHAKE) and ends STOPPED, shown live."""
+        installation = self.driver.installation
+        self.driver.submit(
+            f"Accept {key}",
+            lambda: installation.accept(key),
+            lambda info: self.app.notify(f"Accepted {key}: {info.status}, {info.status_detail}"),
+        )
+
+    def decline(self, key: str) -> None:
+        info = self.model.rows.get(key)
+        if info is None:
+            return
+        installation = self.driver.installation
+        text = Text.assemble(
+            "Decline the request ",
+            (info.name, "bold"),
+            f" ({key}) from the partner?\n",
+            "The partner is told; this synchronization then only waits to be deleted.",
+        )
+
+        def confirmed(answer: bool | None) -> None:
+            if answer:
+                self.driver.submit(
+                    f"Decline {key}",
+                    lambda: installation.decline(key),
+                    lambda _: self.app.notify(f"Declined the request {key}"),
+                )
+
+        self.app.push_screen(Confirm("Decline the request?", text, "Decline"), confirmed)
+
     def open_menu(self, key: str) -> None:
         info = self.model.rows.get(key)
         if info is None:
@@ -360,7 +405,7 @@ class OverviewScreen(Screen[None]):
         def chosen(action: str | None) -> None:
             if action in (START, STOP):
                 self._start_stop(action, (key,))
-            elif action in ROW_ACTIONS:
+            elif action in ROW_ACTIONS or action in REQUEST_ACTIONS:
                 getattr(self, action)(key)
 
         self.app.push_screen(RowMenu(info), chosen)

@@ -64,6 +64,35 @@ def pair_installations(
     review: bool = False,
 ) -> Demo:
     """Two installations under `root` paired over `root/exchange`, configured (and running)."""
+    demo = request_pair(root, encryption=encryption, mail=mail, review=review)
+    acme, globex, key = demo.acme, demo.globex, demo.key
+    globex.accept(key)
+    engines = (Engine(acme), Engine(globex))
+    settle(
+        engines,
+        until=lambda: all(inst.sync_info(key).status == SyncStatus.STOPPED for inst in (acme, globex)),
+    )
+    # the primary publishes its mappings; the secondary binds them to its own names
+    acme.config_import_text(key, default_config("acme"), "demo-acme.toml")
+    acme.publish_config(key, "Defects, tasks and stories with their sub-tasks; customer and impact.")
+    settle(engines, until=lambda: globex.sync_info(key).status == SyncStatus.UPDATE_REQUIRED)
+    globex.config_import_text(key, default_config("globex"), "demo-globex.toml")
+    globex.publish_config(key)
+    settle(engines, until=lambda: acme.sync_info(key).status == SyncStatus.STOPPED)
+    if start:
+        acme.start([key])
+        globex.start([key])
+    return demo
+
+
+def request_pair(
+    root: Path,
+    *,
+    encryption: bool = True,
+    mail: tuple[MailSettings, MailSettings] | None = None,
+    review: bool = False,
+) -> Demo:
+    """Two installations under `root`: Acme's request, and Globex's side of it (INCOMING REQUEST)."""
     acme = Installation(root / "acme")
     globex = Installation(root / "globex")
     exchange = root / "exchange"
@@ -102,22 +131,6 @@ def pair_installations(
         exchange=None if mail else exchange / "globex",
         mail=mail[1] if mail else None,
     )
-    globex.accept(info.key)
-    engines = (Engine(acme), Engine(globex))
-    settle(
-        engines,
-        until=lambda: all(inst.sync_info(info.key).status == SyncStatus.STOPPED for inst in (acme, globex)),
-    )
-    # the primary publishes its mappings; the secondary binds them to its own names
-    acme.config_import_text(info.key, default_config("acme"), "demo-acme.toml")
-    acme.publish_config(info.key, "Defects, tasks and stories with their sub-tasks; customer and impact.")
-    settle(engines, until=lambda: globex.sync_info(info.key).status == SyncStatus.UPDATE_REQUIRED)
-    globex.config_import_text(info.key, default_config("globex"), "demo-globex.toml")
-    globex.publish_config(info.key)
-    settle(engines, until=lambda: acme.sync_info(info.key).status == SyncStatus.STOPPED)
-    if start:
-        acme.start([info.key])
-        globex.start([info.key])
     return Demo(root, acme, globex, info.key)
 
 

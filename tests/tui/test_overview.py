@@ -312,7 +312,7 @@ def test_row_menu_offers_what_the_state_allows_and_starts(mixed: Installation) -
             for i in range(options.option_count)
             if options.get_option_at_index(i).disabled
         }
-        assert disabled == {"stop"}
+        assert disabled == {"stop", "accept", "decline"}
         await pilot.press("x")  # disabled: nothing happens
         assert app.screen is menu
         await pilot.press("s")
@@ -589,7 +589,9 @@ def test_command_palette_has_every_action_and_runs_it(mixed: Installation) -> No
     async def scenario(pilot: Pilot[Any]) -> None:
         await goto(pilot, "ACME-GAMMA-1")
         titles = {title for title, _, _ in app.overview.palette_commands()}
-        wanted = {c.title for c in OVERVIEW_COMMANDS if c.palette and c.action != "stop"}
+        wanted = {
+            c.title for c in OVERVIEW_COMMANDS if c.palette and c.action not in ("stop", "accept", "decline")
+        }
         assert wanted <= titles
         assert {"select: Check all STOPPED (2)", "view: Show only RUNNING", "view: Sort by Err"} <= titles
         await pilot.press("ctrl+p")
