@@ -127,6 +127,16 @@ OVERVIEW_COMMANDS: tuple[Command, ...] = (
         key_display="d",
     ),
     Command(
+        "overview.new",
+        "n",
+        "new_sync",
+        "New",
+        "sync: New synchronization...",
+        "Create a synchronization: start one (primary) or answer a partner's handshake file (secondary)",
+        "Actions",
+        show=True,
+    ),
+    Command(
         "overview.accept",
         "y",
         "accept",

@@ -23,6 +23,7 @@ from .model import START, STOP, OverviewModel, action_for, format_age
 from .sync_table import COLUMNS, SORTABLE, SyncTable
 from .troubleshoot import TroubleshootScreen
 from .widgets import AsciiCheckbox, AsciiSelect, literal
+from .wizard import Created, NewSyncWizard, WizardDraft
 
 ALL_STATUSES = "*"
 ROW_ACTIONS = ("edit", "configure", "troubleshoot", "support_zip", "delete")
@@ -41,6 +42,7 @@ class OverviewScreen(Screen[None]):
         self.driver = driver
         self.launch_project = project
         self.model = OverviewModel(scope=project)
+        self.wizard_draft = WizardDraft()  # what a cancelled wizard held, offered again
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -357,6 +359,16 @@ class OverviewScreen(Screen[None]):
     def action_delete(self) -> None:
         if key := self._row_key():
             self.delete(key)
+
+    def action_new_sync(self) -> None:
+        def closed(created: Created | None) -> None:
+            if created is not None:
+                self.app.notify(f"Created {created.info.key}: {created.info.status}")
+                self.driver.request_reload()
+            elif self.wizard_draft.values:
+                self.app.notify("New synchronization cancelled; what you typed is kept for next time")
+
+        self.app.push_screen(NewSyncWizard(self.driver, self.wizard_draft), closed)
 
     def action_accept(self) -> None:
         if key := self._row_key():

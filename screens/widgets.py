@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.content import Content
-from textual.widgets import Checkbox, Select, Static
+from textual.widgets import Checkbox, RadioButton, Select, Static
 
 
 class AsciiCheckbox(Checkbox):
@@ -19,6 +19,15 @@ class AsciiCheckbox(Checkbox):
     def _button(self) -> Content:
         style = self.get_visual_style("toggle--button")
         return Content.assemble(("[", style), ("x" if self.value else " ", style), ("]", style))
+
+
+class AsciiRadioButton(RadioButton):
+    """A radio button drawn as `(*)` / `( )`."""
+
+    @property
+    def _button(self) -> Content:
+        style = self.get_visual_style("toggle--button")
+        return Content.assemble(("(", style), ("*" if self.value else " ", style), (")", style))
 
 
 class AsciiSelect(Select[str]):
