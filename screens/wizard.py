@@ -127,8 +127,9 @@ class NewSyncWizard(ModalScreen[Created | None]):
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="wizard.cancel"),
-        Binding("ctrl+n,pagedown", "next", "Next", id="wizard.next"),
-        Binding("pageup", "back", "Back", id="wizard.back"),
+        # priority: the scrolling page area would take pgup/pgdn for itself
+        Binding("ctrl+n,pagedown", "next", "Next", id="wizard.next", priority=True),
+        Binding("pageup", "back", "Back", id="wizard.back", priority=True),
     ]
 
     def __init__(self, driver: Driver, draft: WizardDraft | None = None) -> None:
@@ -383,9 +384,9 @@ class NewSyncWizard(ModalScreen[Created | None]):
         if page == "send" and self.summary is not None and not self.text("send-to_addr"):
             self.query_one("#send-to_addr", Input).value = self.summary.partner_address
         if page == "handshake_out" and not self.text("handshake_out"):
-            self.query_one("#handshake_out", Input).value = str(
-                Path.cwd() / f"{(self.project() or 'backbone').lower()}-handshake.json"
-            )
+            self.query_one(
+                "#handshake_out", Input
+            ).value = f"~/{(self.project() or 'backbone').lower()}-handshake.json"
         if page == "name" and not self.text("name"):
             self.query_one("#name", Input).value = f"{self.project() or 'New'} synchronization"
         first = self.query_one(f"#page-{page}").query("Input, Select, RadioSet, Checkbox, TextArea")
