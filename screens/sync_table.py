@@ -109,7 +109,7 @@ def cell_text(info: SyncInfo, column: str, checked: bool, now: datetime) -> str:
         "role": info.role,
         "protocol": info.protocol,
         "status": info.status,
-        "draft": info.draft_state,
+        "draft": info.draft_state + (" *" if info.draft_edited else ""),
         "errors": info.errors,
         "pending": info.pending,
     }.get(column)

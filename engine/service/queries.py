@@ -47,6 +47,7 @@ class Queries:
                 query = query.where(Synchronization.status == status.upper())
             syncs = s.exec(query).all()
             sides = s.exec(select(SyncSide).options(load_only(*LISTED_SIDE_COLUMNS))).all()
+            drafted = set(s.exec(select(SyncSide.sync_key).where(SyncSide.draft_text != "")).all())
             counts = s.exec(
                 select(Message.side_id, Message.folder, func.count()).group_by(
                     col(Message.side_id), col(Message.folder)
@@ -67,7 +68,7 @@ class Queries:
             for side in own:
                 for folder, count in side_counts.get(side.id or 0, {}).items():
                     folder_counts[folder] = folder_counts.get(folder, 0) + count
-            result.append(_info(sync, own, folder_counts))
+            result.append(_info(sync, own, folder_counts, draft_edited=sync.key in drafted))
         return result
 
     def sync_info(self, key: str) -> SyncInfo:

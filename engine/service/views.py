@@ -47,6 +47,7 @@ class SyncInfo:
     config_version: int = 0  # the configuration version in force (0: none yet)
     pending_version: int = 0  # published and not acknowledged, or received and not bound
     partner_message: str = ""  # the primary's message with the version pending here
+    draft_edited: bool = False  # a side holds a draft beside the version in force (not published yet)
 
     def key_warning(self, now: datetime | None = None) -> str:
         """A warning when a key of this synchronization expires within 30 days (or has)."""
@@ -137,7 +138,9 @@ class MessageInfo:
         return data
 
 
-def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) -> SyncInfo:
+def _info(
+    sync: Synchronization, sides: list[SyncSide], counts: dict[str, int], *, draft_edited: bool = False
+) -> SyncInfo:
     first = sides[0] if sides else None
     partner = sides[1].project if len(sides) > 1 else (first.partner_project if first else "")
     return SyncInfo(
@@ -169,6 +172,7 @@ def _info(sync: Synchronization, sides: list[SyncSide], counts: dict[str, int]) 
         partner_message=next(
             (s.pending_message for s in sides if s.role == Role.SECONDARY and s.pending_version), ""
         ),
+        draft_edited=draft_edited,
     )
 
 
