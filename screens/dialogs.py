@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, OptionList, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from engine.service.installation import SyncInfo
@@ -30,7 +30,9 @@ MENU_ITEMS: tuple[tuple[str, str, str], ...] = (
     (START, "Start", "s"),
     (STOP, "Stop", "x"),
     ("edit", "Edit name and description...", "e"),
-    ("configure", "Configure (view mappings)...", "c"),
+    ("configure", "Configure the mappings...", "c"),
+    ("publish", "Publish the draft...", "P"),
+    ("review", "Review the partner's draft...", "i"),
     ("troubleshoot", "Troubleshoot...", "t"),
     ("support_zip", "Create support ZIP", "z"),
     ("delete", "Delete...", "d"),
@@ -261,46 +263,6 @@ class ConfirmDelete(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
-
-
-class ConfigView(ModalScreen[None]):
-    """The current mapping configuration, read-only (one tab per side of this installation)."""
-
-    BINDINGS = [Binding("escape,q", "close", "Close", id="config.close")]
-
-    def __init__(self, info: SyncInfo, configs: list[tuple[str, str]]) -> None:
-        super().__init__()
-        self.info = info
-        self.configs = configs
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="config-box", classes="dialog"):
-            yield Static(
-                literal(f"Configuration of {self.info.name} ({self.info.key}) - read-only"),
-                classes="dialog-title",
-            )
-            with TabbedContent(id="config-tabs"):
-                for project, text in self.configs:
-                    with TabPane(project, id=f"config-{project}"):
-                        yield TextArea(
-                            text, read_only=True, show_line_numbers=True, compact=True, classes="config-text"
-                        )
-            yield Static(
-                Text(
-                    f"Change it with: backbone config export {self.info.key} -o FILE, "
-                    "edit, then backbone config import KEY FILE"
-                ),
-                classes="dialog-hint",
-            )
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Close", id="config-close", compact=True)
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(None)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
 
 
 class HelpScreen(ModalScreen[None]):

@@ -222,3 +222,8 @@ def save(installation: Installation, model: DraftModel) -> None:
     """Make `model` this side's draft; refused like `config import` (naming the id), nothing kept then."""
     text = model.to_config().to_toml()
     installation.configuration.import_text(model.key, text, "the configuration editor", model.project)
+
+
+def new_value_id() -> str:
+    """A fresh shared value id (a value the primary starts to share)."""
+    return new_mapping_id("v")

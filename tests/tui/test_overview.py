@@ -16,7 +16,7 @@ from engine.runtime.demo import Demo
 from engine.service.installation import Installation
 from engine.store.home import EngineLock
 from engine.vocab import ALL_STATUSES, SyncStatus
-from screens.dialogs import ConfigView, ConfirmDelete, EditDialog, HelpScreen, RowMenu
+from screens.dialogs import ConfirmDelete, EditDialog, HelpScreen, RowMenu
 from screens.troubleshoot import TroubleshootScreen
 from tests.conftest import sync_all
 
@@ -363,27 +363,6 @@ def test_edit_validates_saves_and_keeps_a_cancelled_draft(mixed: Installation) -
         assert ("information", "Saved BETA-GAMMA-1: Beta and Gamma") in app.notices
         assert app.overview.model.rows["BETA-GAMMA-1"].name == "Beta and Gamma"
         assert "BETA-GAMMA-1" not in app.overview.model.drafts
-
-    run(app, scenario)
-
-
-def test_configure_shows_the_current_mappings_read_only(mixed: Installation) -> None:
-    app = make_app(mixed)
-
-    async def scenario(pilot: Pilot[Any]) -> None:
-        await goto(pilot, "ACME-BETA-1")
-        await pilot.press("c")
-        await settle(pilot)
-        view = app.screen
-        assert isinstance(view, ConfigView)
-        areas = list(view.query(TextArea))
-        assert [area.text for area in areas] == [
-            mixed.config_export("ACME-BETA-1", "ACME"),
-            mixed.config_export("ACME-BETA-1", "BETA"),
-        ]
-        assert all(area.read_only for area in areas)
-        await pilot.press("escape")
-        assert app.screen is app.overview
 
     run(app, scenario)
 
