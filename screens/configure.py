@@ -67,6 +67,8 @@ class ConfigureScreen(Screen[None]):
         Binding("a", "add_row", "Add", id="configure.add", show=True),
         Binding("delete,minus", "remove_row", "Remove", id="configure.remove", show=True, key_display="del"),
         Binding("ctrl+s", "save", "Save draft", id="configure.save", show=True),
+        Binding("L", "label_all", "Label all", id="configure.label_all"),
+        Binding("B", "bind_by_labels", "Bind by labels", id="configure.bind_by_labels"),
         Binding("D", "dry_run", "Dry run", id="configure.dry_run", show=True),
         Binding("P", "publish", "Publish...", id="configure.publish", show=True),
     ]
@@ -220,8 +222,10 @@ class ConfigureScreen(Screen[None]):
         return self.model.issue_types if what == "issue type" else self.model.statuses
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("add_row", "remove_row"):
+        if action in ("add_row", "remove_row", "label_all"):
             return True if self.model.can_add else None
+        if action == "bind_by_labels":
+            return None if self.model.can_add else True
         return True
 
     def action_tab(self, pane: str) -> None:
@@ -282,6 +286,21 @@ class ConfigureScreen(Screen[None]):
         self.changed = True
         self.refresh_tables()
         self.say(f"Removed {what} mapping {row.id} ({row.local}); the partner sees it removed once published")
+
+    def action_label_all(self) -> None:
+        count = self.model.label_with_local_names()
+        self.changed = self.changed or bool(count)
+        self.refresh_tables()
+        self.say(
+            f"Labelled {count} mapping(s) and value(s) with their local names: the partner will read them"
+        )
+
+    def action_bind_by_labels(self) -> None:
+        count = self.model.bind_by_labels()
+        self.changed = self.changed or bool(count)
+        self.refresh_tables()
+        left = sum(1 for r in [*self.model.issue_types, *self.model.statuses] if not r.local)
+        self.say(f"Bound {count} id(s) to the local names their labels give; {left} type(s)/status(es) left")
 
     def read_settings(self) -> None:
         model = self.model

@@ -3,13 +3,17 @@ sides of a real pair; what it refuses is refused like `config import`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.errors import BackboneError
-from engine.runtime.demo import Demo
+from engine.runtime.demo import Demo, request_pair, settle
 from engine.runtime.engine import Engine
 from engine.service import editor
 from engine.vocab import SyncStatus
+
+from .conftest import issue_by_summary
 
 
 def test_the_primary_adds_changes_and_removes_mappings(paired: Demo) -> None:
@@ -62,3 +66,40 @@ def test_the_secondary_binds_the_partners_ids_only(paired: Demo) -> None:
     editor.save(globex, bind)
     globex.publish_config(key)
     assert globex.sync_info(key).config_version == 2
+
+
+def test_labels_written_by_the_primary_let_the_secondary_bind_by_them(tmp_path: Path) -> None:
+    """From the generated draft (ids only): the primary labels everything with its names, the
+    secondary binds what its own names match, publishes, and both can start."""
+    demo = request_pair(tmp_path / "demo", encryption=False)
+    try:
+        acme, globex, key = demo.acme, demo.globex, demo.key
+        globex.accept(key)
+        settle((Engine(acme), Engine(globex)), until=lambda: acme.sync_info(key).status == SyncStatus.STOPPED)
+        model = editor.load(acme, key)
+        assert all(r.id.startswith("t-") and not r.label for r in model.issue_types)
+        assert model.label_with_local_names() > 8
+        editor.save(acme, model)
+        acme.publish_config(key, "Everything, labelled")
+        settle((Engine(acme), Engine(globex)), until=lambda: globex.sync_info(key).pending_version == 1)
+        bind = editor.load(globex, key)
+        assert bind.bind_by_labels() >= 10
+        assert {r.local for r in bind.issue_types} == {"Bug", "Task", "Story", "Sub-task"}
+        summary = next(f for f in bind.fields if f.label == "summary")
+        assert (summary.local, summary.direction) == ("summary", "both")
+        priority = next(f for f in bind.fields if f.label == "priority")
+        assert set(priority.values) == {"Highest", "High", "Medium", "Low", "Lowest"}
+        assert not any(f.local == "Severity" for f in bind.fields)  # Globex has no such field
+        editor.save(globex, bind)
+        globex.publish_config(key)
+        settle((Engine(acme), Engine(globex)), until=lambda: acme.sync_info(key).config_version == 1)
+        acme.start([key])
+        globex.start([key])
+        acme.tracker.create_issue(
+            "ACME", "Bug", {"summary": "bound by labels", "priority": "High"}, as_user="a"
+        )
+        settle((Engine(acme), Engine(globex)))
+        copy = issue_by_summary(globex, "GLOBEX", "bound by labels")
+        assert copy is not None and (copy.issue_type, copy.fields["priority"]) == ("Bug", "High")
+    finally:
+        demo.close()

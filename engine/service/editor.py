@@ -106,6 +106,58 @@ class DraftModel:
             (self.issue_types if what == "issue type" else self.statuses).append(row)
         return row
 
+    def label_with_local_names(self) -> int:
+        """Primary: label every unlabelled mapping and value with its local name (the admin's
+        choice to show those names to the partner); returns how many labels it wrote."""
+        count = 0
+        rows: list[Row | FieldRow] = [*self.issue_types, *self.statuses, *self.fields]
+        for row in rows:
+            if not row.label and row.local:
+                row.label, count = row.local, count + 1
+        for f in self.fields:
+            for local, value_id in f.values.items():
+                if not self.labels.get(value_id):
+                    self.labels[value_id], count = local, count + 1
+        return count
+
+    def bind_by_labels(self) -> int:
+        """Secondary: bind each unbound id whose partner label is one of this side's names (same
+        letters, any case), values too; returns how many it bound."""
+        count = 0
+
+        def match(label: str, names: list[str]) -> str:
+            wanted = label.strip().casefold()
+            return next((n for n in names if n.casefold() == wanted), "") if wanted else ""
+
+        for rows, names in (
+            (self.issue_types, self.choices.issue_types),
+            (self.statuses, self.choices.statuses),
+        ):
+            taken = {r.local for r in rows if r.local}
+            for row in rows:
+                found = match(row.label, [n for n in names if n not in taken])
+                if not row.local and found:
+                    row.local, count = found, count + 1
+                    taken.add(found)
+        taken = {f.local for f in self.fields if f.local}
+        for f in self.fields:
+            if f.local:
+                continue
+            found = match(
+                f.label, [n for n, k in self.choices.fields.items() if k == f.kind and n not in taken]
+            )
+            if not found:
+                continue
+            f.local, f.direction = found, f.within[0]
+            taken.add(found)
+            count += 1
+            options = self.choices.options.get(found, [])
+            for value_id in f.shared_values:
+                local = match(self.labels.get(value_id, ""), options)
+                if local and local not in f.values:
+                    f.values[local] = value_id
+        return count
+
     def unbound_locals(self, what: str) -> list[str]:
         """The tracker's names no row maps yet (what an add offers)."""
         if what == "field":
