@@ -1,6 +1,7 @@
 """End to end with keys only: two `backbone` TUIs in tmux (Acme the primary, Globex the secondary,
-file channel, encrypted) from the wizard to RUNNING, then an issue created on Acme shows up on
-Globex. Each TUI runs its own engine, as on two machines."""
+encrypted; over the file channel, and over e-mail against the private test mail server) from the
+wizard to RUNNING, then an issue created on Acme shows up on Globex. Each TUI runs its own engine,
+as on two machines."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.conftest import cross_link
+from tests.mailserver import dovecot_available, mail_server  # noqa: F401  (fixture)
 
 from .test_terminal import Terminal, backbone_command, pytestmark  # noqa: F401  (skips without tmux)
 
@@ -31,7 +36,38 @@ def row(screen: str, key: str) -> str:
     return next((line for line in screen.splitlines() if key in line), "")
 
 
-def test_two_tuis_pair_configure_publish_bind_and_sync(tmp_path: Path) -> None:
+def fill_mail(terminal: Terminal, settings: Any) -> None:
+    """The receive page, then the send page, typed field by field (tab moves on)."""
+    r, s = settings.receive, settings.send
+    terminal.wait(lambda screen: "Receive e-mails" in screen)
+    for text in (r.host, str(r.port)):
+        typed(terminal, text)
+        terminal.keys("Tab")
+    terminal.keys("Enter", "Up", "Up", "Enter", "Tab")  # connection security: none (loopback test)
+    for text in (r.username, r.password):
+        typed(terminal, text)
+        terminal.keys("Tab")
+    terminal.keys("PageDown")
+    terminal.wait(lambda screen: "Send e-mails" in screen)
+    for text in (s.host, str(s.port)):
+        typed(terminal, text)
+        terminal.keys("Tab")
+    terminal.keys("Enter", "Up", "Enter", "Tab")  # starttls -> none
+    for text in (s.username, s.password, s.from_addr):
+        typed(terminal, text)
+        terminal.keys("Tab")
+    terminal.keys("PageDown")
+
+
+@pytest.mark.parametrize("channel", ["file", "email"])
+def test_two_tuis_pair_configure_publish_bind_and_sync(
+    tmp_path: Path, channel: str, request: pytest.FixtureRequest
+) -> None:
+    mail: tuple[Any, Any] | None = None
+    if channel == "email":
+        if not dovecot_available():
+            pytest.skip("dovecot is not installed: apt-get install dovecot-imapd dovecot-lmtpd")
+        mail = request.getfixturevalue("mail_server").pairing_settings()
     acme_home, globex_home, exchange = tmp_path / "acme", tmp_path / "globex", tmp_path / "exchange"
     cli(acme_home, "project", "create", "ACME", "--name", "Acme")
     cli(globex_home, "project", "create", "GLOBEX", "--name", "Globex")
@@ -49,10 +85,14 @@ def test_two_tuis_pair_configure_publish_bind_and_sync(tmp_path: Path) -> None:
         acme.wait(lambda s: "Local project" in s)
         acme.keys("Enter", "Down", "Enter", "PageDown")
         acme.wait(lambda s: "How messages travel" in s)
-        acme.keys("Down", "Enter", "PageDown")
-        acme.wait(lambda s: "Exchange folder" in s)
-        typed(acme, str(exchange / "acme"))
-        acme.keys("PageDown")
+        if mail is None:
+            acme.keys("Down", "Enter", "PageDown")
+            acme.wait(lambda s: "Exchange folder" in s)
+            typed(acme, str(exchange / "acme"))
+            acme.keys("PageDown")
+        else:
+            acme.keys("PageDown")
+            fill_mail(acme, mail[0])
         acme.wait(lambda s: "Encryption and review mode" in s)
         acme.keys("PageDown")
         acme.wait(lambda s: "Name and description" in s)
@@ -75,12 +115,15 @@ def test_two_tuis_pair_configure_publish_bind_and_sync(tmp_path: Path) -> None:
         globex.keys("Space", "PageDown")
         globex.wait(lambda s: "Local project" in s)
         globex.keys("Enter", "Down", "Enter", "PageDown")
-        globex.wait(lambda s: "Exchange folder" in s)
-        typed(globex, str(exchange / "globex"))
-        globex.keys("PageDown")
+        if mail is None:
+            globex.wait(lambda s: "Exchange folder" in s)
+            typed(globex, str(exchange / "globex"))
+            globex.keys("PageDown")
+        else:
+            fill_mail(globex, mail[1])
         globex.wait(lambda s: "Accept the request now" in s)
         globex.keys("PageDown")
-        globex.wait(lambda s: "step 7 of 7: Done" in s, timeout=60)
+        globex.wait(lambda s: ": Done" in s and "Created " in s, timeout=60)
         globex.keys("PageDown")
         acme.wait(lambda s: "STOPPED" in row(s, key), timeout=60)
         globex.wait(lambda s: "STOPPED" in row(s, key), timeout=60)
