@@ -6,9 +6,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from textual.app import App, SystemCommand
+from textual.binding import Binding
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -223,6 +225,19 @@ class BackboneApp(App[int]):
         if isinstance(screen, OverviewScreen):
             for title, help_text, callback in screen.palette_commands():
                 yield SystemCommand(title, help_text, callback)
+            return
+        # the other screens and dialogs: every binding with an id that applies now
+        for binding in screen.BINDINGS:
+            if not isinstance(binding, Binding) or not binding.id or binding.id.startswith("app."):
+                continue
+            if not screen.check_action(binding.action.split("(")[0], ()):
+                continue
+            area = binding.id.split(".")[0]
+            yield SystemCommand(
+                f"{area}: {binding.description}",
+                str(binding.tooltip or binding.description),
+                partial(screen.run_action, binding.action),
+            )
 
 
 def run_tui(installation: Installation, project: str | None = None) -> int:

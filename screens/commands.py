@@ -97,7 +97,6 @@ OVERVIEW_COMMANDS: tuple[Command, ...] = (
         "sync: Configure the mappings...",
         "Edit this side's draft: issue types, fields, statuses, comments, attachments, sub-tasks, links",
         "Actions",
-        show=True,
     ),
     Command(
         "overview.publish",

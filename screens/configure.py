@@ -49,10 +49,30 @@ class ConfigureScreen(Screen[None]):
     """Edits one side's draft; `kept` receives the model when the screen closes unsaved."""
 
     BINDINGS = [
-        Binding("escape", "close", "Close", id="configure.close"),
-        Binding("enter", "edit_row", "Edit", id="configure.edit", show=True),
+        Binding(
+            "escape",
+            "close",
+            "Close",
+            id="configure.close",
+            tooltip="Close; unsaved changes are kept for next time",
+        ),
+        Binding(
+            "enter",
+            "edit_row",
+            "Edit",
+            id="configure.edit",
+            show=True,
+            tooltip="Edit the mapping under the cursor",
+        ),
         *(
-            Binding(str(n), f"tab('{pane}')", title, id=f"configure.tab_{pane}", show=False)
+            Binding(
+                str(n),
+                f"tab('{pane}')",
+                title,
+                id=f"configure.tab_{pane}",
+                show=False,
+                tooltip=f"Show {title}",
+            )
             for n, (pane, title) in enumerate(
                 (
                     ("types", "Issue types"),
@@ -64,13 +84,55 @@ class ConfigureScreen(Screen[None]):
                 start=1,
             )
         ),
-        Binding("a", "add_row", "Add", id="configure.add", show=True),
+        Binding(
+            "a",
+            "add_row",
+            "Add",
+            id="configure.add",
+            show=True,
+            tooltip="Map another issue type, field or status",
+        ),
         Binding("delete,minus", "remove_row", "Remove", id="configure.remove", show=True, key_display="del"),
-        Binding("ctrl+s", "save", "Save draft", id="configure.save", show=True),
-        Binding("L", "label_all", "Label all", id="configure.label_all"),
-        Binding("B", "bind_by_labels", "Bind by labels", id="configure.bind_by_labels"),
-        Binding("D", "dry_run", "Dry run", id="configure.dry_run", show=True),
-        Binding("P", "publish", "Publish...", id="configure.publish", show=True),
+        Binding(
+            "ctrl+s",
+            "save",
+            "Save draft",
+            id="configure.save",
+            show=True,
+            tooltip="Save the draft (in force: unchanged)",
+        ),
+        Binding(
+            "L",
+            "label_all",
+            "Label all",
+            id="configure.label_all",
+            show=False,
+            tooltip="Label every mapping with its local name",
+        ),
+        Binding(
+            "B",
+            "bind_by_labels",
+            "Bind by labels",
+            id="configure.bind_by_labels",
+            show=False,
+            tooltip="Bind ids whose labels are local names",
+        ),
+        Binding(
+            "D",
+            "dry_run",
+            "Dry run",
+            id="configure.dry_run",
+            show=True,
+            tooltip="Save, then check the draft against every synced issue",
+        ),
+        Binding(
+            "P",
+            "publish",
+            "Publish...",
+            id="configure.publish",
+            show=True,
+            tooltip="Save, then publish the draft",
+        ),
     ]
 
     def __init__(

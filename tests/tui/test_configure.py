@@ -49,6 +49,9 @@ def test_the_primary_adds_a_field_labels_it_and_publishes(review_pair: Demo) -> 
     async def scenario(pilot: Pilot[Any]) -> None:
         screen = await configure(pilot)
         assert screen.query_one("#t-types", DataTable).row_count == 4
+        titles = {c.title for c in app.get_system_commands(screen)}
+        assert {"configure: Save draft", "configure: Dry run", "configure: Label all"} <= titles
+        assert "configure: Bind by labels" not in titles  # the secondary's
         await pilot.press("2")  # the fields tab
         table = screen.query_one("#t-fields", DataTable)
         before = table.row_count
