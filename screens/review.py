@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Label, OptionList, Static, TextArea
+from textual.widgets import Button, Checkbox, Label, OptionList, Static, TabbedContent, TabPane, TextArea
 from textual.widgets.option_list import Option
 
 from engine.service.views import SyncInfo
@@ -26,7 +26,22 @@ from .configure import change_line, dry_run_text
 from .widgets import AsciiCheckbox, literal
 
 MESSAGE_MAX = 4000
-TAB_OF = {"issue type": "Issue types", "field": "Fields", "status": "Statuses"}
+TAB_OF = {
+    "issue type": "Issue types",
+    "field": "Fields",
+    "status": "Statuses",
+    "subtasks": "Sub-tasks & links",
+}
+TAB_OF["links"] = "Sub-tasks & links"
+TABS = ("Issue types", "Fields", "Statuses", "Comments & attachments", "Sub-tasks & links")
+
+
+def tab_of(change: Any) -> str:
+    """The configure tab a change belongs to (what is not a mapping is a setting of comments
+    and attachments, or of sub-tasks and links)."""
+    if change.id in ("subtasks", "links"):
+        return "Sub-tasks & links"
+    return TAB_OF.get(change.what, "Comments & attachments")
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,7 @@ class ReviewScreen(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         incoming = self.incoming
         what = "proposal" if incoming.proposal else f"version {incoming.version}"
-        counts = Counter(TAB_OF.get(c.what, "Comments & attachments") for c in incoming.changes)
+        counts = Counter(tab_of(c) for c in incoming.changes)
         tabs = "  ".join(f"{tab} ({n})" for tab, n in sorted(counts.items())) or "no changes"
         with Vertical(classes="dialog", id="review-box"):
             yield Static(
@@ -136,11 +151,13 @@ class ReviewScreen(ModalScreen[str | None]):
             )
             yield Static(Text.assemble(("Message: ", "bold"), literal(incoming.message)), id="review-message")
             yield Static(Text(f"Changes by tab: {tabs}"), id="review-tabs", classes="dialog-subtitle")
-            yield OptionList(
-                *(Option(change_line(c), id=str(n)) for n, c in enumerate(incoming.changes)),
-                id="review-changes",
-                compact=True,
-            )
+            with TabbedContent(id="review-tabbed"):
+                with TabPane(f"All ({len(incoming.changes)})", id="rv-all"):
+                    yield self.changes_list("review-changes", lambda c: True)
+                for n, tab in enumerate(TABS):
+                    marked = f"* {tab} ({counts[tab]})" if counts[tab] else tab
+                    with TabPane(marked, id=f"rv-{n}"):
+                        yield self.changes_list(f"review-changes-{n}", lambda c, tab=tab: tab_of(c) == tab)
             yield Static("", id="review-detail")
             yield Static(Text("+ added  ~ changed  - removed"), classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
@@ -155,8 +172,21 @@ class ReviewScreen(ModalScreen[str | None]):
                 )
                 yield Button("Close", id="review-close", compact=True)
 
+    def changes_list(self, list_id: str, wanted: Any) -> OptionList:
+        return OptionList(
+            *(Option(change_line(c), id=str(n)) for n, c in enumerate(self.incoming.changes) if wanted(c)),
+            id=list_id,
+            compact=True,
+            classes="review-changes",
+        )
+
     def on_mount(self) -> None:
         self.query_one("#review-changes", OptionList).focus()
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        lists = event.pane.query(OptionList)
+        if lists:
+            lists.first().focus()
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         change = self.incoming.changes[int(event.option.id or 0)]
