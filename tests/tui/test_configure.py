@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, Static, TabbedContent, TextArea
+from textual.widgets import (
+    Checkbox,
+    DataTable,
+    Input,
+    OptionList,
+    Select,
+    Static,
+    Tab,
+    TabbedContent,
+    TextArea,
+)
 
 from engine.runtime.demo import Demo, pair_installations
 from engine.runtime.engine import Engine
@@ -143,7 +153,7 @@ def test_the_secondary_reviews_declines_then_binds_and_publishes(review_pair: De
         await pilot.pause()
         assert "field owner" in str(review.query_one("#review-detail", Static).render())
         tabs = review.query_one("#review-tabbed", TabbedContent)
-        titles = [str(tab.label) for tab in tabs.query("ContentTab")]
+        titles = [str(tab.label) for tab in tabs.query(Tab)]
         assert titles[:3] == ["All (1)", "Issue types", "* Fields (1)"]
         tabs.active = "rv-1"  # the fields tab: the owner there alone
         await pilot.pause()
