@@ -325,6 +325,28 @@ def test_snapshots_of_the_wizard_pages(snap_compare: Any, tmp_path: Path, size: 
             await settle(pilot)
 
         assert snap_compare(make_app(globex), run_before=to_summary, terminal_size=size)
+
+        async def to_send(pilot: Pilot[Any]) -> None:
+            await settle(pilot)
+            await pilot.press("n", "pagedown")
+            put(wizard(pilot), project="ACME")
+            await pilot.press("pagedown", "pagedown")  # e-mail, the default
+            put(wizard(pilot), receive__host="imap.acme.example", receive__username="backbone@acme.example")
+            await pilot.press("pagedown")
+            await settle(pilot)
+            assert wizard(pilot).page == "send"
+
+        assert snap_compare(make_app(acme), run_before=to_send, terminal_size=size)
+
+        async def to_accept(pilot: Pilot[Any]) -> None:
+            await to_summary(pilot)
+            await pilot.press("pagedown")  # no key to confirm: encryption is off
+            put(wizard(pilot), project="GLOBEX")
+            await pilot.press("pagedown", "pagedown")  # the exchange folder: blank, a folder in the home
+            await settle(pilot)
+            assert wizard(pilot).page == "accept"
+
+        assert snap_compare(make_app(globex), run_before=to_accept, terminal_size=size)
     finally:
         acme.close()
         globex.close()
