@@ -9,11 +9,12 @@ refuses anything that adds, removes or widens a mapping.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from engine.config.mapping import MappingConfig, check_against, parse_config
 from engine.config.terms import Change, Terms
@@ -367,25 +368,19 @@ class Configuration:
         if side.role != Role.SECONDARY or not row.pending_version:
             raise BackboneError(f"{key}: no draft from the partner to decline")
         version = row.pending_version
-        with self.i.db.write() as s:
-            stored = s.get(SyncSide, side.id)
-            sync = s.get(Synchronization, key)
-            assert stored is not None and sync is not None
-            queued = self.i.pipeline.queue(
-                s, side, Outgoing(MessageType.CONFIG_DECLINE, decline_body(version, message))
-            )
+
+        def declined(stored: SyncSide, sync: Synchronization, s: Session) -> None:
             stored.pending_version, stored.pending_terms, stored.pending_message = 0, "", ""
             stored.draft_text = ""
-            s.add(stored)
             sync.status = SyncStatus.STOPPED
             sync.draft_state = DraftState.PUBLISHED if stored.config_version else DraftState.NONE
             sync.status_detail = (
                 f"you declined version {version}; version {stored.config_version} stays in force"
             )
-            s.add(sync)
-        self.i.pipeline.write_send_files(side, [queued])
-        self.i._changed(key)
-        return self.i.queries.sync_info(key)
+
+        return self._send(
+            side, Outgoing(MessageType.CONFIG_DECLINE, decline_body(version, message)), declined
+        )
 
     def accept(self, key: str, project: str | None = None) -> SyncInfo:
         """Review mode, primary: accept the secondary's proposal as version N+1 on both sides
@@ -395,13 +390,8 @@ class Configuration:
             raise BackboneError(f"{key}: no proposal from the partner to accept")
         proposal = json.loads(row.proposal)
         version = max(row.config_version, row.pending_version, row.last_published) + 1
-        with self.i.db.write() as s:
-            stored = s.get(SyncSide, side.id)
-            sync = s.get(Synchronization, key)
-            assert stored is not None and sync is not None
-            queued = self.i.pipeline.queue(
-                s, side, Outgoing(MessageType.CONFIG_ACCEPT, accept_body(version, proposal["version"]))
-            )
+
+        def accepted(stored: SyncSide, sync: Synchronization, s: Session) -> None:
             stored.config_version = stored.last_published = version
             stored.proposal = ""
             keep_version(
@@ -412,64 +402,64 @@ class Configuration:
                 message=proposal["message"],
                 narrowed=proposal["narrowed"],
             )
-            s.add(stored)
             sync.draft_state = DraftState.PUBLISHED
             sync.status_detail = f"accepted the partner's proposal as version {version}"
-            s.add(sync)
-        self.i.pipeline.write_send_files(side, [queued])
-        self.i._changed(key)
-        return self.i.queries.sync_info(key)
+
+        return self._send(
+            side, Outgoing(MessageType.CONFIG_ACCEPT, accept_body(version, proposal["version"])), accepted
+        )
 
     def _propose(
         self, side: SideCtx, row: SyncSide, text: str, narrowed: dict[str, str], message: str
     ) -> SyncInfo:
         """Review mode, secondary: send narrower directions to the primary for review."""
-        key = side.sync_key
         message = _required(
             message, "review mode: narrowing what this side shares is a proposal; say why, for the partner"
         )
         version = row.config_version
-        with self.i.db.write() as s:
-            stored = s.get(SyncSide, side.id)
-            sync = s.get(Synchronization, key)
-            assert stored is not None and sync is not None
-            queued = self.i.pipeline.queue(
-                s, side, Outgoing(MessageType.CONFIG_PROPOSAL, proposal_body(version, message, narrowed))
-            )
+
+        def proposed(stored: SyncSide, sync: Synchronization, s: Session) -> None:
             stored.draft_text = text
             stored.proposal = json.dumps(
                 {"version": version, "message": message, "narrowed": narrowed, "text": text}
             )
-            s.add(stored)
             sync.draft_state = DraftState.SENT
             sync.status_detail = (
                 f"proposed a change of version {version} to the partner; it stays in force until accepted"
             )
-            s.add(sync)
-        self.i.pipeline.write_send_files(side, [queued])
-        self.i._changed(key)
-        return self.i.queries.sync_info(key)
+
+        body = proposal_body(version, message, narrowed)
+        return self._send(side, Outgoing(MessageType.CONFIG_PROPOSAL, body), proposed)
 
     def _decline_proposal(self, side: SideCtx, row: SyncSide, message: str) -> SyncInfo:
-        key = side.sync_key
         proposal = json.loads(row.proposal)
-        with self.i.db.write() as s:
-            stored = s.get(SyncSide, side.id)
-            sync = s.get(Synchronization, key)
-            assert stored is not None and sync is not None
-            queued = self.i.pipeline.queue(
-                s, side, Outgoing(MessageType.CONFIG_DECLINE, decline_body(proposal["version"], message))
-            )
+
+        def declined(stored: SyncSide, sync: Synchronization, s: Session) -> None:
             stored.proposal = ""
-            s.add(stored)
             sync.draft_state = DraftState.PUBLISHED
             sync.status_detail = (
                 f"you declined the partner's proposal; version {stored.config_version} stays in force"
             )
+
+        body = decline_body(proposal["version"], message)
+        return self._send(side, Outgoing(MessageType.CONFIG_DECLINE, body), declined)
+
+    def _send(
+        self, side: SideCtx, outgoing: Outgoing, change: Callable[[SyncSide, Synchronization, Session], None]
+    ) -> SyncInfo:
+        """Queue `outgoing` and apply `change` to the side and its synchronization in one
+        transaction, then hand the message to the channel."""
+        with self.i.db.write() as s:
+            stored = s.get(SyncSide, side.id)
+            sync = s.get(Synchronization, side.sync_key)
+            assert stored is not None and sync is not None
+            queued = self.i.pipeline.queue(s, side, outgoing)
+            change(stored, sync, s)
+            s.add(stored)
             s.add(sync)
         self.i.pipeline.write_send_files(side, [queued])
-        self.i._changed(key)
-        return self.i.queries.sync_info(key)
+        self.i._changed(side.sync_key)
+        return self.i.queries.sync_info(side.sync_key)
 
     # -- checks ----------------------------------------------------------------------------
 
