@@ -22,7 +22,7 @@ from textual.widgets.option_list import Option
 from engine.service.views import SyncInfo
 from engine.vocab import Role
 
-from .configure import change_line, dry_run_text
+from .mapping import change_line, dry_run_text
 from .widgets import AsciiCheckbox, literal
 
 MESSAGE_MAX = 4000

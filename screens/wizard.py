@@ -10,8 +10,6 @@ the partner), project and user, the same channel pages, then create (and accept 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -19,12 +17,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.suggester import Suggester
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static, TextArea
 
 from engine.errors import BackboneError, FieldError
 from engine.service.forms import (
-    TLS_MODES,
     HandshakeSummary,
     ImapSettings,
     MailSettings,
@@ -35,91 +31,23 @@ from engine.service.forms import (
     receive_problems,
     send_problems,
 )
-from engine.service.views import SyncInfo
 from engine.vocab import Protocol
 
 from .driver import Driver
 from .widgets import AsciiCheckbox, AsciiRadioButton, AsciiSelect, literal
+from .wizard_forms import (
+    FIELD_PAGES,
+    TITLES,
+    Created,
+    PathSuggester,
+    WizardDraft,
+    field_row,
+    restore_values,
+    server_fields,
+    snapshot_values,
+)
 
 USER_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-
-# page id -> title
-TITLES = {
-    "role": "What do you want to do?",
-    "handshake": "The partner's handshake file",
-    "summary": "Check the partner's request",
-    "project": "Local project and synchronization user",
-    "protocol": "How messages travel",
-    "receive": "Receive e-mails (IMAP)",
-    "send": "Send e-mails (SMTP)",
-    "exchange": "Exchange folder",
-    "security": "Encryption and review mode",
-    "name": "Name and description",
-    "handshake_out": "Write the handshake file",
-    "accept": "Create",
-    "done": "Done",
-}
-# an engine FieldError's field -> (page, the input that shows it)
-FIELD_PAGES = {
-    "project": ("project", "project"),
-    "user": ("project", "user"),
-    "protocol": ("protocol", "protocol"),
-    "exchange": ("exchange", "exchange"),
-    "mail": ("receive", "receive-host"),
-    "handshake_out": ("handshake_out", "handshake_out"),
-    "name": ("name", "name"),
-    "handshake": ("handshake", "handshake"),
-}
-
-
-class PathSuggester(Suggester):
-    """Completes a file path from what the folder holds (a folder gets a trailing `/`)."""
-
-    def __init__(self) -> None:
-        super().__init__(use_cache=False, case_sensitive=True)
-
-    async def get_suggestion(self, value: str) -> str | None:
-        if not value:
-            return None
-        expanded = os.path.expanduser(value)
-        folder, _, start = expanded.rpartition("/")
-        try:
-            names = sorted(os.listdir(folder or "."))
-        except OSError:
-            return None
-        for name in names:
-            if name.startswith(start) and name != start and not name.startswith("."):
-                found = os.path.join(folder, name) if folder else name
-                if os.path.isdir(found):
-                    found += "/"
-                return value + found[len(expanded) :]
-        return None
-
-
-@dataclass
-class WizardDraft:
-    """What was typed, kept when the wizard is cancelled and offered the next time."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    page: str = "role"
-
-
-@dataclass(frozen=True)
-class Created:
-    """What the last page shows: the synchronization and, for a primary, its handshake file."""
-
-    info: SyncInfo
-    handshake: Path | None = None
-    fingerprint: str = ""
-
-
-def field_row(label: str, widget: Any, name: str, hint: str = "") -> ComposeResult:
-    """A label, the input, an optional hint and the line where its error shows."""
-    yield Label(label, classes="w-label")
-    yield widget
-    if hint:
-        yield Static(Text(hint), classes="w-hint")
-    yield Static("", id=f"err-{name}", classes="dialog-error w-error")
 
 
 class NewSyncWizard(ModalScreen[Created | None]):
@@ -199,7 +127,7 @@ class NewSyncWizard(ModalScreen[Created | None]):
                     yield Static(Text("The protocol cannot be switched later."), classes="w-hint")
                     yield Static("", id="err-protocol", classes="dialog-error w-error")
                 with Vertical(id="page-receive", classes="w-page"):
-                    yield from _server_fields("receive", ImapSettings())
+                    yield from server_fields("receive", ImapSettings())
                     yield from field_row(
                         "Folder", Input("INBOX", id="receive-folder", compact=True), "receive-folder"
                     )
@@ -209,7 +137,7 @@ class NewSyncWizard(ModalScreen[Created | None]):
                 with Vertical(id="page-send", classes="w-page"):
                     with Horizontal(classes="w-buttons"):
                         yield Button("Copy credentials from Receive", id="copy-credentials", compact=True)
-                    yield from _server_fields("send", SmtpSettings())
+                    yield from server_fields("send", SmtpSettings())
                     yield from field_row(
                         "This side's address (From)",
                         Input(id="send-from_addr", compact=True),
@@ -285,36 +213,10 @@ class NewSyncWizard(ModalScreen[Created | None]):
     # -- values ---------------------------------------------------------------------------
 
     def restore(self, values: dict[str, Any]) -> None:
-        for widget_id, value in values.items():
-            widgets = self.query(f"#{widget_id}")
-            if not widgets:
-                continue
-            widget = widgets.first()
-            if isinstance(widget, Input | Checkbox):
-                widget.value = value
-            elif isinstance(widget, TextArea):
-                widget.text = value
-            elif isinstance(widget, Select) and value is not None:
-                widget.value = value
-            elif isinstance(widget, RadioSet):
-                for button in widget.query(RadioButton):
-                    button.value = button.id == value
+        restore_values(self, values)
 
     def snapshot(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for widget in self.query("Input, Checkbox, TextArea, Select, RadioSet"):
-            if widget.id is None or isinstance(widget, RadioButton):
-                continue
-            if isinstance(widget, Input | Checkbox):
-                values[widget.id] = widget.value
-            elif isinstance(widget, TextArea):
-                values[widget.id] = widget.text
-            elif isinstance(widget, Select):
-                values[widget.id] = None if widget.is_blank() else widget.value
-            elif isinstance(widget, RadioSet):
-                pressed = widget.pressed_button
-                values[widget.id] = pressed.id if pressed is not None else None
-        return values
+        return snapshot_values(self)
 
     def text(self, widget_id: str) -> str:
         return self.query_one(f"#{widget_id}", Input).value.strip()
@@ -677,29 +579,3 @@ class NewSyncWizard(ModalScreen[Created | None]):
             text.append(f"\n{info.status_detail}")
         self.query_one("#done-text", Static).update(text)
         self.show("done")
-
-
-def _server_fields(prefix: str, defaults: ImapSettings | SmtpSettings) -> ComposeResult:
-    yield from field_row(
-        "Server host", Input(defaults.host, id=f"{prefix}-host", compact=True), f"{prefix}-host"
-    )
-    yield from field_row(
-        "Port",
-        Input(str(defaults.port), id=f"{prefix}-port", restrict=r"\d*", compact=True),
-        f"{prefix}-port",
-    )
-    yield from field_row(
-        "Connection security (tls: implicit TLS, starttls, none: plain - only on a trusted network)",
-        AsciiSelect(
-            [(mode, mode) for mode in TLS_MODES],
-            value=defaults.tls,
-            allow_blank=False,
-            id=f"{prefix}-tls",
-            compact=True,
-        ),
-        f"{prefix}-tls",
-    )
-    yield from field_row("User name", Input(id=f"{prefix}-username", compact=True), f"{prefix}-username")
-    yield from field_row(
-        "Password", Input(id=f"{prefix}-password", password=True, compact=True), f"{prefix}-password"
-    )

@@ -24,7 +24,8 @@ from textual.widgets import (
 from engine.runtime.demo import Demo, pair_installations
 from engine.runtime.engine import Engine
 from engine.vocab import DraftState, SyncStatus
-from screens.configure import ConfigureScreen, MappingDialog, PickDialog, TextDialog
+from screens.configure import ConfigureScreen
+from screens.mapping import MappingDialog, PickDialog, TextDialog
 from screens.review import MessageDialog, PublishDialog, ReviewScreen
 
 from .conftest import make_app, run, settle, wait_for
