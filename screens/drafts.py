@@ -151,18 +151,24 @@ class DraftActions(Screen[None]):
             elif answer == "accept":
                 self.configure(key, project)  # binding is configuring, then publishing
             elif answer == "decline":
+                dialog = MessageDialog(
+                    f"Decline the partner's draft of {key}",
+                    "Why, for the partner",
+                    self.publish_messages.get(key, ""),
+                )
 
                 def send(message: str | None) -> None:
-                    if message:
-                        self.driver.submit(
-                            f"Decline the draft of {key}",
-                            lambda: installation.decline_config(key, message, project),
-                            lambda done: self.app.notify(f"{key}: {done.status_detail}"),
-                        )
+                    if not message:
+                        self.publish_messages[key] = dialog.text  # what was typed, for next time
+                        return
+                    self.publish_messages.pop(key, None)
+                    self.driver.submit(
+                        f"Decline the draft of {key}",
+                        lambda: installation.decline_config(key, message, project),
+                        lambda done: self.app.notify(f"{key}: {done.status_detail}"),
+                    )
 
-                self.app.push_screen(
-                    MessageDialog(f"Decline the partner's draft of {key}", "Why, for the partner"), send
-                )
+                self.app.push_screen(dialog, send)
 
         def loaded(found: tuple[str | None, Any]) -> None:
             project, incoming = found

@@ -221,15 +221,17 @@ class MessageDialog(ModalScreen[str | None]):
         Binding("ctrl+s", "ok", "Send", id="message.ok"),
     ]
 
-    def __init__(self, title: str, label: str) -> None:
+    def __init__(self, title: str, label: str, text: str = "") -> None:
         super().__init__()
-        self.title_text, self.label = title, label
+        self.title_text, self.label, self.text = title, label, text  # `text`: kept on cancel
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="message-box"):
             yield Static(Text(self.title_text), classes="dialog-title")
             yield Label(self.label)
-            yield TextArea(id="message-text", soft_wrap=True, show_line_numbers=False, compact=True)
+            yield TextArea(
+                self.text, id="message-text", soft_wrap=True, show_line_numbers=False, compact=True
+            )
             yield Static("", id="message-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Send (ctrl+s)", id="message-ok", variant="primary", compact=True)
@@ -254,4 +256,5 @@ class MessageDialog(ModalScreen[str | None]):
         self.dismiss(text)
 
     def action_cancel(self) -> None:
+        self.text = self.query_one("#message-text", TextArea).text
         self.dismiss(None)

@@ -161,10 +161,22 @@ def test_the_secondary_reviews_declines_then_binds_and_publishes(review_pair: De
         assert review.query_one("#review-changes-1", OptionList).option_count == 1
         await pilot.press("N")
         await settle(pilot)
-        message = app.screen
-        assert isinstance(message, MessageDialog)
+        first = app.screen
+        assert isinstance(first, MessageDialog)
+        message: MessageDialog = first
         await pilot.press("ctrl+s")  # empty: refused
         assert app.screen is message
+        message.query_one("#message-text", TextArea).text = "Not the owners"
+        await pilot.press("escape")  # cancel keeps what was typed
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        await pilot.press("N")
+        await settle(pilot)
+        again = app.screen
+        assert isinstance(again, MessageDialog)
+        message = again
+        assert message.query_one("#message-text", TextArea).text == "Not the owners"
         message.query_one("#message-text", TextArea).text = "Not the owners, please"
         await pilot.press("ctrl+s")
         await settle(pilot)
