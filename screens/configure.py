@@ -33,6 +33,7 @@ from engine.service import editor
 from engine.service.editor import DraftModel, FieldRow, Filter, Row
 from engine.vocab import Role
 
+from .dialogs import HelpScreen
 from .driver import Driver
 from .mapping import UNBOUND, MappingDialog, PickDialog, TextDialog, dry_run_text
 from .widgets import AsciiCheckbox, AsciiSelect, literal
@@ -46,6 +47,7 @@ class ConfigureScreen(Screen[None]):
     """Edits one side's draft; `kept` receives the model when the screen closes unsaved."""
 
     BINDINGS = [
+        Binding("question_mark,f1", "help", "Help", id="configure.help", tooltip="Every key of this screen"),
         Binding(
             "escape",
             "close",
@@ -286,6 +288,9 @@ class ConfigureScreen(Screen[None]):
         if action == "bind_by_labels":
             return None if self.model.can_add else True
         return True
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self))
 
     def action_tab(self, pane: str) -> None:
         self.query_one("#cf-tabs", TabbedContent).active = f"tab-{pane}"

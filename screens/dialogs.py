@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
@@ -270,8 +271,20 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="help.close")]
 
+    def __init__(self, screen: Screen[Any] | None = None) -> None:
+        super().__init__()
+        self.about = screen  # another screen's keys instead of the overview's
+
     def rows(self) -> dict[str, list[tuple[str, str]]]:
         """Group -> (keys as currently bound, what they do)."""
+        if self.about is not None:
+            return {
+                self.about.__class__.__name__.removesuffix("Screen"): [
+                    (", ".join(_key_name(k) for k in b.key.split(",")), str(b.tooltip or b.description))
+                    for b in self.about.BINDINGS
+                    if isinstance(b, Binding) and b.id
+                ]
+            }
         keymap: dict[str, str] = getattr(self.app, "_keymap", {}) or {}
         groups: dict[str, list[tuple[str, str]]] = {}
         for command in ALL_COMMANDS:

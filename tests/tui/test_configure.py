@@ -25,6 +25,7 @@ from engine.runtime.demo import Demo, pair_installations
 from engine.runtime.engine import Engine
 from engine.vocab import DraftState, SyncStatus
 from screens.configure import ConfigureScreen
+from screens.dialogs import HelpScreen
 from screens.mapping import MappingDialog, PickDialog, TextDialog
 from screens.review import MessageDialog, PublishDialog, ReviewScreen
 
@@ -63,6 +64,11 @@ def test_the_primary_adds_a_field_labels_it_and_publishes(review_pair: Demo) -> 
         titles = {c.title for c in app.get_system_commands(screen)}
         assert {"configure: Save draft", "configure: Dry run", "configure: Label all"} <= titles
         assert "configure: Bind by labels" not in titles  # the secondary's
+        await pilot.press("question_mark")
+        help_screen = app.screen
+        assert isinstance(help_screen, HelpScreen)
+        assert ("B", "Bind ids whose labels are local names") in help_screen.rows()["Configure"]
+        await pilot.press("escape")
         await pilot.press("2")  # the fields tab
         table = screen.query_one("#t-fields", DataTable)
         before = table.row_count
