@@ -26,6 +26,7 @@ class DraftActions(Screen[None]):
     driver: Driver
     config_drafts: dict[tuple[str, str], DraftModel]  # unsaved editor models
     publish_messages: dict[str, str]  # a cancelled publish's message
+    decline_messages: dict[str, str]  # a cancelled decline's message
 
     def row_info(self, key: str) -> SyncInfo | None:
         """The synchronization `key` as the table shows it."""
@@ -154,14 +155,14 @@ class DraftActions(Screen[None]):
                 dialog = MessageDialog(
                     f"Decline the partner's draft of {key}",
                     "Why, for the partner",
-                    self.publish_messages.get(key, ""),
+                    self.decline_messages.get(key, ""),
                 )
 
                 def send(message: str | None) -> None:
                     if not message:
-                        self.publish_messages[key] = dialog.text  # what was typed, for next time
+                        self.decline_messages[key] = dialog.text  # what was typed, for next time
                         return
-                    self.publish_messages.pop(key, None)
+                    self.decline_messages.pop(key, None)
                     self.driver.submit(
                         f"Decline the draft of {key}",
                         lambda: installation.decline_config(key, message, project),

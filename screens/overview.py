@@ -47,6 +47,7 @@ class OverviewScreen(DraftActions):
         self.wizard_draft = WizardDraft()  # what a cancelled wizard held, offered again
         self.config_drafts: dict[tuple[str, str], DraftModel] = {}  # unsaved editor models
         self.publish_messages: dict[str, str] = {}  # a cancelled publish's message
+        self.decline_messages: dict[str, str] = {}  # a cancelled decline's message
 
     # -- layout ---------------------------------------------------------------------------
 
