@@ -69,8 +69,7 @@ class NewSyncWizard(ModalScreen[Created | None]):
         self.created: Created | None = None
         self.busy = False
         installation = driver.installation
-        self.projects = installation.tracker.projects()
-        self.home = installation.paths.root
+        self.projects = installation.queries.projects()
 
     # -- layout ---------------------------------------------------------------------------
 

@@ -111,11 +111,11 @@ class Configuration:
     def export(self, key: str, project: str | None = None) -> str:
         """This side's draft as TOML: the primary's mapping file, or the secondary's binding
         template listing every mapping id of the partner's terms (new ones left to bind)."""
-        side, row = self._side_row(key, project)
+        side, row = self.side_row(key, project)
         if row.draft_text:
             return row.draft_text
         if side.role == Role.SECONDARY:
-            terms = self._terms_to_bind(row)
+            terms = self.terms_to_bind(row)
             if terms is None:
                 return row.config_text
             bound = parse_config(row.config_text, "in force") if row.config_text else None
@@ -133,7 +133,7 @@ class Configuration:
     ) -> list[Change]:
         """The draft against the version in force, per mapping (the primary's terms; the
         secondary's binding), or two versions of the history against each other."""
-        side, row = self._side_row(key, project)
+        side, row = self.side_row(key, project)
         if from_version is not None or to_version is not None:
             if from_version is None or to_version is None:
                 raise FieldError("from_version", "give both --from and --to")
@@ -156,7 +156,7 @@ class Configuration:
     def dry_run(self, key: str, project: str | None = None) -> DryRun:
         """The draft against every synced issue of this side, before publishing: the values it
         cannot map, the direction changes, how many issues each new mapping would resync."""
-        side, row = self._side_row(key, project)
+        side, row = self.side_row(key, project)
         draft = parse_config(self.export(key, side.project), "draft")
         in_force = parse_config(row.config_text, "in force") if row.config_text else MappingConfig()
         with self.i.db.session() as s:
@@ -193,7 +193,7 @@ class Configuration:
 
     def incoming(self, key: str, project: str | None = None) -> IncomingConfig | None:
         """The partner's pending version, its message and what it changes (None: nothing pending)."""
-        side, row = self._side_row(key, project)
+        side, row = self.side_row(key, project)
         if side.role == Role.PRIMARY and row.proposal:
             proposal = json.loads(row.proposal)
             return IncomingConfig(
@@ -218,7 +218,7 @@ class Configuration:
 
     def history(self, key: str, project: str | None = None) -> list[VersionInfo]:
         """Every version that was in force on this side, oldest first."""
-        side, _ = self._side_row(key, project)
+        side, _ = self.side_row(key, project)
         rows = self._versions(side)
         return [
             VersionInfo(
@@ -241,10 +241,10 @@ class Configuration:
     def import_text(self, key: str, text: str, source: str, project: str | None = None) -> None:
         """Replace this side's draft from TOML text, checked against the tracker and, on the
         secondary, against the partner's terms; `source` names it in errors."""
-        side, row = self._side_row(key, project)
+        side, row = self.side_row(key, project)
         config = self._checked(side, text, source)
         if side.role == Role.SECONDARY:
-            terms = self._terms_to_bind(row)
+            terms = self.terms_to_bind(row)
             if terms is None:
                 raise BackboneError(f"{key}: no configuration from the primary yet; it defines the mappings")
             terms.check_binding(config, source, role=Role.SECONDARY)
@@ -261,7 +261,7 @@ class Configuration:
         """Primary: send the draft as version N+1 (`CONFIG`) -> WAITING FOR PARTNER. Secondary:
         put the bound version in force and acknowledge it (`CONFIG_ACK`) -> STOPPED (RUNNING
         with `start`). A draft that changes no shared term goes in force at once, unsent."""
-        side, row = self._side_row(key, project)
+        side, row = self.side_row(key, project)
         if side.role == Role.SECONDARY:
             return self._publish_binding(side, row, message.strip(), start=start)
         message = _required(message, "a message for the partner is required: say what changed")
@@ -359,7 +359,7 @@ class Configuration:
     def decline(self, key: str, message: str, project: str | None = None) -> SyncInfo:
         """Review mode, secondary: decline the partner's pending version with a message
         (`CONFIG_DECLINE`); the version in force stays, the partner's draft becomes DECLINED."""
-        side, row = self._side_row(key, project)
+        side, row = self.side_row(key, project)
         message = _required(message, "say why the draft is declined, for the partner")
         if not self._review(key):
             raise BackboneError(f"{key} is not in review mode: bind the new version (config publish)")
@@ -385,7 +385,7 @@ class Configuration:
     def accept(self, key: str, project: str | None = None) -> SyncInfo:
         """Review mode, primary: accept the secondary's proposal as version N+1 on both sides
         (`CONFIG_ACCEPT`): the same terms, the directions it proposed."""
-        side, row = self._side_row(key, project)
+        side, row = self.side_row(key, project)
         if side.role != Role.PRIMARY or not row.proposal:
             raise BackboneError(f"{key}: no proposal from the partner to accept")
         proposal = json.loads(row.proposal)
@@ -510,11 +510,13 @@ class Configuration:
         )
         return config
 
-    def _terms_to_bind(self, row: SyncSide) -> Terms | None:
+    def terms_to_bind(self, row: SyncSide) -> Terms | None:
+        """The partner's terms this side binds: the pending version's, else those in force."""
         raw = row.pending_terms or row.terms_json
         return Terms.from_body(json.loads(raw)) if raw else None
 
-    def _side_row(self, key: str, project: str | None) -> tuple[SideCtx, SyncSide]:
+    def side_row(self, key: str, project: str | None) -> tuple[SideCtx, SyncSide]:
+        """One side of `key` (the one of `project` on a local synchronization) and its row."""
         side = self.i.lifecycle._one_side(key, project)
         with self.i.db.session() as s:
             row = s.get(SyncSide, side.id)

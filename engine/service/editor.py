@@ -199,7 +199,7 @@ class DraftModel:
 def load(installation: Installation, key: str, project: str | None = None) -> DraftModel:
     """The draft of one side (the version in force when there is no draft) as an editor model."""
     configuration = installation.configuration
-    side, row = configuration._side_row(key, project)
+    side, row = configuration.side_row(key, project)
     config = parse_config(configuration.export(key, side.project), "the draft")
     tracker = installation.tracker
     kinds = tracker.field_names(side.project)
@@ -210,7 +210,7 @@ def load(installation: Installation, key: str, project: str | None = None) -> Dr
         {n: tracker.field_options(side.project, n) for n, k in kinds.items() if k == "select"},
         sorted(tracker.user_emails()),
     )
-    terms = configuration._terms_to_bind(row) if side.role == Role.SECONDARY else None
+    terms = configuration.terms_to_bind(row) if side.role == Role.SECONDARY else None
     mine = terms.for_role(side.role) if terms is not None else None
     by_type = {mid: local for local, mid in config.issue_types.items()}
     by_status = {mid: local for local, mid in config.statuses.items()}

@@ -71,6 +71,10 @@ class Queries:
             result.append(_info(sync, own, folder_counts, draft_edited=sync.key in drafted))
         return result
 
+    def projects(self) -> list[tuple[str, str]]:
+        """(key, name) of every project of this installation's tracker."""
+        return self.i.tracker.projects()
+
     def sync_info(self, key: str) -> SyncInfo:
         """One synchronization; `BackboneError` if it does not exist."""
         for info in self.list_syncs():
