@@ -56,6 +56,9 @@ class PublishDialog(ModalScreen[PublishChoice | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="publish.cancel"),
         Binding("ctrl+s", "publish", "Publish", id="publish.ok"),
+        Binding(
+            "ctrl+t", "toggle_start", "Start too", id="publish.start", tooltip="Start once in force, or not"
+        ),
     ]
 
     def __init__(
@@ -88,7 +91,7 @@ class PublishDialog(ModalScreen[PublishChoice | None]):
                 self.message, id="publish-message", soft_wrap=True, show_line_numbers=False, compact=True
             )
             yield AsciiCheckbox(
-                "Start synchronizing once the version is in force", id="publish-start", compact=True
+                "Start synchronizing once the version is in force (ctrl+t)", id="publish-start", compact=True
             )
             yield Static("", id="publish-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
@@ -104,6 +107,10 @@ class PublishDialog(ModalScreen[PublishChoice | None]):
             self.action_publish()
         else:
             self.action_cancel()
+
+    def action_toggle_start(self) -> None:
+        start = self.query_one("#publish-start", Checkbox)
+        start.value = not start.value
 
     def action_publish(self) -> None:
         message = self.query_one("#publish-message", TextArea).text.strip()
