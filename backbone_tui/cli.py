@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import BackboneError, FieldError
 from engine.vocab import ALL_STATUSES, Protocol, Role, SyncStatus
 
+from . import cli_ops
+
 if TYPE_CHECKING:
     from engine.service.installation import Installation
 
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     completion.set_defaults(handler=None)
 
     actions = _group(sub, "sync", "synchronizations: create, pair, start, stop, inspect, delete", _sync)
+    groups: dict[str, Any] = {"top": sub, "sync": actions}
     p = _sub(actions, "list", "every synchronization, one line each", "backbone sync list --status STOPPED")
     p.add_argument("--status", help="only this status (e.g. RUNNING or 'REQUEST SENT')")
     p.add_argument("--project", dest="filter_project", help="only this local project")
@@ -329,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone messages retry ACME-GLOBEX-1 --issue GLOBEX-12",
         "backbone messages skip ACME-GLOBEX-1 --issue GLOBEX-12",
     )
+    groups["messages"] = actions
     p = _sub(
         actions,
         "list",
@@ -428,7 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
         "backbone tracker maintenance on",
     )
     p.add_argument("state", choices=("on", "off"))
+    for register in REGISTRARS:
+        register(groups)
     return parser
+
+
+#: modules that add commands: each `register(groups)` adds its parsers (with their own `handler`)
+#: to the groups "top", "sync" and "messages"
+REGISTRARS: tuple[Callable[[dict[str, Any]], None], ...] = (cli_ops.register,)
 
 
 def _version() -> str:
@@ -551,7 +562,7 @@ def _with_default_actions(argv: list[str]) -> list[str]:
     """`messages KEY ...` is short for `messages list KEY ...` (the SPEC's form)."""
     if "messages" in argv:
         at = argv.index("messages") + 1
-        if at < len(argv) and argv[at] not in ("list", "retry", "skip", "-h", "--help"):
+        if at < len(argv) and argv[at] not in ("list", "retry", "skip", "resend", "-h", "--help"):
             return [*argv[:at], "list", *argv[at:]]
     return argv
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.domain.folders import SideFolders
+from engine.domain.settings import SyncSettings
 from engine.vocab import SyncStatus
 
 
@@ -36,6 +37,7 @@ class SideCtx:
     partner_fingerprint: str = ""
     mail_settings: str = ""
     channel_error: str = ""
+    settings: SyncSettings = field(default_factory=SyncSettings)
 
     @property
     def running(self) -> bool:

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from engine.config.mapping import MappingConfig, parse_config
 from engine.domain.folders import SideFolders
+from engine.domain.settings import SyncSettings
 from engine.domain.side import SideCtx
 from engine.store.models import Message, Synchronization, SyncSide
 from engine.vocab import Folder
@@ -96,6 +97,7 @@ class Sides:
             partner_fingerprint=row.partner_fingerprint,
             mail_settings=row.mail_settings,
             channel_error=row.channel_error,
+            settings=SyncSettings.from_json(sync.settings),
         )
 
     def config(self, side: SideCtx) -> MappingConfig:

@@ -25,6 +25,7 @@ DETECT_INTERVAL = 0.25
 SEND_INTERVAL = 1.0
 SCAN_INTERVAL = 2.0
 APPLY_INTERVAL = 1.0
+HOUSEKEEPING_INTERVAL = 1.0
 SIDES_TTL = 1.0
 MAIL_IDLE_SECONDS = 30.0
 
@@ -45,7 +46,9 @@ class Engine:
         self.pipeline = installation.pipeline
         self._stop = installation.stop_event  # the pipeline's steps watch the same event
         self._stop.clear()
-        self._wakes = {name: threading.Event() for name in ("detect", "send", "receive", "apply")}
+        self._wakes = {
+            name: threading.Event() for name in ("detect", "send", "receive", "apply", "housekeeping")
+        }
         self._threads: list[threading.Thread] = []
         self._side_locks: dict[int, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -87,6 +90,7 @@ class Engine:
             ("send", self._send_all, SEND_INTERVAL),
             ("receive", self._receive_all, SCAN_INTERVAL),
             ("apply", self._apply_all, APPLY_INTERVAL),
+            ("housekeeping", self.inst.housekeeping, HOUSEKEEPING_INTERVAL),
         ):
             thread = threading.Thread(
                 target=self._loop, args=(name, step, interval), name=f"backbone-{name}", daemon=True
@@ -152,6 +156,7 @@ class Engine:
         total = 0
         for _ in range(max_passes):
             work = self._detect_all() + self._send_all() + self._receive_all() + self._apply_all()
+            work += self.inst.housekeeping()
             self.pipeline.flush_activity()
             total += work
             if not work or self._stop.is_set():
@@ -191,7 +196,7 @@ class Engine:
             wake.clear()
 
     def _after(self, name: str) -> None:
-        following = {"detect": "send", "receive": "apply", "apply": "send"}.get(name)
+        following = {"detect": "send", "receive": "apply", "apply": "send", "housekeeping": "send"}.get(name)
         if following:
             self._wakes[following].set()
 

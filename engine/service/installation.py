@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,8 @@ class Installation:
         self.stop = self.lifecycle.stop
         self.edit = self.lifecycle.edit
         self.delete = self.lifecycle.delete
+        self.settings = self.lifecycle.settings
+        self.change_settings = self.lifecycle.change_settings
         self.config_export = self.configuration.export
         self.config_import = self.configuration.import_file
         self.config_import_text = self.configuration.import_text
@@ -132,6 +135,9 @@ class Installation:
             should_stop=self.stop_event.is_set,
         )
         self.lock = EngineLock(self.paths.lock_file)
+        #: the engine's periodic tasks (acknowledgements, resends, retention, notifications): each
+        #: returns how much it did (0: nothing due), called about once a second by the engine
+        self.periodic: list[Callable[[], int]] = []
         self._keyring: Keyring | None = None
         self._codecs: dict[tuple[Any, ...], Codec] = {}
 
@@ -147,6 +153,10 @@ class Installation:
             logging.getLogger("backbone").warning("database quick check cut short; reads check the rest")
         elif findings:
             raise BackboneError(self.db.damage_text("; ".join(findings[:3]), damaged=True))
+
+    def housekeeping(self) -> int:
+        """Run the periodic tasks once (the engine's housekeeping worker); how much they did."""
+        return sum(task() for task in self.periodic)
 
     def close(self) -> None:
         """Release the engine lock, stop the key ring's gpg-agent and close the database."""

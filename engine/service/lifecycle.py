@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import col, delete
 
+from engine.domain.settings import SyncSettings
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError
 from engine.service.rules import _check_name
@@ -100,6 +101,26 @@ class Lifecycle:
             s.add(sync)
         self.i._changed(key)
         return self.i.queries.sync_info(key)
+
+    def settings(self, key: str) -> list[dict[str, Any]]:
+        """The advanced settings of a synchronization: name, value, default, unit, changed, help."""
+        with self.i.db.session() as s:
+            sync = s.get(Synchronization, key)
+        if sync is None:
+            raise BackboneError(f"synchronization {key} does not exist")
+        return SyncSettings.from_json(sync.settings).rows()
+
+    def change_settings(self, key: str, assignments: dict[str, str]) -> list[dict[str, Any]]:
+        """Change settings (`name -> value text`, all validated before any is stored); a running
+        engine uses them within a second. `FieldError` names a wrong name or value."""
+        with self.i.db.write() as s:
+            sync = s.get(Synchronization, key)
+            if sync is None:
+                raise BackboneError(f"synchronization {key} does not exist")
+            sync.settings = SyncSettings.from_json(sync.settings).with_changes(assignments).to_json()
+            s.add(sync)
+        self.i._changed(key)
+        return self.settings(key)
 
     def delete(self, key: str) -> None:
         """Stop and delete a synchronization; its message files move to `data/deleted/`."""

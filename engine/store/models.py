@@ -116,6 +116,7 @@ class Synchronization(SQLModel, table=True):
     encryption: bool = False
     created: datetime
     last_activity: datetime | None = None
+    settings: str = "{}"  # JSON: the advanced settings changed from their defaults (domain.settings)
 
 
 class SyncSide(SQLModel, table=True):
@@ -149,6 +150,8 @@ class SyncSide(SQLModel, table=True):
     partner_key_expires: datetime | None = None
     mail_settings: str = ""  # email protocol: JSON with the passwords (the database is 0600)
     channel_error: str = ""  # the last receive failure, cleared by the next success
+    channel_error_since: datetime | None = None  # when the failures began (partner unreachable)
+    failure: str = ""  # JSON: the tracker change that stopped this side (a bug it trips), until skipped
 
 
 class IssuePair(SQLModel, table=True):
@@ -165,6 +168,10 @@ class IssuePair(SQLModel, table=True):
     in_epoch: int = 0
     in_seq: int = 0
     held: bool = False  # an ERROR holds this issue's later messages
+    ignored: bool = False  # an administrator chose to ignore the partner's changes (deleted here)
+    acked_epoch: int = 0  # receiver: the (epoch, seq) last acknowledged to the partner
+    acked_seq: int = 0
+    resend_at: float = 0.0  # receiver: when a resend of this issue's gap was last asked for
 
 
 class FieldState(SQLModel, table=True):
@@ -178,6 +185,7 @@ class FieldState(SQLModel, table=True):
     value: str  # JSON
     at: str  # ISO-8601 change time
     origin: str  # local | partner
+    source: str = ""  # provenance: "in E:S" or "out E:S", the message (epoch:seq) that set it
 
 
 class Message(SQLModel, table=True):
@@ -207,6 +215,7 @@ class Message(SQLModel, table=True):
     payload: str | None = None  # the envelope JSON (for incoming: once opened)
     attempts: int = 0
     next_attempt: float = 0.0
+    acked: bool = False  # outgoing: the partner acknowledged it (retention may delete it)
     created: datetime
     updated: datetime
 
@@ -234,6 +243,38 @@ class ConfigVersion(SQLModel, table=True):
     author: str  # primary | secondary: who published it
     narrowed: str  # JSON: mapping id -> the direction the secondary narrowed it to
     at: datetime
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token of the REST API, stored as its SHA-256 digest only."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    digest: str = Field(unique=True)
+    created: datetime
+    last_used: datetime | None = None
+    revoked: datetime | None = None
+
+
+class NotifyRecipient(SQLModel, table=True):
+    """An address told about a synchronization's failures, drafts and expiring keys."""
+
+    __table_args__ = (UniqueConstraint("sync_key", "address"),)
+    id: int | None = Field(default=None, primary_key=True)
+    sync_key: str = Field(index=True)
+    address: str
+
+
+class Notification(SQLModel, table=True):
+    """A notification mail that went out (at most one per synchronization and kind per hour)."""
+
+    __table_args__ = (Index("ix_notification_sync_kind", "sync_key", "kind", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    sync_key: str
+    kind: str
+    at: datetime
+    recipients: str  # JSON list
+    text: str
 
 
 class Installation(SQLModel, table=True):

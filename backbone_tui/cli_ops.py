@@ -1,0 +1,63 @@
+"""`backbone sync settings|history|analyze` and `messages resend`: the operations commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import FieldError
+
+if TYPE_CHECKING:
+    from engine.service.installation import Installation
+
+
+def register(groups: dict[str, Any]) -> None:
+    """Add the operations commands to the `sync` and `messages` groups."""
+    from .cli import _sub
+
+    p = _sub(
+        groups["sync"],
+        "settings",
+        "list or change the advanced settings (resend, retention, intervals, sizes)",
+        "backbone sync settings ACME-GLOBEX-1",
+        "backbone sync settings ACME-GLOBEX-1 --set resend_after=300 --set retention_sent=14",
+    )
+    p.add_argument("key")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.set_defaults(handler=_settings)
+
+
+def _settings(inst: Installation, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK, _print_table
+
+    if args.assignments:
+        changes: dict[str, str] = {}
+        for assignment in args.assignments:
+            name, sep, value = assignment.partition("=")
+            if not sep or not name.strip():
+                raise FieldError("assignments", f"{assignment!r}: expected NAME=VALUE")
+            changes[name.strip()] = value
+        rows = inst.change_settings(args.key, changes)
+    else:
+        rows = inst.settings(args.key)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    _print_table(
+        [
+            [
+                row["name"],
+                f"{row['value']}{' *' if row['changed'] else ''}",
+                str(row["default"]),
+                row["unit"],
+                row["help"],
+            ]
+            for row in rows
+        ],
+        ["NAME", "VALUE", "DEFAULT", "UNIT", "WHAT IT DOES"],
+    )
+    if args.assignments:
+        print(f"{args.key}: settings changed; a running engine uses them within a second")
+    return EXIT_OK
