@@ -61,3 +61,8 @@ def _settings(inst: Installation, args: argparse.Namespace) -> int:
     if args.assignments:
         print(f"{args.key}: settings changed; a running engine uses them within a second")
     return EXIT_OK
+
+
+def _marked(row: dict[str, Any]) -> str:
+    """A setting's value, with `*` when it differs from the default."""
+    return f"{row['value']}{' *' if row['changed'] else ''}"
