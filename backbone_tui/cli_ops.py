@@ -27,6 +27,17 @@ def register(groups: dict[str, Any]) -> None:
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p.set_defaults(handler=_settings)
+    p = _sub(
+        groups["messages"],
+        "resend",
+        "ask the partner to send an issue's messages again (or a full snapshot with --resync)",
+        "backbone messages resend ACME-GLOBEX-1 --issue GLOBEX-12",
+    )
+    p.add_argument("key")
+    p.add_argument("--issue", required=True, help="a pair id or a local key like GLOBEX-12")
+    p.add_argument("--resync", action="store_true", help="ask for a RESYNC (every value) instead")
+    p.add_argument("--reason", default="", help="why, for the issue's history")
+    p.set_defaults(handler=_resend)
 
 
 def _settings(inst: Installation, args: argparse.Namespace) -> int:
@@ -66,3 +77,12 @@ def _settings(inst: Installation, args: argparse.Namespace) -> int:
 def _marked(row: dict[str, Any]) -> str:
     """A setting's value, with `*` when it differs from the default."""
     return f"{row['value']}{' *' if row['changed'] else ''}"
+
+
+def _resend(inst: Installation, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK
+
+    asked = inst.delivery.request_resend(args.key, args.issue, resync=args.resync, reason=args.reason)
+    what = "a full snapshot (RESYNC)" if args.resync else "its messages after the last one applied here"
+    print(f"{args.key}: {asked} request(s) queued for {args.issue}: the partner sends {what}")
+    return EXIT_OK

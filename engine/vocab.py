@@ -158,6 +158,7 @@ class Reason(StrEnum):
     ENCRYPTION_FAILED = "ENCRYPTION_FAILED"
     MAIL_FAILED = "MAIL_FAILED"
     MAIL_SEND_FAILED = "MAIL_SEND_FAILED"
+    RESEND_REQUESTED = "RESEND_REQUESTED"  # the partner asked for a SENT message again
 
 
 # as plain text collections: screens and queries look values up by the text they read back

@@ -20,6 +20,7 @@ from engine.errors import (
     TrackerRefused,
 )
 from engine.pipeline.applier import _Applier, _InPair, _upsert_pair
+from engine.pipeline.delivery import DELIVERY_TYPES
 from engine.pipeline.ledger import Work
 from engine.pipeline.records import (
     APPLY_CHUNK,
@@ -136,6 +137,9 @@ class ApplyStep:
         """Decide one message's fate; after a success, release what waited for it."""
         assert row.payload is not None
         envelope = Envelope.from_json(row.payload)
+        if envelope.type in DELIVERY_TYPES:
+            return self.p.delivery.process(side, row, envelope, work)
+        self.p.delivery.note_applied(side.id)  # acknowledged once it committed (or its retry is)
         if envelope.type in CONTROL_TYPES:
             return self._process_control(side, row, envelope, work)
         if envelope.type not in ISSUE_TYPES:

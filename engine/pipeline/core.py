@@ -17,6 +17,7 @@ from engine.errors import BackboneError
 from engine.events import EventBus
 from engine.pipeline.applier import _Applier
 from engine.pipeline.apply import ApplyStep
+from engine.pipeline.delivery import DeliveryStep
 from engine.pipeline.detect import DetectStep
 from engine.pipeline.ledger import Ledger
 from engine.pipeline.operator import OperatorActions
@@ -39,7 +40,8 @@ class Pipeline:
     """All message steps for every side of this installation; one instance per engine.
 
     A facade over the steps, each its own object: `side_store`, `ledger` (transactions, moves,
-    the outbox), `detector`, `sender`, `receiver`, `applier`, `operator`, `reconciler`."""
+    the outbox), `detector`, `sender`, `receiver`, `applier`, `operator`, `reconciler`, `resyncer`,
+    `delivery` (acknowledgements, resends, retention)."""
 
     def __init__(
         self,
@@ -70,6 +72,7 @@ class Pipeline:
         self.operator = OperatorActions(self)
         self.reconciler = Reconciler(self)
         self.resyncer = ResyncStep(self)
+        self.delivery = DeliveryStep(self)
         # what callers use, by name
         self.sides = self.side_store.sides
         self.side = self.side_store.side

@@ -25,6 +25,7 @@ from engine.pipeline.control import handle_control
 from engine.pipeline.core import Pipeline
 from engine.pipeline.records import Outgoing
 from engine.service.configuration import Configuration
+from engine.service.delivery import Delivery
 from engine.service.lifecycle import Lifecycle
 from engine.service.mailboxes import Mailboxes
 from engine.service.pairing import Pairing
@@ -140,6 +141,8 @@ class Installation:
         self.periodic: list[Callable[[], int]] = []
         self._keyring: Keyring | None = None
         self._codecs: dict[tuple[Any, ...], Codec] = {}
+        self.delivery = Delivery(self)
+        self.periodic.append(self.delivery.tick)
 
     def check_database(self) -> None:
         """Before the engine writes: SQLite's quick check, bounded in time (G9)."""
