@@ -28,6 +28,19 @@ def register(groups: dict[str, Any]) -> None:
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p.set_defaults(handler=_settings)
     p = _sub(
+        groups["sync"],
+        "history",
+        "what happened to each issue: messages in and out, conflicts, operator actions; with --issue, "
+        "which message set each field's value",
+        "backbone sync history ACME-GLOBEX-1",
+        "backbone sync history ACME-GLOBEX-1 --issue GLOBEX-12 --json",
+    )
+    p.add_argument("key")
+    p.add_argument("--issue", help="only this issue: a local key like GLOBEX-12 or a pair id")
+    p.add_argument("--limit", type=int, default=500, help="the newest N events (default 500)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.set_defaults(handler=_history)
+    p = _sub(
         groups["messages"],
         "resend",
         "ask the partner to send an issue's messages again (or a full snapshot with --resync)",
@@ -86,3 +99,50 @@ def _resend(inst: Installation, args: argparse.Namespace) -> int:
     what = "a full snapshot (RESYNC)" if args.resync else "its messages after the last one applied here"
     print(f"{args.key}: {asked} request(s) queued for {args.issue}: the partner sends {what}")
     return EXIT_OK
+
+
+def _history(inst: Installation, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK, _print_table
+
+    entries = inst.issue_history.history(args.key, args.issue, args.limit)
+    origins = inst.issue_history.provenance(args.key, args.issue) if args.issue else []
+    if args.json:
+        data: dict[str, Any] = {"events": [entry.to_json() for entry in entries]}
+        if args.issue:
+            data["fields"] = [origin.to_json() for origin in origins]
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    if not entries:
+        print(f"{args.key}: nothing has happened{' to ' + args.issue if args.issue else ''} yet")
+    _print_table(
+        [
+            [f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.issue_key or "-", entry.kind, entry.text]
+            for entry in entries
+        ],
+        ["WHEN (UTC)", "ISSUE", "WHAT", "DETAIL"],
+    )
+    if origins:
+        print()
+        _print_table(
+            [
+                [
+                    origin.field,
+                    json.dumps(origin.local_value, ensure_ascii=False)[:60],
+                    "here" if origin.origin == "local" else "partner",
+                    origin.at,
+                    _message_ref(origin),
+                ]
+                for origin in origins
+            ],
+            ["FIELD", "VALUE", "SET BY", "CHANGED", "MESSAGE"],
+        )
+    return EXIT_OK
+
+
+def _message_ref(origin: Any) -> str:
+    """Which message carried a field's value, as a person reads it."""
+    if not origin.direction:
+        return "-"
+    arrow = "sent" if origin.direction == "out" else "received"
+    kept = origin.message_id or "no longer kept"
+    return f"{arrow} seq {origin.seq} of epoch {origin.epoch} ({kept})"

@@ -172,10 +172,10 @@ class _Applier:
         if state is None or state.origin != "local" or base >= state.at:
             return True
         partner_wins = at > state.at or (at == state.at and self.side.role == Role.SECONDARY)
-        kept = "partner's" if partner_wins else "local"
+        kept, lost = ("partner's", "local") if partner_wins else ("local", "partner's")
         self.conflicts.append(
             f"field {mapping_id}: both sides changed it (local {state.at}, partner {at}); "
-            f"kept the {kept} value"
+            f"kept the {kept} value, the {lost} value lost"
         )
         return partner_wins
 
@@ -256,9 +256,11 @@ class _Applier:
         return pair.issue_id
 
     def write_state(self, s: Session) -> None:
+        """Record the values this message set (with it as their provenance) and its conflicts."""
         conn = s.connection()
+        source = f"in {self.env.epoch}:{self.env.seq}"
         for mapping_id, value, at in self.states:
-            values = {"value": json.dumps(value), "at": at, "origin": "partner"}
+            values = {"value": json.dumps(value), "at": at, "origin": "partner", "source": source}
             known = self.known.get(mapping_id)
             if known is not None:
                 conn.execute(S.UPDATE_STATE_BY_ID, {"b_id": known.id, **values})

@@ -58,6 +58,7 @@ class _OutState:
     origin: str
     id: int | None = None  # None: new, inserted by save()
     dirty: bool = False
+    source: str = ""  # provenance: the message that carries it ("out EPOCH:SEQ")
 
 
 class _Detector:
@@ -117,12 +118,13 @@ class _Detector:
                 "value": st.value,
                 "at": st.at,
                 "origin": st.origin,
+                "source": st.source,
             }
             for (pair_id, _), st in self.states.items()
             if st.id is None
         ]
         changed_states = [
-            {"b_id": st.id, "value": st.value, "at": st.at, "origin": st.origin}
+            {"b_id": st.id, "value": st.value, "at": st.at, "origin": st.origin, "source": st.source}
             for st in self.states.values()
             if st.id is not None and st.dirty
         ]
@@ -136,6 +138,24 @@ class _Detector:
                 self.conn.execute(statement, rows)
 
     def messages_for(self, change: Change) -> list[Outgoing]:
+        """The messages for one change, in the order they are queued (each pair's seq follows)."""
+        out = self._messages_for(change)
+        next_seq: dict[str, int] = {}
+        for message in out:
+            if message.pair is None:
+                continue
+            pair = message.pair
+            seq = next_seq[pair.pair_id] = next_seq.get(pair.pair_id, pair.out_seq) + 1
+            changed = list(message.body.get("fields") or {}) + (
+                ["status"] if "status" in message.body else []
+            )
+            for mapping_id in changed:
+                state = self.states.get((pair.pair_id, mapping_id))
+                if state is not None:
+                    state.source = f"out {pair.out_epoch}:{seq}"
+        return out
+
+    def _messages_for(self, change: Change) -> list[Outgoing]:
         out: list[Outgoing] = []
         pair = self._pair(change.issue_id, out)
         if pair is None or change.op == "create":
@@ -333,7 +353,7 @@ def _pair_of(row: Row[Any]) -> _OutPair:
 
 
 def _state_of(row: Row[Any]) -> _OutState:
-    return _OutState(row.mapping_id, row.value, row.at, row.origin, row.id)
+    return _OutState(row.mapping_id, row.value, row.at, row.origin, row.id, source=row.source)
 
 
 class DetectStep:

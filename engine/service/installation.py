@@ -26,6 +26,7 @@ from engine.pipeline.core import Pipeline
 from engine.pipeline.records import Outgoing
 from engine.service.configuration import Configuration
 from engine.service.delivery import Delivery
+from engine.service.history import IssueHistory
 from engine.service.lifecycle import Lifecycle
 from engine.service.mailboxes import Mailboxes
 from engine.service.pairing import Pairing
@@ -143,6 +144,7 @@ class Installation:
         self._codecs: dict[tuple[Any, ...], Codec] = {}
         self.delivery = Delivery(self)
         self.periodic.append(self.delivery.tick)
+        self.issue_history = IssueHistory(self)
 
     def check_database(self) -> None:
         """Before the engine writes: SQLite's quick check, bounded in time (G9)."""
