@@ -284,6 +284,10 @@ class Ledger:
             if row is None or row.channel_error == text:
                 side.channel_error = text
                 return False
+            if not text:
+                row.channel_error_since = None
+            elif not row.channel_error:
+                row.channel_error_since = utcnow()
             row.channel_error = text
             s.add(row)
         side.channel_error = text
