@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import BackboneError, FieldError
 from engine.vocab import ALL_STATUSES, Protocol, Role, SyncStatus
 
-from . import cli_ops
+from . import cli_notify, cli_ops
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: modules that add commands: each `register(groups)` adds its parsers (with their own `handler`)
 #: to the groups "top", "sync" and "messages"
-REGISTRARS: tuple[Callable[[dict[str, Any]], None], ...] = (cli_ops.register,)
+REGISTRARS: tuple[Callable[[dict[str, Any]], None], ...] = (cli_ops.register, cli_notify.register)
 
 
 def _version() -> str:

@@ -29,6 +29,7 @@ from engine.service.delivery import Delivery
 from engine.service.history import IssueHistory
 from engine.service.lifecycle import Lifecycle
 from engine.service.mailboxes import Mailboxes
+from engine.service.notify import Notifications
 from engine.service.pairing import Pairing
 from engine.service.queries import Queries
 from engine.service.rules import KEY_LIFETIME_DAYS, SCHEMA_SETTING, SCHEMA_VERSION, _plausible_address
@@ -144,6 +145,8 @@ class Installation:
         self._codecs: dict[tuple[Any, ...], Codec] = {}
         self.delivery = Delivery(self)
         self.periodic.append(self.delivery.tick)
+        self.notifications = Notifications(self)
+        self.periodic.append(self.notifications.check)
         self.issue_history = IssueHistory(self)
 
     def check_database(self) -> None:
