@@ -271,6 +271,10 @@ class ApplyStep:
                 )
                 self._hold(side, row, pair, Reason.SEQ_REUSED, text, work)
             return []
+        if found is not None and found.ignored:
+            text = "ignored by an administrator: the issue was deleted here and its changes are ignored"
+            self.p.ledger.record(side, [(row, Folder.PROCESSED, None, Reason.IGNORED, text)], work)
+            return []
         if pair.held:
             self.p.ledger.record(
                 side,

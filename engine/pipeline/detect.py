@@ -375,6 +375,7 @@ class DetectStep:
             if stored is None:
                 return 0
             side.cursor = stored.cursor  # another thread's detect may have moved it
+            skip_change = _skipped_change(stored.failure)
         try:
             changes = self.p.tracker.changes_since(side.project, side.cursor, BATCH)
         except TrackerOffline:
@@ -396,10 +397,15 @@ class DetectStep:
                     detector.preload({change.issue_id for change in ours})
                 for change in ours:
                     current = change
+                    if change.id == skip_change:
+                        s.add(_skip_record(side, change))
+                        continue
                     for out in detector.messages_for(change):
                         queued.append(self.p.ledger.queue(s, side, out))
                 detector.save()
                 row.cursor = changes[-1].id
+                if row.failure and _failed_change(row.failure) <= row.cursor:
+                    row.failure = ""  # detection went past the change that stopped this side
                 s.add(row)
                 if queued:
                     self.p.ledger.touch(side.sync_key)
@@ -429,14 +435,55 @@ class DetectStep:
             except Exception:  # noqa: BLE001 - only to name it
                 issue = None
             what = f"change {change.id} ({change.op} of {issue.key if issue else 'issue ' + change.issue_id})"
+        error = f"{type(exc).__name__}: {exc}"[:400]
         with self.p.db.write() as s:
             sync = s.get(Synchronization, side.sync_key)
             if sync is not None:
                 sync.status = SyncStatus.STOPPED
                 sync.status_detail = (
-                    f"stopped: {what} could not be sent, internal error, please report: "
-                    f"{type(exc).__name__}: {exc}"
+                    f"stopped: {what} could not be sent, internal error, please report: {error}"
                 )[:500]
                 s.add(sync)
+            row = s.get(SyncSide, side.id)
+            if row is not None:
+                failure = {
+                    "change": change.id if change is not None else None,
+                    "what": what,
+                    "error": error,
+                    "at": iso(utcnow()),
+                }
+                row.failure = json.dumps(failure)
+                s.add(row)
         side.status = SyncStatus.STOPPED
         self.p.ledger.publish_status(side.sync_key)
+
+
+def _failure(text: str) -> dict[str, Any]:
+    """A side's stored failure (the change that stopped it), {} when none or unreadable."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _failed_change(text: str) -> int:
+    """The change id a side's failure names (0: none named, so any pass clears it)."""
+    change = _failure(text).get("change")
+    return change if isinstance(change, int) and not isinstance(change, bool) else 0
+
+
+def _skipped_change(text: str) -> int | None:
+    """The change id an administrator chose to skip (the failure's `skip` flag), else None."""
+    return (_failed_change(text) or None) if _failure(text).get("skip") is True else None
+
+
+def _skip_record(side: SideCtx, change: Change) -> History:
+    """The history line of a change passed over because an administrator chose to skip it."""
+    return History(
+        side_id=side.id,
+        at=utcnow(),
+        kind="operator",
+        text=f"change {change.id} ({change.op} of issue {change.issue_id}) skipped by the detect step, "
+        "as an administrator chose; nothing was sent for it",
+    )

@@ -24,6 +24,7 @@ from engine.events import EventBus, SyncChanged
 from engine.pipeline.control import handle_control
 from engine.pipeline.core import Pipeline
 from engine.pipeline.records import Outgoing
+from engine.service.analyze import Analyzer
 from engine.service.configuration import Configuration
 from engine.service.delivery import Delivery
 from engine.service.history import IssueHistory
@@ -89,6 +90,7 @@ class Installation:
         self.configuration = Configuration(self)
         self.troubleshooting = Troubleshooting(self)
         self.mailboxes = Mailboxes(self)
+        self.analyzer = Analyzer(self)
         self.list_syncs = self.queries.list_syncs
         self.sync_info = self.queries.sync_info
         self.messages = self.queries.messages
@@ -121,6 +123,9 @@ class Installation:
         self.retry = self.troubleshooting.retry
         self.resync = self.troubleshooting.resync
         self.skip = self.troubleshooting.skip
+        self.problems = self.troubleshooting.problems
+        self.analyze = self.analyzer.analyze
+        self.analyze_all = self.analyzer.analyze_all
         self.mail_settings = self.mailboxes.mail_settings
         self.fetch_arrivals = self.mailboxes.fetch
         self.wait_for_arrivals = self.mailboxes.wait_for_arrivals

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 def utcnow() -> datetime:
@@ -151,3 +151,15 @@ class Tracker(Protocol):
     def user_emails(self) -> dict[str, str]:
         """User name -> e-mail address of the tracker's users (for user fields matched by e-mail;
         a user without an address is left out)."""
+
+
+@runtime_checkable
+class ChecksPermissions(Protocol):
+    """A tracker whose users have permissions (Jira, Redmine): it can say which the sync user lacks.
+
+    Optional: a tracker without permissions (the embedded one) does not implement it, and
+    Analyze says so instead of guessing."""
+
+    def missing_permissions(self, project: str, user: str) -> list[str]:
+        """What `user` may not do in `project` that synchronizing needs (e.g. "edit issues"),
+        each in words; [] when nothing is missing; raises TrackerOffline."""
