@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import BackboneError, FieldError
 from engine.vocab import ALL_STATUSES, Protocol, Role, SyncStatus
 
-from . import cli_notify, cli_ops
+from . import cli_api, cli_notify, cli_ops
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -108,9 +108,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--globex-mail", metavar="ADDRESS", help="email demo: Globex's account")
     demo.set_defaults(handler=None)
 
-    run = _sub(sub, "run", "the headless engine", "backbone --home H run", "backbone --home H run --once")
+    run = _sub(
+        sub,
+        "run",
+        "the headless engine",
+        "backbone --home H run",
+        "backbone --home H run --once",
+        "backbone --home H run --api 127.0.0.1:8642",
+    )
     run.add_argument("--once", action="store_true", help="do all pending work, then exit")
-    run.add_argument("--api", metavar="HOST:PORT", help="also serve the REST API (not available yet)")
+    run.add_argument(
+        "--api",
+        metavar="HOST:PORT",
+        nargs="?",
+        const="127.0.0.1:8642",
+        help="also serve the REST API under /api/1/ (alone: 127.0.0.1:8642; tokens: 'api token create')",
+    )
+    run.add_argument(
+        "--api-insecure-bind",
+        action="store_true",
+        help="allow plain HTTP on a non-loopback address (else it needs --api-cert and --api-key)",
+    )
+    run.add_argument("--api-cert", metavar="FILE", help="serve the API over HTTPS: the PEM certificate")
+    run.add_argument("--api-key", metavar="FILE", help="serve the API over HTTPS: the PEM private key")
     run.set_defaults(handler=_run)
 
     doctor = _sub(sub, "doctor", "check the home's database file (read-only) and say what is damaged")
@@ -439,7 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: modules that add commands: each `register(groups)` adds its parsers (with their own `handler`)
 #: to the groups "top", "sync" and "messages"
-REGISTRARS: tuple[Callable[[dict[str, Any]], None], ...] = (cli_ops.register, cli_notify.register)
+REGISTRARS: tuple[Callable[[dict[str, Any]], None], ...] = (
+    cli_ops.register,
+    cli_notify.register,
+    cli_api.register,
+)
 
 
 def _version() -> str:
@@ -696,9 +720,15 @@ def _demo_mail(args: argparse.Namespace) -> Any:
 def _run(inst: Installation, args: argparse.Namespace) -> int:
     from engine.runtime.engine import Engine
 
-    if args.api:
-        raise BackboneError("--api: the REST API is not available in this version yet")
     engine = Engine(inst)
+    api = None
+    if args.api is not None:
+        if args.once:
+            raise FieldError("api", "not with --once (the API serves a running engine)")
+        from engine.runtime.api import ApiServer, parse_bind
+
+        bind = parse_bind(args.api, cert=args.api_cert, key=args.api_key, insecure=args.api_insecure_bind)
+        api = ApiServer(inst, engine, bind)  # listens now: a taken port fails before the engine starts
     if args.once:
         work = engine.run_once()
         print(f"done: {work} step(s) of work")
@@ -711,12 +741,24 @@ def _run(inst: Installation, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)  # before start: a Ctrl-C during start-up stops cleanly too
     signal.signal(signal.SIGTERM, on_signal)
-    engine.start()
+    try:
+        engine.start()
+        if api is not None:
+            api.start()
+    except BaseException:
+        if api is not None:
+            api.stop()
+        engine.stop()
+        raise
+    if api is not None:
+        print(f"REST API on {api.url} (bearer tokens: 'backbone api token create NAME')", flush=True)
     print(
         f"engine running for {inst.paths.root} (pid lock {inst.paths.lock_file}); Ctrl-C stops it", flush=True
     )
-    while not stopping and engine.running:
+    while not stopping and engine.running and (api is None or api.running):
         time.sleep(0.2)
+    if api is not None:
+        api.stop()
     engine.stop()
     if engine.failure:
         print(f"backbone: {engine.failure}", file=sys.stderr)

@@ -17,10 +17,14 @@ class SyncChanged:
 
 @dataclass(frozen=True)
 class MessageMoved:
+    """A message went into a folder (its row is committed there)."""
+
     sync_key: str
     message_id: int
     folder: str
     reason_code: str
+    direction: str = ""  # in | out
+    type: str = ""  # the envelope's type ("" : not a message file)
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,7 @@ class Ledger:
                 "updated": now,
             },
         )
-        return Queued(int(inserted.inserted_primary_key[0]), file_name, data)  # type: ignore[index]
+        return Queued(int(inserted.inserted_primary_key[0]), file_name, data, out.type)  # type: ignore[index]
 
     def write_send_files(self, side: SideCtx, rows: list[Queued]) -> None:
         """Project freshly queued messages into `SEND` (the database already holds them)."""
@@ -178,7 +178,11 @@ class Ledger:
                     row["reason_code"],
                     row["reason_text"][:200],
                 )
-            self.p.events.publish(MessageMoved(side.sync_key, row_id, row["folder"], row["reason_code"]))
+            self.p.events.publish(
+                MessageMoved(
+                    side.sync_key, row_id, row["folder"], row["reason_code"], Direction.IN, row["type"]
+                )
+            )
 
     def record(self, side: SideCtx, moves: list[_Outcome], work: Work | None = None) -> None:
         """Move messages (row, folder, hold, code, text) in one statement."""
@@ -204,7 +208,11 @@ class Ledger:
     def move_params(self, moves: list[_Move], side: SideCtx, outcome: _Outcome) -> dict[str, Any]:
         """Note a move (the row object follows it) and return its update's parameters."""
         row, folder, hold, code, text = outcome
-        moves.append(_Move(row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code))
+        moves.append(
+            _Move(
+                row.id or 0, row.file_name, row.folder, row.hold, folder, hold, code, row.direction, row.type
+            )
+        )
         if folder in (Folder.WAITING, Folder.MISSING):
             self.held_somewhere[side.id] = True
         elif folder in LOGGED_FOLDERS and (folder, code) != (row.folder, row.reason_code):
@@ -246,7 +254,11 @@ class Ledger:
                         move.file_name,
                         move.old_folder,
                     )
-            self.p.events.publish(MessageMoved(side.sync_key, move.message_id, move.folder, move.code))
+            self.p.events.publish(
+                MessageMoved(
+                    side.sync_key, move.message_id, move.folder, move.code, move.direction, move.type
+                )
+            )
 
     def touch(self, sync_key: str) -> None:
         """Note activity; written once per pass by `flush_activity`, not once per message."""

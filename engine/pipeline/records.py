@@ -56,6 +56,7 @@ class Queued:
     id: int
     file_name: str
     data: bytes  # the envelope JSON, as its SEND file holds it
+    type: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class _Move:
     folder: str
     hold: str | None
     code: str
+    direction: str = ""
+    type: str = ""
 
 
 @dataclass

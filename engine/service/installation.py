@@ -34,6 +34,7 @@ from engine.service.notify import Notifications
 from engine.service.pairing import Pairing
 from engine.service.queries import Queries
 from engine.service.rules import KEY_LIFETIME_DAYS, SCHEMA_SETTING, SCHEMA_VERSION, _plausible_address
+from engine.service.tokens import ApiTokens
 from engine.service.troubleshooting import Troubleshooting
 from engine.service.views import MessageInfo, SyncInfo, public_mail
 from engine.store.database import Database
@@ -90,6 +91,7 @@ class Installation:
         self.configuration = Configuration(self)
         self.troubleshooting = Troubleshooting(self)
         self.mailboxes = Mailboxes(self)
+        self.tokens = ApiTokens(self)
         self.analyzer = Analyzer(self)
         self.list_syncs = self.queries.list_syncs
         self.sync_info = self.queries.sync_info
