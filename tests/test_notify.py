@@ -345,3 +345,26 @@ def test_cli_recipients_account_and_test_mail(
     assert code == 1 and "login" in err and "wrong" not in err
     code, _, err = cli(capsys, "--home", home, "notify", "smtp", "--host", "h", "--from", "nope")
     assert code == 1 and "--from" in err
+
+
+def test_without_an_account_the_condition_waits_and_is_logged_once(
+    paired: Demo, mail_server: MailServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    acme, key = paired.acme, paired.key
+    recipient, _ = mail_server.new_account("ops")
+    clock = Clock()
+    acme.notifications.now = clock
+    acme.notifications.change_recipients(key, add=[recipient])
+    change_side(acme, key, own_key_expires=clock.at + timedelta(days=5))
+    with caplog.at_level(logging.WARNING, logger="backbone.notify"):
+        for _ in range(3):
+            clock.advance(minutes=2)
+            assert acme.notifications.check() == 0
+    assert len([r for r in caplog.records if "no account" in r.getMessage()]) == 1
+    sender, password = mail_server.new_account("notifier")
+    acme.notifications.set_account(
+        SmtpSettings(mail_server.host, mail_server.smtp_port, "none", sender, password, sender)
+    )
+    clock.advance(minutes=2)
+    assert acme.notifications.check() == 1
+    wait_mails(mail_server, recipient, 1)

@@ -85,6 +85,7 @@ class Notifications:
         self._recipients_stamp: tuple[int, int] | None = None
         self._next_sweep: datetime | None = None
         self._retry_at: dict[tuple[str, int, str], datetime] = {}  # account -> after a failure
+        self._unsendable: set[str] = set()  # synchronizations without an account, logged once
         installation.events.subscribe(self._on_event)
 
     # -- recipients and the account -----------------------------------------------------------
@@ -405,8 +406,11 @@ class Notifications:
             return False
         account = self._account_for(sync, sides)
         if account is None:
-            log.warning("%s: no account to send its %s notification by (backbone notify smtp)", key, kind)
+            if key not in self._unsendable:
+                self._unsendable.add(key)
+                log.warning("%s: no account to send notifications by (set one: backbone notify smtp)", key)
             return False
+        self._unsendable.discard(key)
         account_id = (account.host, account.port, account.username)
         if self._retry_at.get(account_id, now) > now:
             return False
