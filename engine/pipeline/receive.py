@@ -40,6 +40,10 @@ class ReceiveStep:
         self.p = pipeline
         self.max_message_bytes = MAX_MESSAGE_BYTES
 
+    def limit(self, side: SideCtx) -> int:
+        """The largest message file this side takes: its setting, within the installation's bound."""
+        return min(self.max_message_bytes, int(side.settings.get("max_message_bytes")))
+
     def ingest(self, side: SideCtx) -> int:
         """Take the partner's files from the channel's inbox (the exchange `RECEIVE`) into ours,
         each with a row; a channel without an inbox hands its arrivals to `ingest_bytes`."""
@@ -75,8 +79,9 @@ class ReceiveStep:
 
     def ingest_bytes(self, side: SideCtx, original: str, data: bytes) -> int:
         """Take one message file that arrived in memory (local delivery, a mail attachment)."""
-        if len(data) > self.max_message_bytes:
-            text = f"{len(data)} bytes, more than {self.max_message_bytes}"
+        limit = self.limit(side)
+        if len(data) > limit:
+            text = f"{len(data)} bytes, more than {limit} (the max_message_bytes setting)"
             outcomes = [_Classified(Folder.REJECTED, None, Reason.TOO_LARGE, text, content=data)]
         elif not data:
             outcomes = [_Classified(Folder.REJECTED, None, Reason.EMPTY_FILE, "zero bytes", content=data)]
@@ -99,6 +104,7 @@ class ReceiveStep:
         except FileNotFoundError:
             return 0
         settled = time.time() - info.st_mtime >= SETTLE_SECONDS
+        limit = self.limit(side)
         reason: tuple[str, str, str] | None = None
         if not stat.S_ISREG(info.st_mode):
             reason = (
@@ -108,11 +114,11 @@ class ReceiveStep:
             )
         elif not original.endswith(".bac"):
             reason = (Folder.UNKNOWN, Reason.NOT_A_MESSAGE_FILE, "file name does not end in .bac")
-        elif info.st_size > self.max_message_bytes:
+        elif info.st_size > limit:
             reason = (
                 Folder.REJECTED,
                 Reason.TOO_LARGE,
-                f"{info.st_size} bytes, more than {self.max_message_bytes}",
+                f"{info.st_size} bytes, more than {limit} (the max_message_bytes setting)",
             )
         elif info.st_size == 0:
             if not settled:
@@ -124,7 +130,7 @@ class ReceiveStep:
                 side, [_Classified(folder, None, code, text)], original, b"", source=source, deferred=deferred
             )
         try:
-            data = fsutil.read_limited(source, self.max_message_bytes)
+            data = fsutil.read_limited(source, limit)
         except (OSError, ValueError) as exc:
             if not settled:
                 return 0

@@ -23,11 +23,10 @@ log = logging.getLogger("backbone.engine")
 
 DETECT_INTERVAL = 0.25
 SEND_INTERVAL = 1.0
-SCAN_INTERVAL = 2.0
+SCAN_INTERVAL = 2.0  # the receive worker's tick when no side asks for a shorter scan_interval
 APPLY_INTERVAL = 1.0
 HOUSEKEEPING_INTERVAL = 1.0
 SIDES_TTL = 1.0
-MAIL_IDLE_SECONDS = 30.0
 
 
 class _Wake(FileSystemEventHandler):
@@ -36,6 +35,21 @@ class _Wake(FileSystemEventHandler):
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         self._wake()
+
+
+class _Pacer:
+    """When each side last did a paced step (a scan, a send), to keep its interval setting."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, float] = {}
+
+    def due(self, side: SideCtx, setting: str, now: float) -> bool:
+        """Whether `side`'s interval `setting` (seconds) has passed since its last step."""
+        interval = side.settings.get(setting)
+        if interval and now - self._last.get(side.id, -interval) < interval:
+            return False
+        self._last[side.id] = now
+        return True
 
 
 class Engine:
@@ -64,6 +78,9 @@ class Engine:
         self._detect_seen: set[int] = set()
         self._dirty: set[int] = set()  # sides that may have changes left to detect
         self._unsubscribe: Callable[[], None] | None = None
+        self._scans, self._sends = _Pacer(), _Pacer()
+        self._arrived = threading.Event()  # an inbox watch fired: scan every side now
+        self._receive_tick = SCAN_INTERVAL  # the shortest scan_interval of any side, at most 2 s
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -88,7 +105,7 @@ class Engine:
         for name, step, interval in (
             ("detect", self._detect_all, DETECT_INTERVAL),
             ("send", self._send_all, SEND_INTERVAL),
-            ("receive", self._receive_all, SCAN_INTERVAL),
+            ("receive", self._receive_all, lambda: self._receive_tick),
             ("apply", self._apply_all, APPLY_INTERVAL),
             ("housekeeping", self.inst.housekeeping, HOUSEKEEPING_INTERVAL),
         ):
@@ -176,7 +193,8 @@ class Engine:
         if isinstance(event, SyncChanged) and event.status:
             self._forget_sides()
 
-    def _loop(self, name: str, step: Callable[[], int], interval: float) -> None:
+    def _loop(self, name: str, step: Callable[[], int], interval: float | Callable[[], float]) -> None:
+        """Run `step` until stopped: again at once after work, else after `interval` or a wake."""
         wake = self._wakes[name]
         while not self._stop.is_set():
             try:
@@ -192,7 +210,7 @@ class Engine:
                 self.pipeline.flush_activity()
                 self._after(name)
                 continue
-            wake.wait(interval)
+            wake.wait(interval() if callable(interval) else interval)
             wake.clear()
 
     def _after(self, name: str) -> None:
@@ -251,23 +269,35 @@ class Engine:
 
     def _send_all(self) -> int:
         pending = self.pipeline.pending()
+        now = time.monotonic()
         return sum(
             self.pipeline.send(side)
             for side in self._sides()
             if pending.get(side.id, set()) & {Folder.SEND, Folder.SEND_ERROR}
+            and self._sends.due(side, "send_interval", now)
         )
 
     def _receive_all(self) -> int:
         sides = self._sides()
         self._watch(sides)
         work = 0
+        arrived = self._arrived.is_set() or not self._threaded
+        self._arrived.clear()
+        now = time.monotonic()
+        tick = SCAN_INTERVAL
         for side in sides:
+            tick = min(tick, side.settings.get("scan_interval"))
             if channel_class(side).fetched:  # in threaded mode, by the side's own receive loop
                 if not self._threaded and side.status != SyncStatus.DECLINED:
                     work += self.inst.fetch_arrivals(side)
-            else:
+            elif self._scans.due(side, "scan_interval", now) or arrived:
                 work += self.pipeline.ingest(side)
+        self._receive_tick = tick
         return work
+
+    def _on_arrival(self) -> None:
+        self._arrived.set()
+        self._wakes["receive"].set()
 
     def _fetch_loop(self, side_id: int) -> None:
         """One side whose channel fetches: fetch, then wait (IMAP IDLE) until the server has more."""
@@ -280,7 +310,7 @@ class Engine:
                 if self.inst.fetch_arrivals(side):
                     self._wakes["apply"].set()
                     continue
-                self.inst.wait_for_arrivals(side, MAIL_IDLE_SECONDS)
+                self.inst.wait_for_arrivals(side, side.settings.get("mail_idle"))
             except SADatabaseError as exc:
                 self._fail(f"the engine stopped (mail receive): {self.inst.db.damage_text(exc.orig or exc)}")
                 return
@@ -327,9 +357,7 @@ class Engine:
                 continue  # looked at again next pass: the share may come back
             try:
                 # watch where a symbolic link points: watchdog does not follow it
-                self._observer.schedule(
-                    _Wake(self._wakes["receive"].set), os.path.realpath(folder), recursive=False
-                )
+                self._observer.schedule(_Wake(self._on_arrival), os.path.realpath(folder), recursive=False)
                 self._watched.add(folder)
                 self._arranged.add(side.id)
             except OSError as exc:
