@@ -27,7 +27,7 @@ from engine.pipeline.records import (
 from engine.store import statements as S
 from engine.store.models import History, Synchronization, SyncSide
 from engine.trackers.base import Change, utcnow
-from engine.vocab import Folder, MessageType, SyncStatus
+from engine.vocab import Direction, Folder, MessageType, SyncStatus
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -421,7 +421,9 @@ class DetectStep:
             self.caught_up.add(side.id)
         self.p.ledger.write_send_files(side, queued)
         for message in queued:
-            self.p.events.publish(MessageMoved(side.sync_key, message.id, Folder.SEND, ""))
+            self.p.events.publish(
+                MessageMoved(side.sync_key, message.id, Folder.SEND, "", Direction.OUT, message.type)
+            )
         return len(changes)
 
     def _stop_after_bug(self, side: SideCtx, change: Change | None, exc: Exception) -> None:
