@@ -38,6 +38,7 @@ from engine.runtime.engine import Engine
 from engine.service.installation import Installation
 from engine.store import fsutil
 from engine.store.database import Database
+from engine.store.models import Message
 from engine.trackers.embedded import EmbeddedTracker
 from engine.vocab import Folder
 
@@ -236,6 +237,12 @@ def _judge(acme_home: Path, globex_home: Path, key: str, why: str) -> int:
         globex.close()
 
 
+def _acked(inst: Installation, message_id: int) -> bool:
+    with inst.db.session() as s:
+        row = s.get(Message, message_id)
+    return row is not None and row.acked
+
+
 def _exchange_files(root: Path) -> list[str]:
     """What is left in the exchange folder (Acme's SEND, Globex's RECEIVE)."""
     return sorted(os.listdir(root / "exchange" / "acme" / "SEND"))
@@ -249,6 +256,7 @@ def test_receiver_killed_at_random_points_converges(tmp_path: Path) -> None:
     demo = pair_installations(tmp_path / "d", encryption=False)
     sync_all(demo)
     key, root = demo.key, demo.root
+    demo.globex.change_settings(key, {"ack_interval": "0"})  # acknowledgements go out while it is killed
     acme_home, globex_home = demo.acme.paths.root, demo.globex.paths.root
     changes = Changes(demo.acme.tracker, rng)
     for _ in range(30):
@@ -291,6 +299,13 @@ def test_receiver_killed_at_random_points_converges(tmp_path: Path) -> None:
     sent = _judge(acme_home, globex_home, key, f"seed {SEED}")
     assert sent == total  # plain messages: one file each
     assert _exchange_files(root) == []
+    acme = Installation(acme_home)
+    try:  # every message Globex applied was acknowledged once, despite the kills
+        sent_rows = [r for r in ledger.rows(acme, key) if r.direction == "out" and r.type == "ISSUE"]
+        unacked = [r for r in sent_rows if not _acked(acme, r.id)]
+        assert unacked == [], f"seed {SEED}: {len(unacked)} sent message(s) never acknowledged"
+    finally:
+        acme.close()
 
 
 def test_sender_killed_at_random_points_sends_each_change_once(tmp_path: Path) -> None:
