@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import BackboneError, FieldError
 from engine.vocab import ALL_STATUSES, Protocol, Role, SyncStatus
 
-from . import cli_api, cli_notify, cli_ops
+from . import cli_api, cli_notify, cli_ops, cli_troubleshoot
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -371,10 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
         actions,
         "skip",
         "skip the first held message of an issue",
-        "backbone messages skip ACME-GLOBEX-1 --issue GLOBEX-12",
+        "backbone messages skip ACME-GLOBEX-1 --issue GLOBEX-12 --reason 'value added by hand'",
     )
     p.add_argument("key")
     p.add_argument("--issue", required=True, help="a pair id or a local key like GLOBEX-12")
+    p.add_argument("--reason", required=True, help="why: recorded in the history")
 
     actions = _group(sub, "project", "embedded tracker projects", _project)
     p = _sub(actions, "create", "a new project", "backbone project create ACME --name Acme")
@@ -463,6 +464,7 @@ REGISTRARS: tuple[Callable[[dict[str, Any]], None], ...] = (
     cli_ops.register,
     cli_notify.register,
     cli_api.register,
+    cli_troubleshoot.register,
 )
 
 
@@ -586,7 +588,8 @@ def _with_default_actions(argv: list[str]) -> list[str]:
     """`messages KEY ...` is short for `messages list KEY ...` (the SPEC's form)."""
     if "messages" in argv:
         at = argv.index("messages") + 1
-        if at < len(argv) and argv[at] not in ("list", "retry", "skip", "resend", "-h", "--help"):
+        actions = ("list", "retry", "skip", "resend", "problems", "recreate", "ignore", "-h", "--help")
+        if at < len(argv) and argv[at] not in actions:
             return [*argv[:at], "list", *argv[at:]]
     return argv
 
@@ -1046,7 +1049,7 @@ def _config(inst: Installation, args: argparse.Namespace) -> int:
 
 def _messages(inst: Installation, args: argparse.Namespace) -> int:
     if args.action == "skip":
-        skipped, count = inst.skip(args.key, args.issue)
+        skipped, count = inst.skip(args.key, args.issue, reason=args.reason)
         print(f"{args.key}: {skipped} message(s) skipped, {count} queued again")
         return EXIT_OK
     if args.action == "retry":

@@ -159,7 +159,16 @@ def test_small_things_a_new_user_sees(paired: Demo, capsys: pytest.CaptureFixtur
     drop(paired, "3.bac", envelope(paired, update_body(title="three"), pair=pair, seq=3))
     run_globex(paired)
     code, out, _ = cli(
-        capsys, "--home", str(paired.globex.paths.root), "messages", "skip", paired.key, "--issue", pair
+        capsys,
+        "--home",
+        str(paired.globex.paths.root),
+        "messages",
+        "skip",
+        paired.key,
+        "--issue",
+        pair,
+        "--reason",
+        "the field is gone",
     )
     assert (code, out.strip()) == (0, f"{paired.key}: 1 message(s) skipped, 1 queued again")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from engine.service.troubleshooting import ACTION_LABELS
@@ -121,6 +122,7 @@ class Analysis:
         }
 
 
+@lru_cache(maxsize=4096)
 def fix_for(name: str, command: str) -> Fix:
     return Fix(name, ACTION_LABELS.get(name, name), command)
 
@@ -136,6 +138,7 @@ ISSUE_COMMANDS = {
 }
 
 
+@lru_cache(maxsize=4096)
 def issue_fix(name: str, key: str, issues: tuple[str, ...]) -> Fix:
     issue = issues[0] if len(issues) == 1 else "ISSUE"
     command = ISSUE_COMMANDS[name].format(key=key, issue=issue)

@@ -10,6 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ from engine.service.troubleshooting import PROBLEM_FOLDERS, ProblemRow, row_acti
 from engine.store import fsutil
 from engine.store.models import Message, Synchronization, SyncSide
 from engine.trackers.base import ChecksPermissions, utcnow
-from engine.vocab import Direction, Folder, Protocol, Reason, Role, SyncStatus
+from engine.vocab import ALL_FOLDERS, Direction, Folder, Protocol, Reason, Role, SyncStatus
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -139,7 +140,7 @@ class Analyzer:
             scans = tuple(
                 _scan(side.folder, folder, counts.get(side.id or 0, {}).get(folder, {}))
                 for side in own
-                for folder in Folder
+                for folder in ALL_FOLDERS
             )
             result.append(
                 Analysis(
@@ -477,12 +478,19 @@ def _exchange_problem(folder: Path, access: int) -> tuple[str, str] | None:
 
 
 def _scan(side: str, folder: str, groups: dict[str, _Group]) -> FolderScan:
+    if not groups:
+        return _empty_scan(side, folder)
     count = sum(group.count for group in groups.values())
     oldest = min((group.oldest for group in groups.values() if group.oldest), default=None)
     reasons = tuple(
         sorted(((code, group.count) for code, group in groups.items()), key=lambda item: -item[1])
     )
     return FolderScan(side, folder, count, oldest, reasons)
+
+
+@lru_cache(maxsize=1024)
+def _empty_scan(side: str, folder: str) -> FolderScan:
+    return FolderScan(side, folder, 0, None)
 
 
 def _failure(text: str) -> dict[str, Any]:
