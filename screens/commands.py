@@ -126,6 +126,15 @@ OVERVIEW_COMMANDS: tuple[Command, ...] = (
         "Actions",
     ),
     Command(
+        "overview.history",
+        "h",
+        "history",
+        "History",
+        "sync: History of the synchronization",
+        "What happened to each issue: messages in and out, conflicts, operator actions, field origins",
+        "Actions",
+    ),
+    Command(
         "overview.support_zip",
         "z",
         "support_zip",

@@ -35,6 +35,7 @@ MENU_ITEMS: tuple[tuple[str, str, str], ...] = (
     ("publish", "Publish the draft...", "P"),
     ("review", "Review the partner's draft...", "i"),
     ("troubleshoot", "Troubleshoot...", "t"),
+    ("history", "History...", "h"),
     ("support_zip", "Create support ZIP", "z"),
     ("delete", "Delete...", "d"),
 )

@@ -20,6 +20,7 @@ from .commands import OVERVIEW_COMMANDS, TABLE_COMMANDS
 from .dialogs import Confirm, ConfirmDelete, EditDialog, EditResult, HelpScreen, RowMenu
 from .drafts import DraftActions
 from .driver import Driver
+from .history import HistoryScreen
 from .model import START, STOP, OverviewModel, action_for, format_age
 from .sync_table import COLUMNS, SORTABLE, SyncTable
 from .troubleshoot import TroubleshootScreen
@@ -28,7 +29,7 @@ from .wizard import NewSyncWizard
 from .wizard_forms import Created, WizardDraft
 
 ALL_STATUSES = "*"
-ROW_ACTIONS = ("edit", "configure", "publish", "review", "troubleshoot", "support_zip", "delete")
+ROW_ACTIONS = ("edit", "configure", "publish", "review", "troubleshoot", "history", "support_zip", "delete")
 REQUEST_ACTIONS = ("accept", "decline")  # an INCOMING REQUEST's answers
 PaletteEntry = tuple[str, str, Callable[[], object]]
 
@@ -360,6 +361,10 @@ class OverviewScreen(DraftActions):
         if key := self._row_key():
             self.troubleshoot(key)
 
+    def action_history(self) -> None:
+        if key := self._row_key():
+            self.history(key)
+
     def action_support_zip(self) -> None:
         if key := self._row_key():
             self.support_zip(key)
@@ -465,6 +470,11 @@ class OverviewScreen(DraftActions):
         info = self.model.rows.get(key)
         if info is not None:
             self.app.push_screen(TroubleshootScreen(self.driver, info))
+
+    def history(self, key: str, issue: str | None = None) -> None:
+        info = self.model.rows.get(key)
+        if info is not None:
+            self.app.push_screen(HistoryScreen(self.driver, info, issue))
 
     def support_zip(self, key: str) -> None:
         installation = self.driver.installation
