@@ -141,9 +141,13 @@ def test_integrations_are_the_views_the_cli_prints_as_json(
 
 
 def test_start_and_stop_go_through_the_service_layer(served: Served, paired: Demo) -> None:
+    assert served.get(f"/integrations/{paired.key}").json()["status"] == SyncStatus.RUNNING
     stopped = served.post(f"/integrations/{paired.key}/stop")
     assert stopped.status_code == 200 and stopped.json()["status"] == SyncStatus.STOPPED
     assert served.inst.sync_info(paired.key).status == SyncStatus.STOPPED
+    assert (
+        served.get(f"/integrations/{paired.key}").json()["status"] == SyncStatus.STOPPED
+    )  # not a stale view
     again = served.post(f"/integrations/{paired.key}/stop")
     assert again.status_code == 409
     assert again.json() == {"detail": f"{paired.key} is STOPPED: only a RUNNING one can be stopped"}

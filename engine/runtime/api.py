@@ -19,9 +19,10 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from engine.errors import BackboneError, FieldError
+from engine.runtime.api_views import ApiViews
 from engine.runtime.engine import Engine, wait_until
 from engine.service.installation import Installation
-from engine.service.metrics import Metrics, summary_counts
+from engine.service.metrics import summary_counts
 from engine.store.models import Synchronization
 from engine.vocab import ERROR_FOLDERS, Folder
 
@@ -165,9 +166,10 @@ CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "descriptio
 # -- the app --------------------------------------------------------------------------------
 
 
-def create_app(installation: Installation, engine: Engine, metrics: Metrics | None = None) -> FastAPI:
-    """The API of one installation and its running engine; bearer tokens guard all but /health."""
-    metrics = metrics or Metrics(installation)
+def create_app(installation: Installation, engine: Engine, views: ApiViews | None = None) -> FastAPI:
+    """The API of one installation and its running engine; bearer tokens guard all but /health.
+    Listings and metrics come from `views` (snapshots at most a second old, fresh after a status change)."""
+    views = views or ApiViews(installation)
     app = FastAPI(
         title="Backbone TUI monitoring API",
         version="1",
@@ -190,6 +192,17 @@ def create_app(installation: Installation, engine: Engine, metrics: Metrics | No
         with installation.db.session() as s:
             if s.get(Synchronization, key) is None:
                 raise HTTPException(404, f"synchronization {key} does not exist")
+
+    def listed(key: str) -> dict[str, Any]:
+        """One synchronization's view from the listing (fresh when it was just created)."""
+        info = views.listing.get().by_key.get(key)
+        if info is None:
+            known(key)
+            views.listing.invalidate()
+            info = views.listing.get().by_key.get(key)
+        if info is None:
+            raise HTTPException(404, f"synchronization {key} does not exist")
+        return info
 
     open_routes = APIRouter(prefix=PREFIX)
     routes = APIRouter(prefix=PREFIX, dependencies=[Depends(require_token)], responses=REFUSED)
@@ -217,19 +230,17 @@ def create_app(installation: Installation, engine: Engine, metrics: Metrics | No
     @routes.get("/integrations", response_model=list[Integration])
     def integrations() -> Response:
         """Every synchronization, as `sync list --json` prints them."""
-        return _json([info.to_json() for info in installation.list_syncs()])
+        return Response(views.listing.get().body, media_type="application/json")
 
     @routes.get("/integrations/{key}", response_model=Integration, responses=UNKNOWN)
     def integration(key: str) -> Response:
         """One synchronization, as `sync show KEY --json` prints it."""
-        known(key)
-        return _json(installation.sync_info(key).to_json())
+        return _json(listed(key))
 
     @routes.get("/integrations/{key}/status", response_model=IntegrationStatus, responses=UNKNOWN)
     def status(key: str) -> Response:
         """Status, draft state, channel, messages per folder in and out, and the issues in error."""
-        known(key)
-        info = installation.sync_info(key)
+        info = listed(key)
         issues: dict[str | None, dict[str, Any]] = {}
         for message in installation.messages(key, Folder.ERROR):
             entry = issues.setdefault(
@@ -243,19 +254,19 @@ def create_app(installation: Installation, engine: Engine, metrics: Metrics | No
                 },
             )
             entry["messages"] += 1
-        counts = info.folder_counts
+        counts: dict[str, int] = info["folders"]
         return _json(
             {
-                "key": info.key,
-                "status": info.status,
-                "status_detail": info.status_detail,
-                "draft_state": info.draft_state,
-                "channel": {"online": not info.channel_error, "error": info.channel_error},
+                "key": info["key"],
+                "status": info["status"],
+                "status_detail": info["status_detail"],
+                "draft_state": info["draft_state"],
+                "channel": {"online": not info["channel_error"], "error": info["channel_error"]},
                 "incoming": {f: n for f, n in counts.items() if f not in OUTGOING_FOLDERS},
                 "outgoing": {f: n for f, n in counts.items() if f in OUTGOING_FOLDERS},
-                "errors": info.errors,
-                "pending": info.pending,
-                "key_warning": info.key_warning(),
+                "errors": info["errors"],
+                "pending": info["pending"],
+                "key_warning": info["key_warning"],
                 "issues_in_error": list(issues.values()),
             }
         )
@@ -302,7 +313,7 @@ def create_app(installation: Installation, engine: Engine, metrics: Metrics | No
     def prometheus(request: Request) -> Response:
         """Messages by direction, type and folder, apply latency, queue depths, channel errors,
         key expiry."""
-        data, content_type = metrics.exposition(request.headers.get("accept", ""))
+        data, content_type = views.exposition(request.headers.get("accept", ""))
         return Response(data, headers={"Content-Type": content_type})
 
     app.include_router(open_routes)
@@ -368,15 +379,29 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket that names its protocol: asyncio sets TCP_NODELAY on the connections
+    of such a socket only (else a small reply waits ~40 ms for the client's delayed ACK)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class ApiServer:
     """uvicorn serving the app on a socket bound up front (port 0: a free one), on its own thread."""
 
     def __init__(self, installation: Installation, engine: Engine, bind: Bind) -> None:
-        self.metrics = Metrics(installation)
-        self.app = create_app(installation, engine, self.metrics)
-        family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
+        self.views = ApiViews(installation)
+        self.app = create_app(installation, engine, self.views)
         try:
-            self.socket = socket.create_server((bind.host, bind.port), family=family, reuse_port=False)
+            self.socket = _listen(bind.host, bind.port)
         except OSError as exc:
             raise FieldError(
                 "api", f"{bind.host}:{bind.port}: cannot listen ({exc.strerror or exc})"
@@ -403,7 +428,7 @@ class ApiServer:
 
     def start(self, timeout: float = 10.0) -> None:
         """Serve on a daemon thread; return once uvicorn accepts connections."""
-        self.metrics.attach()
+        self.views.attach()
         self._thread = threading.Thread(target=self._serve, name="backbone-api", daemon=True)
         self._thread.start()
         thread = self._thread
@@ -428,4 +453,4 @@ class ApiServer:
             self._thread.join(timeout)
             self._thread = None
         self.socket.close()
-        self.metrics.detach()
+        self.views.detach()
