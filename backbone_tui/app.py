@@ -177,6 +177,9 @@ class BackboneApp(App[int]):
             self.sub_title = "engine stopped (failure)"
             self.notify(message.event.text, severity="error", timeout=30)
         self.request_reload()
+        live = getattr(self.screen, "engine_changed", None)  # a screen that follows the engine
+        if callable(live):
+            live()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place where background work ends: results, failures, follow-up reloads."""

@@ -126,6 +126,15 @@ OVERVIEW_COMMANDS: tuple[Command, ...] = (
         "Actions",
     ),
     Command(
+        "overview.troubleshoot_all",
+        "T",
+        "troubleshoot_all",
+        "Troubleshoot all",
+        "sync: Troubleshoot every synchronization",
+        "Analyze every synchronization: problems first, and every message waiting in an error folder",
+        "Actions",
+    ),
+    Command(
         "overview.history",
         "h",
         "history",

@@ -361,6 +361,9 @@ class OverviewScreen(DraftActions):
         if key := self._row_key():
             self.troubleshoot(key)
 
+    def action_troubleshoot_all(self) -> None:
+        self.app.push_screen(TroubleshootScreen(self.driver, None))
+
     def action_history(self) -> None:
         if key := self._row_key():
             self.history(key)

@@ -228,9 +228,10 @@ class MessageDialog(ModalScreen[str | None]):
         Binding("ctrl+s", "ok", "Send", id="message.ok"),
     ]
 
-    def __init__(self, title: str, label: str, text: str = "") -> None:
+    def __init__(self, title: str, label: str, text: str = "", ok: str = "Send") -> None:
         super().__init__()
         self.title_text, self.label, self.text = title, label, text  # `text`: kept on cancel
+        self.ok = ok
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="message-box"):
@@ -241,7 +242,7 @@ class MessageDialog(ModalScreen[str | None]):
             )
             yield Static("", id="message-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Send (ctrl+s)", id="message-ok", variant="primary", compact=True)
+                yield Button(f"{self.ok} (ctrl+s)", id="message-ok", variant="primary", compact=True)
                 yield Button("Cancel", id="message-cancel", compact=True)
 
     def on_mount(self) -> None:

@@ -91,8 +91,8 @@ class Installation:
         self.configuration = Configuration(self)
         self.troubleshooting = Troubleshooting(self)
         self.mailboxes = Mailboxes(self)
-        self.tokens = ApiTokens(self)
         self.analyzer = Analyzer(self)
+        self.tokens = ApiTokens(self)
         self.list_syncs = self.queries.list_syncs
         self.sync_info = self.queries.sync_info
         self.messages = self.queries.messages
@@ -148,13 +148,13 @@ class Installation:
         #: the engine's periodic tasks (acknowledgements, resends, retention, notifications): each
         #: returns how much it did (0: nothing due), called about once a second by the engine
         self.periodic: list[Callable[[], int]] = []
-        self._keyring: Keyring | None = None
-        self._codecs: dict[tuple[Any, ...], Codec] = {}
         self.delivery = Delivery(self)
+        self.issue_history = IssueHistory(self)
         self.periodic.append(self.delivery.tick)
         self.notifications = Notifications(self)
         self.periodic.append(self.notifications.check)
-        self.issue_history = IssueHistory(self)
+        self._keyring: Keyring | None = None
+        self._codecs: dict[tuple[Any, ...], Codec] = {}
 
     def check_database(self) -> None:
         """Before the engine writes: SQLite's quick check, bounded in time (G9)."""

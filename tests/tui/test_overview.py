@@ -376,6 +376,7 @@ def test_troubleshoot_shows_messages_folder_by_folder_with_reasons(mixed: Instal
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, TroubleshootScreen)
+        await pilot.press("f")  # from the error table to the folder browser
         folders = screen.query_one("#ts-folders", OptionList)
         labels = {
             folders.get_option_at_index(i).id: str(folders.get_option_at_index(i).prompt)
