@@ -65,9 +65,10 @@ def test_a_running_engine_uses_a_changed_setting_at_once(paired: Demo) -> None:
     engine.start()
     try:
         paired.acme.change_settings(paired.key, {"max_message_bytes": "2048"})  # while it runs
-        big = side.exchange / "RECEIVE" / "big.bac"
-        big.write_bytes(b"x" * 4096)
-        os.utime(big, (time.time() - 10, time.time() - 10))  # settled
+        staged = side.exchange / "RECEIVE" / ".big.bac.part"  # hidden: the engine skips it
+        staged.write_bytes(b"x" * 4096)
+        os.utime(staged, (time.time() - 10, time.time() - 10))  # settled
+        os.replace(staged, staged.with_name("big.bac"))
         engine.wake()
 
         def rejected() -> bool:
