@@ -91,7 +91,8 @@ class Analyzer:
         now = utcnow()
         with self.i.db.session() as s:
             syncs = select(Synchronization).order_by(col(Synchronization.key))
-            sides = select(SyncSide).options(load_only(*LISTED_SIDE_COLUMNS, *PROPOSAL_COLUMN))
+            listed = (getattr(SyncSide, column.name) for column in LISTED_SIDE_COLUMNS)
+            sides = select(SyncSide).options(load_only(*listed, *PROPOSAL_COLUMN))
             by_folder = (col(Message.side_id), col(Message.folder), col(Message.reason_code))
             groups = sa_select(*by_folder, func.count(), func.min(col(Message.updated))).group_by(*by_folder)
             if keys is not None:

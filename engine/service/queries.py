@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
-from sqlalchemy.orm import load_only
-from sqlmodel import col, select
+from sqlalchemy import select as sa_select
+from sqlmodel import SQLModel, col, select
 
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError
@@ -16,7 +16,6 @@ from engine.store.models import (
     History,
     IssuePair,
     Message,
-    Synchronization,
     SyncSide,
 )
 from engine.vocab import ALL_FOLDERS
@@ -25,11 +24,14 @@ if TYPE_CHECKING:
     from engine.service.installation import Installation
 
 
+SYNC_TABLE = SQLModel.metadata.tables["synchronization"]
+SIDE_TABLE = SQLModel.metadata.tables["syncside"]
 #: what a listing shows of a side: not its mapping texts, drafts or terms (kilobytes each)
 LISTED_SIDE_COLUMNS = tuple(
-    getattr(SyncSide, name)
-    for name in SyncSide.model_fields
-    if name not in ("config_text", "terms_json", "draft_text", "pending_text", "pending_terms", "proposal")
+    column
+    for column in SIDE_TABLE.c
+    if column.name
+    not in ("config_text", "terms_json", "draft_text", "pending_text", "pending_terms", "proposal")
 )
 
 
@@ -41,12 +43,12 @@ class Queries:
 
     def list_syncs(self, status: str | None = None, project: str | None = None) -> list[SyncInfo]:
         """Every synchronization (optionally of one status or project) with its folder counts."""
-        with self.i.db.session() as s:
-            query = select(Synchronization).order_by(col(Synchronization.key))
+        with self.i.db.session() as s:  # plain rows, not ORM objects: a tenth of the cost at 10,000
+            query = sa_select(*SYNC_TABLE.c).order_by(SYNC_TABLE.c.key)
             if status:
-                query = query.where(Synchronization.status == status.upper())
-            syncs = s.exec(query).all()
-            sides = s.exec(select(SyncSide).options(load_only(*LISTED_SIDE_COLUMNS))).all()
+                query = query.where(SYNC_TABLE.c.status == status.upper())
+            syncs = s.execute(query).all()
+            sides = s.execute(sa_select(*LISTED_SIDE_COLUMNS).order_by(SIDE_TABLE.c.id)).all()
             drafted = set(s.exec(select(SyncSide.sync_key).where(SyncSide.draft_text != "")).all())
             counts = s.exec(
                 select(Message.side_id, Message.folder, func.count()).group_by(
@@ -56,7 +58,7 @@ class Queries:
         side_counts: dict[int, dict[str, int]] = {}
         for side_id, folder, count in counts:
             side_counts.setdefault(side_id, {})[folder] = count
-        by_sync: dict[str, list[SyncSide]] = {}
+        by_sync: dict[str, list[Any]] = {}
         for side in sides:
             by_sync.setdefault(side.sync_key, []).append(side)
         result = []

@@ -4,15 +4,12 @@ CLI and (later) the REST API."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from engine.service.rules import KEY_WARNING_DAYS
-from engine.store.models import (
-    Synchronization,
-    SyncSide,
-)
 from engine.trackers.base import utcnow
 from engine.vocab import ERROR_FOLDERS, PENDING_FOLDERS, Role
 
@@ -138,9 +135,9 @@ class MessageInfo:
         return data
 
 
-def _info(
-    sync: Synchronization, sides: list[SyncSide], counts: dict[str, int], *, draft_edited: bool = False
-) -> SyncInfo:
+def _info(sync: Any, sides: Sequence[Any], counts: dict[str, int], *, draft_edited: bool = False) -> SyncInfo:
+    """A synchronization's view from its row and its sides' rows (ORM objects or plain rows with
+    the same names)."""
     first = sides[0] if sides else None
     partner = sides[1].project if len(sides) > 1 else (first.partner_project if first else "")
     return SyncInfo(
