@@ -11,6 +11,7 @@ runs by +-30%).
 
     python bench/api.py                # 1,000 synchronizations, bursts of 1,000 changes, 2 rounds
     python bench/api.py --quick        # bursts of 300 changes, 1 round
+    python bench/api.py --conditional  # the client sends If-None-Match: 304 while nothing changed
 
 Figures: latency p50/p95/max per endpoint (wall time of each request as the client sees it; target
 p95 < 50 ms), throughput = N / (last apply on Globex - first change on Acme) with and without the
@@ -125,7 +126,10 @@ def free_port() -> int:
 class Poller:
     """Every 100 ms: GET each endpoint once, one after the other; records each request's wall time."""
 
-    def __init__(self, origin: str, token: str) -> None:
+    def __init__(self, origin: str, token: str, *, conditional: bool = False) -> None:
+        self.conditional = conditional  # send the last ETag back: 304 while nothing changed
+        self.etags: dict[str, str] = {}
+        self.not_modified = 0
         self.client = httpx.Client(base_url=origin, headers={"Authorization": f"Bearer {token}"}, timeout=30)
         self.latencies: dict[str, list[float]] = {path: [] for path in ENDPOINTS}
         self.failures: list[str] = []
@@ -137,10 +141,17 @@ class Poller:
         while not self._stop.is_set():
             for path in ENDPOINTS:
                 began = time.perf_counter()
-                response = self.client.get(path)
+                headers = (
+                    {"If-None-Match": self.etags[path]} if self.conditional and path in self.etags else {}
+                )
+                response = self.client.get(path, headers=headers)
                 self.latencies[path].append(time.perf_counter() - began)
-                if response.status_code != 200:
+                if response.status_code == 304:
+                    self.not_modified += 1
+                elif response.status_code != 200:
                     self.failures.append(f"{path}: {response.status_code}")
+                elif "etag" in response.headers:
+                    self.etags[path] = response.headers["etag"]
             next_tick += POLL_INTERVAL
             self._stop.wait(max(0.0, next_tick - time.monotonic()))
 
@@ -161,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--issues", type=int, default=200, help="issues created first (the bursts update)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of (quiet, polled) bursts")
     parser.add_argument("--quick", action="store_true", help="bursts of 300 changes, one round")
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="the client sends the last ETag back (If-None-Match), as a well-behaved poller does",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for each burst")
     args = parser.parse_args(argv)
     if args.quick:
@@ -206,7 +222,7 @@ def run(args: argparse.Namespace, root: Path) -> None:
         for round_number in range(args.rounds):
             order = ("quiet", "polled") if round_number % 2 == 0 else ("polled", "quiet")
             for mode in order:
-                poller = Poller(origin, token) if mode == "polled" else None
+                poller = Poller(origin, token, conditional=args.conditional) if mode == "polled" else None
                 with poller if poller is not None else nullcontext():
                     phase = run_phase(
                         demo,
@@ -226,7 +242,10 @@ def run(args: argparse.Namespace, root: Path) -> None:
                     for path in ENDPOINTS:
                         latencies[path] += poller.latencies[path]
                     requests = sum(len(v) for v in poller.latencies.values())
-                    extra = f"; {requests} requests, {len(poller.failures)} failed"
+                    extra = (
+                        f"; {requests} requests ({poller.not_modified} not modified), "
+                        f"{len(poller.failures)} failed"
+                    )
                 print(
                     f"  round {round_number + 1} {mode:<7}      {rate:8.0f} messages/s "
                     f"({args.changes} in {phase.elapsed:.2f} s){extra}"

@@ -336,3 +336,23 @@ def test_run_api_serves_until_ctrl_c(paired: Demo) -> None:
     assert "engine stopped" in out
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}health")
+
+
+def test_a_poller_that_sends_the_etag_back_gets_304_until_something_changes(
+    served: Served, paired: Demo
+) -> None:
+    first = served.get("/integrations")
+    etag = first.headers["etag"]
+    again = served.client.get("/api/1/integrations", headers={**served.auth, "If-None-Match": etag})
+    assert (again.status_code, again.content, again.headers["etag"]) == (304, b"", etag)
+    other = served.client.get("/api/1/integrations", headers={**served.auth, "If-None-Match": '"other"'})
+    assert other.status_code == 200 and other.content == first.content
+    assert served.post(f"/integrations/{paired.key}/stop").status_code == 200  # a status change
+    changed = served.client.get("/api/1/integrations", headers={**served.auth, "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    metrics = served.get("/metrics")
+    tag = metrics.headers["etag"]
+    conditional = served.client.get("/api/1/metrics", headers={**served.auth, "If-None-Match": tag})
+    assert conditional.status_code == 304 or conditional.headers["etag"] != tag  # never the same body again
+    no_token = served.client.get("/api/1/integrations", headers={"If-None-Match": etag})
+    assert no_token.status_code == 401  # a tag is no credential

@@ -161,6 +161,9 @@ class Health(BaseModel):
 REFUSED: dict[int | str, dict[str, Any]] = {401: {"model": Problem, "description": "no valid bearer token"}}
 UNKNOWN: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "no such synchronization"}}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "the engine refused"}}
+NOT_MODIFIED: dict[int | str, dict[str, Any]] = {
+    304: {"description": "unchanged since the ETag sent in If-None-Match (no body)"}
+}
 
 
 # -- the app --------------------------------------------------------------------------------
@@ -227,10 +230,11 @@ def create_app(installation: Installation, engine: Engine, views: ApiViews | Non
         }
         return _json(body, 200 if healthy else 503)
 
-    @routes.get("/integrations", response_model=list[Integration])
-    def integrations() -> Response:
-        """Every synchronization, as `sync list --json` prints them."""
-        return Response(views.listing.get().body, media_type="application/json")
+    @routes.get("/integrations", response_model=list[Integration], responses=NOT_MODIFIED)
+    def integrations(request: Request) -> Response:
+        """Every synchronization, as `sync list --json` prints them (304 for an unchanged ETag)."""
+        listing = views.listing.get()
+        return _conditional(request, listing.body, listing.etag, {"Content-Type": "application/json"})
 
     @routes.get("/integrations/{key}", response_model=Integration, responses=UNKNOWN)
     def integration(key: str) -> Response:
@@ -307,18 +311,27 @@ def create_app(installation: Installation, engine: Engine, views: ApiViews | Non
                     "text/plain": {"schema": {"type": "string"}},
                     "application/openmetrics-text": {"schema": {"type": "string"}},
                 },
-            }
+            },
+            **NOT_MODIFIED,
         },
     )
     def prometheus(request: Request) -> Response:
         """Messages by direction, type and folder, apply latency, queue depths, channel errors,
         key expiry."""
-        data, content_type = views.exposition(request.headers.get("accept", ""))
-        return Response(data, headers={"Content-Type": content_type})
+        data, content_type, etag = views.exposition(request.headers.get("accept", ""))
+        return _conditional(request, data, etag, {"Content-Type": content_type})
 
     app.include_router(open_routes)
     app.include_router(routes)
     return app
+
+
+def _conditional(request: Request, body: bytes, etag: str, headers: dict[str, str]) -> Response:
+    """The body with its ETag, or 304 Not Modified when the client already has it (RFC 9110)."""
+    wanted = request.headers.get("if-none-match", "")
+    if etag in (tag.strip() for tag in wanted.split(",")) or wanted.strip() == "*":
+        return Response(status_code=304, headers={"ETag": etag})
+    return Response(body, headers={**headers, "ETag": etag})
 
 
 def _json(body: Any, status_code: int = 200) -> Response:

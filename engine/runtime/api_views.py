@@ -3,6 +3,7 @@ synchronization and the metrics exposition, at most a second old while clients a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -70,6 +71,12 @@ class Listing:
 
     body: bytes
     by_key: dict[str, dict[str, Any]]
+    etag: str  # a poller that sends it back in If-None-Match gets 304 while nothing changed
+
+
+def etag_of(body: bytes) -> str:
+    """A strong entity tag for a response body."""
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
 
 
 class ApiViews:
@@ -79,7 +86,7 @@ class ApiViews:
         self.i = installation
         self.metrics = Metrics(installation)
         self.listing = Snapshot(self._list)
-        self._expositions: dict[str, Snapshot[tuple[bytes, str]]] = {}
+        self._expositions: dict[str, Snapshot[tuple[bytes, str, str]]] = {}
         self._detach: Callable[[], None] | None = None
 
     def attach(self) -> None:
@@ -94,19 +101,22 @@ class ApiViews:
             self._detach()
             self._detach = None
 
-    def exposition(self, accept: str) -> tuple[bytes, str]:
-        """The metrics in the format `accept` asks for (a snapshot per format)."""
+    def exposition(self, accept: str) -> tuple[bytes, str, str]:
+        """The metrics in the format `accept` asks for (a snapshot per format), with its ETag."""
         _, content_type = choose_encoder(accept)  # a few formats: the key stays bounded
         snapshot = self._expositions.get(content_type)
         if snapshot is None:
-            snapshot = self._expositions.setdefault(
-                content_type, Snapshot(lambda: self.metrics.exposition(accept))
-            )
+            snapshot = self._expositions.setdefault(content_type, Snapshot(lambda: self._exposition(accept)))
         return snapshot.get()
+
+    def _exposition(self, accept: str) -> tuple[bytes, str, str]:
+        data, content_type = self.metrics.exposition(accept)
+        return data, content_type, etag_of(data)
 
     def _list(self) -> Listing:
         rows = [info.to_json() for info in self.i.list_syncs()]
-        return Listing(json.dumps(rows).encode(), {row["key"]: row for row in rows})
+        body = json.dumps(rows).encode()
+        return Listing(body, {row["key"]: row for row in rows}, etag_of(body))
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, SyncChanged) and event.status:
