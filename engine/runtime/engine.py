@@ -81,6 +81,7 @@ class Engine:
         self._scans, self._sends = _Pacer(), _Pacer()
         self._arrived = threading.Event()  # an inbox watch fired: scan every side now
         self._receive_tick = SCAN_INTERVAL  # the shortest scan_interval of any side, at most 2 s
+        self._busy: set[int] = set()  # sides whose last scan took files: scanned again at once
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -290,8 +291,12 @@ class Engine:
             if channel_class(side).fetched:  # in threaded mode, by the side's own receive loop
                 if not self._threaded and side.status != SyncStatus.DECLINED:
                     work += self.inst.fetch_arrivals(side)
-            elif self._scans.due(side, "scan_interval", now) or arrived:
-                work += self.pipeline.ingest(side)
+            elif arrived or side.id in self._busy or self._scans.due(side, "scan_interval", now):
+                taken = self.pipeline.ingest(side)  # it took files: more may wait, look again at once
+                self._busy.discard(side.id)
+                if taken:
+                    self._busy.add(side.id)
+                work += taken
         self._receive_tick = tick
         return work
 
