@@ -29,7 +29,7 @@ from engine.service.notify import (
     STOPPED,
     UNREACHABLE,
 )
-from engine.store.models import Notification, SyncSide
+from engine.store.models import Notification, NotifyRecipient, Setting, SyncSide
 from engine.trackers.base import utcnow
 from engine.vocab import DraftState, Folder
 from tests import mailserver
@@ -368,3 +368,17 @@ def test_without_an_account_the_condition_waits_and_is_logged_once(
     clock.advance(minutes=2)
     assert acme.notifications.check() == 1
     wait_mails(mail_server, recipient, 1)
+
+
+def test_deleting_a_synchronization_forgets_its_recipients_and_notifications(paired: Demo) -> None:
+    inst = paired.acme
+    inst.notifications.change_recipients(paired.key, add=["ops@acme.example"])
+    with inst.db.write() as s:
+        s.add(Notification(sync_key=paired.key, kind="error", at=utcnow(), recipients="[]", text="x"))
+        s.add(Setting(name=f"notify.state.{paired.key}", value="{}"))
+    inst.stop([paired.key])
+    inst.delete(paired.key)
+    with inst.db.session() as s:
+        assert s.exec(select(NotifyRecipient)).all() == []
+        assert s.exec(select(Notification)).all() == []
+        assert s.get(Setting, f"notify.state.{paired.key}") is None

@@ -9,6 +9,7 @@ from sqlmodel import col, delete
 from engine.domain.settings import SyncSettings
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError
+from engine.service.notify import STATE_PREFIX
 from engine.service.rules import _check_name
 from engine.service.views import SyncInfo
 from engine.store.models import (
@@ -16,6 +17,9 @@ from engine.store.models import (
     History,
     IssuePair,
     Message,
+    Notification,
+    NotifyRecipient,
+    Setting,
     Synchronization,
     SyncSide,
 )
@@ -134,6 +138,9 @@ class Lifecycle:
             s.exec(delete(FieldState).where(col(FieldState.side_id).in_(side_ids)))
             s.exec(delete(History).where(col(History.side_id).in_(side_ids)))
             s.exec(delete(SyncSide).where(col(SyncSide.sync_key) == key))
+            s.exec(delete(NotifyRecipient).where(col(NotifyRecipient.sync_key) == key))
+            s.exec(delete(Notification).where(col(Notification.sync_key) == key))
+            s.exec(delete(Setting).where(col(Setting.name) == STATE_PREFIX + key))
             s.delete(sync)
         folder = self.i.paths.data / key
         if folder.exists():
