@@ -32,7 +32,6 @@ import tempfile
 import threading
 import time
 from contextlib import nullcontext, suppress
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -51,9 +50,8 @@ from bench.pipeline import (  # noqa: E402
     run_phase,
     wait_applied,
 )
+from bench.tui_overview import add_synchronizations as add_bench_synchronizations  # noqa: E402
 from engine.service.installation import Installation  # noqa: E402
-from engine.store.models import Synchronization, SyncSide  # noqa: E402
-from engine.vocab import Folder, SyncStatus  # noqa: E402
 
 TARGET_P95 = 0.050
 TARGET_SHARE = 0.90
@@ -83,38 +81,8 @@ class ApiEngineProcess(EngineProcess):
 
 def add_synchronizations(inst: Installation, count: int) -> None:
     """`count` more synchronizations of project BENCH (no changes there: their engine work stays small)."""
-    now = datetime.now(UTC)
-    inst.tracker.create_project("BENCH", "Benchmark")
-    exchange = inst.paths.root / "bench-exchange"
-    for name in (Folder.SEND, Folder.RECEIVE):
-        (exchange / name).mkdir(parents=True, exist_ok=True)
     with inst.db.write() as s:
-        for n in range(count):
-            key = f"BENCH-P{n:04d}-1"
-            s.add(
-                Synchronization(
-                    key=key,
-                    name=f"Bench <-> Partner {n:04d}",
-                    role="primary",
-                    protocol="file",
-                    sync_user="sync-bot",
-                    status=SyncStatus.RUNNING if n % 2 else SyncStatus.STOPPED,
-                    created=now,
-                    status_detail="benchmark row",
-                    last_activity=now,
-                )
-            )
-            s.add(
-                SyncSide(
-                    sync_key=key,
-                    project="BENCH",
-                    folder="BENCH-1",
-                    role="primary",
-                    endpoint=inst.id,
-                    partner_project=f"P{n:04d}",
-                    exchange=str(exchange),
-                )
-            )
+        add_bench_synchronizations(s, inst, count, "BENCH", spread=False)
 
 
 def free_port() -> int:

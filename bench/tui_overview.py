@@ -42,39 +42,49 @@ TARGET_RSS_MB = 250.0
 SIZE = (120, 40)
 
 
-def populate(inst: Installation, count: int) -> None:
+def add_synchronizations(
+    s: Any, inst: Installation, count: int, project: str, *, spread: bool = True
+) -> None:
+    """`count` primary synchronizations of `project` over a shared exchange folder, half RUNNING
+    (`spread`: last activities spread over ten hours), added in the caller's transaction."""
     now = datetime.now(UTC)
-    inst.tracker.create_project("ACME", "Acme")
-    exchange = inst.paths.root / "exchange"
+    inst.tracker.create_project(project, project.title())
+    exchange = inst.paths.root / f"{project.lower()}-exchange"
     for name in (Folder.SEND, Folder.RECEIVE):
         (exchange / name).mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        key = f"{project}-P{n:05d}-1"
+        s.add(
+            Synchronization(
+                key=key,
+                name=f"{project.title()} <-> Partner {n:05d}",
+                role="primary",
+                protocol="file",
+                sync_user="sync-bot",
+                status=SyncStatus.RUNNING if n % 2 else SyncStatus.STOPPED,
+                created=now,
+                status_detail="benchmark row",
+                last_activity=now - timedelta(minutes=n % 600) if spread else now,
+            )
+        )
+        s.add(
+            SyncSide(
+                sync_key=key,
+                project=project,
+                folder=f"{project}-1",
+                role="primary",
+                endpoint=inst.id,
+                partner_project=f"P{n:05d}",
+                exchange=str(exchange),
+            )
+        )
+
+
+def populate(inst: Installation, count: int) -> None:
+    """`count` synchronizations of ACME; every tenth with messages in ERROR and SEND."""
+    now = datetime.now(UTC)
     with inst.db.write() as s:
-        for n in range(count):
-            key = f"ACME-P{n:05d}-1"
-            s.add(
-                Synchronization(
-                    key=key,
-                    name=f"Acme <-> Partner {n:05d}",
-                    role="primary",
-                    protocol="file",
-                    sync_user="sync-bot",
-                    status=SyncStatus.RUNNING if n % 2 else SyncStatus.STOPPED,
-                    created=now,
-                    status_detail="benchmark row",
-                    last_activity=now - timedelta(minutes=n % 600),
-                )
-            )
-            s.add(
-                SyncSide(
-                    sync_key=key,
-                    project="ACME",
-                    folder="ACME-1",
-                    role="primary",
-                    endpoint=inst.id,
-                    partner_project=f"P{n:05d}",
-                    exchange=str(exchange),
-                )
-            )
+        add_synchronizations(s, inst, count, "ACME")
         s.flush()
         side_ids = s.exec(select(SyncSide.id).order_by(col(SyncSide.id))).all()
         for n, side_id in enumerate(side_ids):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engine.domain.folders import SideFolders
 from engine.domain.settings import SyncSettings
@@ -49,3 +51,12 @@ class SideCtx:
 
     def marker(self, pair_id: str) -> str:
         return self.marker_prefix + pair_id
+
+
+def side_failure(text: str) -> dict[str, Any]:
+    """A side's stored failure (the tracker change that stopped it): {} when none or unreadable."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlmodel import Session
 
 from engine.config.mapping import FieldMapping, MappingConfig
-from engine.domain.side import SideCtx
+from engine.domain.side import SideCtx, side_failure
 from engine.errors import TrackerOffline
 from engine.events import MessageMoved
 from engine.pipeline.records import (
@@ -460,24 +460,15 @@ class DetectStep:
         self.p.ledger.publish_status(side.sync_key)
 
 
-def _failure(text: str) -> dict[str, Any]:
-    """A side's stored failure (the change that stopped it), {} when none or unreadable."""
-    try:
-        data = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _failed_change(text: str) -> int:
     """The change id a side's failure names (0: none named, so any pass clears it)."""
-    change = _failure(text).get("change")
+    change = side_failure(text).get("change")
     return change if isinstance(change, int) and not isinstance(change, bool) else 0
 
 
 def _skipped_change(text: str) -> int | None:
     """The change id an administrator chose to skip (the failure's `skip` flag), else None."""
-    return (_failed_change(text) or None) if _failure(text).get("skip") is True else None
+    return (_failed_change(text) or None) if side_failure(text).get("skip") is True else None
 
 
 def _skip_record(side: SideCtx, change: Change) -> History:

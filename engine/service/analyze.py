@@ -23,7 +23,7 @@ from engine.config.mapping import parse_config
 from engine.config.terms import Terms
 from engine.domain.folders import exchange_paths
 from engine.domain.settings import SyncSettings
-from engine.domain.side import SideCtx
+from engine.domain.side import SideCtx, side_failure
 from engine.errors import BackboneError, TrackerOffline
 from engine.service.analysis import Analysis, Finding, Fix, FolderScan, Severity, fix_for, issue_fix
 from engine.service.queries import LISTED_SIDE_COLUMNS
@@ -161,7 +161,7 @@ class Analyzer:
 
     def _status_findings(self, sync: Synchronization, sides: list[SyncSide]) -> list[Finding]:
         key, status = sync.key, sync.status
-        failed = [(side, _failure(side.failure)) for side in sides if side.failure]
+        failed = [(side, side_failure(side.failure)) for side in sides if side.failure]
         findings = []
         for side, failure in failed:
             what = failure.get("what", "a tracker change")
@@ -492,14 +492,6 @@ def _scan(side: str, folder: str, groups: dict[str, _Group]) -> FolderScan:
 @lru_cache(maxsize=1024)
 def _empty_scan(side: str, folder: str) -> FolderScan:
     return FolderScan(side, folder, 0, None)
-
-
-def _failure(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _parse_time(text: Any) -> datetime | None:

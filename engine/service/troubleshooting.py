@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.orm import load_only
 from sqlmodel import Session, col, select
 
-from engine.domain.side import SideCtx
+from engine.domain.side import SideCtx, side_failure
 from engine.errors import BackboneError, FieldError
 from engine.store.models import History, IssuePair, Message, Synchronization, SyncSide
 from engine.trackers.base import utcnow
@@ -376,7 +376,7 @@ class Troubleshooting:
         with self.i.db.write() as s:
             for side in self.i.queries.sides_of(key, project):
                 row = s.get(SyncSide, side.id)
-                failure = _failure(row.failure) if row is not None else {}
+                failure = side_failure(row.failure) if row is not None else {}
                 if row is None or not isinstance(failure.get("change"), int):
                     continue
                 failure["skip"] = True
@@ -532,14 +532,6 @@ class Troubleshooting:
 def _history(side: SideCtx, pair_id: str | None, text: str) -> History:
     """An operator action as the history shows it."""
     return History(side_id=side.id, pair_id=pair_id, at=utcnow(), kind="operator", text=text[:1000])
-
-
-def _failure(text: str) -> dict[str, Any]:
-    try:
-        data = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _names(pairs: list[tuple[str, str]]) -> tuple[str, ...]:
