@@ -51,3 +51,8 @@ class TrackerOffline(Exception):
 
 class TrackerRefused(Exception):
     """The tracker refused a write (validation, permissions, workflow)."""
+
+
+class TrackerAuthFailed(TrackerOffline):
+    """The tracker refused our credentials (401/403): nothing is sent to it until an administrator
+    fixes them; like `TrackerOffline`, nothing is lost meanwhile."""

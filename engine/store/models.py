@@ -150,7 +150,8 @@ class SyncSide(SQLModel, table=True):
     partner_key_expires: datetime | None = None
     mail_settings: str = ""  # email protocol: JSON with the passwords (the database is 0600)
     channel_error: str = ""  # the last receive failure, cleared by the next success
-    channel_error_since: datetime | None = None  # when the failures began (partner unreachable)
+    channel_error_since: datetime | None = None
+    tracker: str = "embedded"  # the tracker (TrackerAccount.name) its project lives in  # when the failures began (partner unreachable)
     failure: str = ""  # JSON: the tracker change that stopped this side (a bug it trips), until skipped
 
 
@@ -243,6 +244,49 @@ class ConfigVersion(SQLModel, table=True):
     author: str  # primary | secondary: who published it
     narrowed: str  # JSON: mapping id -> the direction the secondary narrowed it to
     at: datetime
+
+
+class TrackerAccount(SQLModel, table=True):
+    """A Jira or Redmine the installation syncs with (the embedded tracker needs no row)."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    kind: str  # jira | redmine
+    url: str
+    api_version: int = 0  # Jira: 2 (Server/Data Center) or 3 (Cloud); Redmine: 0
+    auth: str  # basic | token | pat (Jira); apikey (Redmine)
+    user: str = ""
+    secret: str = ""  # the password, API token or key (the database is 0600; never printed)
+    options: str = "{}"  # JSON: poll_interval and other connector settings
+    created: datetime
+
+
+class RemoteChange(SQLModel, table=True):
+    """A change read from a remote tracker, kept in order under a local id (the engine's cursor)."""
+
+    __table_args__ = (
+        UniqueConstraint("tracker", "remote_key"),
+        Index("ix_remotechange_tracker_project_id", "tracker", "project", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    tracker: str
+    project: str
+    remote_key: str  # what makes it unique there (e.g. "journal:123"): a change read twice is kept once
+    issue_id: str
+    at: datetime
+    author: str
+    op: str  # create | update | comment | attach | transition | link (as the embedded change log)
+    data: str = "{}"
+
+
+class RemoteCursor(SQLModel, table=True):
+    """Where reading a remote tracker's project stopped (its own terms: a time, a page token)."""
+
+    __table_args__ = (UniqueConstraint("tracker", "project"),)
+    id: int | None = Field(default=None, primary_key=True)
+    tracker: str
+    project: str
+    cursor: str = "{}"  # JSON, the connector's own
+    polled: datetime | None = None
 
 
 class ApiToken(SQLModel, table=True):

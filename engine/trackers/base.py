@@ -77,7 +77,14 @@ class IssueData:
 
 
 class Tracker(Protocol):
-    """What the engine needs from an issue tracker (embedded now, Jira and others later)."""
+    """What the engine needs from an issue tracker: the embedded one, Jira, Redmine.
+
+    Errors: `TrackerOffline` (unreachable, 5xx, 429 after its retries: try again later),
+    `TrackerAuthFailed` (401/403: nothing more is sent until the credentials are fixed),
+    `TrackerRefused` (the tracker said no to this one write: the message goes to ERROR with its
+    answer). Field names are the tracker's own: the standard `summary`, `description`,
+    `priority`, `labels`, `assignee`, `reporter`, `due_date` and `status`, and custom fields by
+    their names. A remote tracker reads its changes through a `mirror.ChangeMirror`."""
 
     def is_online(self) -> bool:
         """Whether the tracker can be reached now."""
@@ -147,6 +154,12 @@ class Tracker(Protocol):
 
     def issue_keys(self, issue_ids: list[str]) -> dict[str, str]:
         """Issue id -> its key (e.g. ACME-12) for those of `issue_ids` that exist."""
+
+    def issue_key_to_id(self, key: str) -> str:
+        """The id of the issue with this key; `BackboneError` naming it when there is none."""
+
+    def projects(self) -> list[tuple[str, str]]:
+        """(key, name) of every project the tracker shows us."""
 
     def user_emails(self) -> dict[str, str]:
         """User name -> e-mail address of the tracker's users (for user fields matched by e-mail;
