@@ -7,12 +7,13 @@ packages=()
 command -v gpg >/dev/null 2>&1 || packages+=(gnupg)
 command -v tmux >/dev/null 2>&1 || packages+=(tmux)
 command -v dovecot >/dev/null 2>&1 || packages+=(dovecot-imapd dovecot-lmtpd)
+command -v thin >/dev/null 2>&1 && [ -d /usr/share/redmine ] || packages+=(redmine redmine-sqlite thin)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || packages+=(python3-venv)  # stock Debian lacks it
 if [ ${#packages[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -q
-    $sudo apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${packages[@]}"
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
