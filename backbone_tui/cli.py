@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import BackboneError, FieldError
 from engine.vocab import ALL_STATUSES, Protocol, Role, SyncStatus
 
-from . import cli_api, cli_notify, cli_ops, cli_troubleshoot
+from . import cli_api, cli_notify, cli_ops, cli_trackers, cli_troubleshoot
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -186,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-encryption", action="store_true", help="primary: plain messages (not advised)")
     _mail_options(p)
     p.add_argument("--review", action="store_true", help="review mode: configuration changes are drafts")
+    p.add_argument(
+        "--tracker",
+        default="embedded",
+        help="the tracker the project lives in ('tracker list'; default embedded)",
+    )
+    p.add_argument("--partner-tracker", help="local: the tracker of --partner-project (default: --tracker)")
     for name, text in (("accept", "accept an incoming request"), ("decline", "decline an incoming request")):
         p = _sub(actions, name, text, f"backbone sync {name} ACME-GLOBEX-1")
         p.add_argument("key")
@@ -445,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(actions, "list", "every user with an e-mail address")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
 
-    actions = _group(sub, "tracker", "embedded tracker administration", _tracker)
+    actions = _group(sub, "tracker", "trackers: Jira and Redmine accounts, the embedded tracker", _tracker)
+    groups["tracker"] = actions
     p = _sub(
         actions,
         "maintenance",
@@ -459,9 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: modules that add commands: each `register(groups)` adds its parsers (with their own `handler`)
-#: to the groups "top", "sync" and "messages"
+#: to the groups "top", "sync", "messages" and "tracker"
 REGISTRARS: tuple[Callable[[dict[str, Any]], None], ...] = (
     cli_ops.register,
+    cli_trackers.register,
     cli_notify.register,
     cli_api.register,
     cli_troubleshoot.register,
@@ -897,6 +905,7 @@ def _sync_create(inst: Installation, args: argparse.Namespace) -> int:
             encryption=not args.no_encryption,
             mail=_mail_settings(args),
             address=args.address or "",
+            tracker=args.tracker,
         )
         print(f"{info.key}: {info.status}; handshake file written to {path}")
         if info.own_fingerprint:
@@ -935,6 +944,7 @@ def _sync_create(inst: Installation, args: argparse.Namespace) -> int:
             expected_fingerprint=args.fingerprint,
             mail=_mail_settings(args),
             address=args.address or "",
+            tracker=args.tracker,
         )
         print(f"{info.key}: {info.status}; run 'backbone sync accept {info.key}' or 'sync decline'")
         return EXIT_OK
@@ -946,6 +956,8 @@ def _sync_create(inst: Installation, args: argparse.Namespace) -> int:
         user=args.user,
         name=args.name or f"{args.sync_project} <-> {args.partner_project}",
         description=args.description,
+        tracker=args.tracker,
+        partner_tracker=args.partner_tracker,
     )
     print(f"{info.key}: {info.status}")
     return EXIT_OK

@@ -40,6 +40,7 @@ class SideCtx:
     mail_settings: str = ""
     channel_error: str = ""
     settings: SyncSettings = field(default_factory=SyncSettings)
+    tracker: str = "embedded"  # the tracker its project lives in (a TrackerAccount name)
 
     @property
     def running(self) -> bool:

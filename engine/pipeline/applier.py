@@ -56,7 +56,7 @@ class _Applier:
     ) -> None:
         self.p = pipeline
         self.known = known
-        self.tracker = pipeline.tracker
+        self.tracker = pipeline.tracker_for(side)
         self.side = side
         self.config = config
         self.pair = pair

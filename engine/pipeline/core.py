@@ -29,6 +29,7 @@ from engine.pipeline.send import SendStep
 from engine.pipeline.sides import Sides
 from engine.store.database import Database
 from engine.trackers.base import Tracker
+from engine.trackers.settings import EMBEDDED
 
 __all__ = ["Pipeline", "_Applier"]
 
@@ -54,9 +55,11 @@ class Pipeline:
         *,
         control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        trackers: Callable[[str], Tracker] | None = None,
     ) -> None:
         self.db = db
-        self.tracker = tracker
+        self.tracker = tracker  # the embedded one
+        self.trackers = trackers  # a remote tracker by its name (None: every side is embedded)
         self.data_root = data_root
         self.events = events
         self.codec_for = codec_for or (lambda side: PlainCodec())
@@ -94,6 +97,12 @@ class Pipeline:
         self.reconcile = self.reconciler.reconcile
         self.resync = self.resyncer.resync
         self.fill_new_mappings = self.resyncer.fill_new_mappings
+
+    def tracker_for(self, side: SideCtx) -> Tracker:
+        """The tracker the side's project lives in."""
+        if side.tracker == EMBEDDED or self.trackers is None:
+            return self.tracker
+        return self.trackers(side.tracker)
 
     def _default_channel(self, side: SideCtx) -> Channel:
         """Exchange folders and local delivery; email needs the installation's mail settings."""

@@ -194,7 +194,7 @@ class _Detector:
         return pair
 
     def _create_pair(self, issue_id: str, out: list[Outgoing]) -> _OutPair | None:
-        issue = self.p.tracker.read_issue(issue_id)
+        issue = self.p.tracker_for(self.side).read_issue(issue_id)
         if issue is None or issue.project != self.side.project:
             return None
         type_id = self.config.type_id(issue.issue_type)
@@ -287,7 +287,7 @@ class _Detector:
         )
 
     def _comment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
-        issue = self.p.tracker.read_issue(change.issue_id)
+        issue = self.p.tracker_for(self.side).read_issue(change.issue_id)
         comment_id = str(change.data.get("comment"))
         comment = next((c for c in issue.comments if c.id == comment_id), None) if issue else None
         if comment is None:
@@ -308,7 +308,7 @@ class _Detector:
         ]
 
     def _attachment(self, pair: _OutPair, change: Change) -> list[Outgoing]:
-        info, content = self.p.tracker.read_attachment(str(change.data.get("attachment")))
+        info, content = self.p.tracker_for(self.side).read_attachment(str(change.data.get("attachment")))
         why = self.config.attachment_filter("to_partner").refuses(info.filename, info.media_type, info.size)
         if why:
             self._skipped(pair, f"attachment {info.filename!r}: {why}; not sent")
@@ -377,7 +377,7 @@ class DetectStep:
             side.cursor = stored.cursor  # another thread's detect may have moved it
             skip_change = _skipped_change(stored.failure)
         try:
-            changes = self.p.tracker.changes_since(side.project, side.cursor, BATCH)
+            changes = self.p.tracker_for(side).changes_since(side.project, side.cursor, BATCH)
         except TrackerOffline:
             return 0  # nothing is lost: the cursor stays where it is
         if not changes:
@@ -433,7 +433,7 @@ class DetectStep:
         what = "a tracker change"
         if change is not None:
             try:
-                issue = self.p.tracker.read_issue(change.issue_id)
+                issue = self.p.tracker_for(side).read_issue(change.issue_id)
             except Exception:  # noqa: BLE001 - only to name it
                 issue = None
             what = f"change {change.id} ({change.op} of {issue.key if issue else 'issue ' + change.issue_id})"

@@ -52,7 +52,7 @@ class ResyncStep:
                 for row in s.exec(select(IssuePair).where(IssuePair.side_id == side.id))
             }
             for row in rows:
-                issue = self.p.tracker.read_issue(row.issue_id or "")
+                issue = self.p.tracker_for(side).read_issue(row.issue_id or "")
                 type_id = config.type_id(issue.issue_type) if issue is not None else None
                 if issue is None or type_id is None:
                     continue

@@ -28,7 +28,7 @@ class Sides:
         self.p = pipeline
         # side id -> ((version, text), parsed, users stamp, parsed with the users' e-mail tables)
         self._configs: dict[int, tuple[tuple[int, str], MappingConfig, float, MappingConfig]] = {}
-        self._users: tuple[float, dict[str, str]] | None = None  # when read, name -> e-mail
+        self._users: dict[str, tuple[float, dict[str, str]]] = {}  # tracker -> (when read, name -> e-mail)
 
     def sides(self) -> list[SideCtx]:
         with self.p.db.session() as s:
@@ -98,6 +98,7 @@ class Sides:
             mail_settings=row.mail_settings,
             channel_error=row.channel_error,
             settings=SyncSettings.from_json(sync.settings),
+            tracker=row.tracker,
         )
 
     def config(self, side: SideCtx) -> MappingConfig:
@@ -112,9 +113,10 @@ class Sides:
         if not parsed.matches_by_email:
             return parsed
         now = time.monotonic()
-        if self._users is None or now - self._users[0] > USERS_TTL:
-            self._users = (now, self.p.tracker.user_emails())
-        if stamp != self._users[0]:
-            expanded = parsed.with_user_emails(self._users[1])
-            self._configs[side.id] = (source, parsed, self._users[0], expanded)
+        users = self._users.get(side.tracker)
+        if users is None or now - users[0] > USERS_TTL:
+            users = self._users[side.tracker] = (now, self.p.tracker_for(side).user_emails())
+        if stamp != users[0]:
+            expanded = parsed.with_user_emails(users[1])
+            self._configs[side.id] = (source, parsed, users[0], expanded)
         return expanded

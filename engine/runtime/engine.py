@@ -17,6 +17,7 @@ from engine.channels import channel_class
 from engine.domain.side import SideCtx
 from engine.events import EngineFailed, SyncChanged
 from engine.service.installation import Installation
+from engine.trackers.settings import EMBEDDED
 from engine.vocab import Folder, SyncStatus
 
 log = logging.getLogger("backbone.engine")
@@ -253,9 +254,13 @@ class Engine:
         changed_since = getattr(self.inst.tracker, "projects_changed_since", None)
         if changed_since is None:
             self._dirty = set(running_ids)
-        else:
+        else:  # the embedded tracker says which projects changed; a remote one is polled at its pace
             projects, self._change_mark = changed_since(self._change_mark)
-            self._dirty |= {s.id for s in running if s.project in projects or s.id not in self._detect_seen}
+            self._dirty |= {
+                s.id
+                for s in running
+                if s.tracker != EMBEDDED or s.project in projects or s.id not in self._detect_seen
+            }
         self._dirty &= running_ids
         work = 0
         for side in running:

@@ -32,6 +32,7 @@ from engine.service.troubleshooting import PROBLEM_FOLDERS, ProblemRow, row_acti
 from engine.store import fsutil
 from engine.store.models import Message, Synchronization, SyncSide
 from engine.trackers.base import ChecksPermissions, utcnow
+from engine.trackers.settings import EMBEDDED
 from engine.vocab import ALL_FOLDERS, Direction, Folder, Protocol, Reason, Role, SyncStatus
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ class Analyzer:
                 findings += self._config_findings(sync, side, texts.get(side.id or 0))
                 findings += self._key_findings(sync, side, now)
                 findings += self._channel_findings(sync, side, contexts.get(side.id or 0))
-                findings += tracker.get((side.project, sync.sync_user), [])
+                findings += tracker.get((side.tracker, side.project, sync.sync_user), [])
                 findings += self._folder_findings(sync, side, counts.get(side.id or 0, {}), problem_rows)
                 findings += unacked.get(side.id or 0, [])
             scans = tuple(
@@ -350,17 +351,30 @@ class Analyzer:
 
     def _tracker_findings(
         self, syncs: list[Synchronization], by_sync: dict[str, list[SyncSide]], *, check: bool
-    ) -> dict[tuple[str, str], list[Finding]]:
-        """(project, sync user) -> the tracker's findings: reachable, the user's permissions."""
-        tracker = self.i.tracker
+    ) -> dict[tuple[str, str, str], list[Finding]]:
+        """(tracker, project, sync user) -> the tracker's findings: reachable, the user's permissions
+        (a remote tracker is asked only when `check`: the global analysis makes no network calls)."""
         users = {sync.key: sync.sync_user for sync in syncs}
-        wanted = {(side.project, users.get(key, "")) for key, sides in by_sync.items() for side in sides}
-        result: dict[tuple[str, str], list[Finding]] = {}
-        online = tracker.is_online()
-        for project, user in wanted:
-            findings = result.setdefault((project, user), [])
-            if not online:
-                text = f"the tracker is offline (project {project}): messages wait in OFFLINE"
+        wanted = {
+            (side.tracker, side.project, users.get(key, ""))
+            for key, sides in by_sync.items()
+            for side in sides
+        }
+        result: dict[tuple[str, str, str], list[Finding]] = {}
+        online: dict[str, bool] = {}
+        for name, project, user in sorted(wanted):
+            findings = result.setdefault((name, project, user), [])
+            if name != EMBEDDED and not check:
+                continue
+            try:
+                tracker = self.i.trackers.get(name)
+                if name not in online:
+                    online[name] = tracker.is_online()
+            except BackboneError as exc:
+                findings.append(Finding(Severity.ERROR, Reason.TRACKER_OFFLINE, f"tracker {name}: {exc}"))
+                continue
+            if not online[name]:
+                text = f"tracker {name} is offline (project {project}): messages wait in OFFLINE"
                 findings.append(Finding(Severity.ERROR, Reason.TRACKER_OFFLINE, text))
                 continue
             if not check:
@@ -369,7 +383,7 @@ class Analyzer:
                 try:
                     missing = tracker.missing_permissions(project, user)
                 except TrackerOffline as exc:
-                    findings.append(Finding(Severity.ERROR, Reason.TRACKER_OFFLINE, f"the tracker: {exc}"))
+                    findings.append(Finding(Severity.ERROR, Reason.TRACKER_OFFLINE, f"tracker {name}: {exc}"))
                     continue
                 if missing:
                     text = f"the sync user {user} lacks permissions in {project}: {', '.join(missing)}"

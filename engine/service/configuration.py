@@ -168,7 +168,7 @@ class Configuration:
         unmappable: list[tuple[str, str, str]] = []
         looked_at = 0
         for issue_id in issue_ids:
-            issue = self.i.tracker.read_issue(issue_id)
+            issue = self.i.trackers.for_side(side).read_issue(issue_id)
             if issue is None:
                 continue
             looked_at += 1
@@ -501,12 +501,13 @@ class Configuration:
 
     def _checked(self, side: SideCtx, text: str, source: str) -> MappingConfig:
         config = parse_config(text, source)
+        tracker = self.i.trackers.for_side(side)
         check_against(
             config,
             source,
-            issue_types=self.i.tracker.issue_types(side.project),
-            statuses=self.i.tracker.statuses(side.project),
-            field_kinds=self.i.tracker.field_names(side.project),
+            issue_types=tracker.issue_types(side.project),
+            statuses=tracker.statuses(side.project),
+            field_kinds=tracker.field_names(side.project),
         )
         return config
 

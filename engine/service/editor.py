@@ -201,7 +201,7 @@ def load(installation: Installation, key: str, project: str | None = None) -> Dr
     configuration = installation.configuration
     side, row = configuration.side_row(key, project)
     config = parse_config(configuration.export(key, side.project), "the draft")
-    tracker = installation.tracker
+    tracker = installation.trackers.for_side(side)
     kinds = tracker.field_names(side.project)
     choices = Choices(
         tracker.issue_types(side.project),

@@ -86,10 +86,10 @@ class IssueHistory:
             note_rows = s.exec(notes.order_by(col(HistoryRow.id).desc()).limit(limit)).all()
             pairs = s.exec(select(IssuePair).where(col(IssuePair.side_id).in_(sides))).all()
         issue_of = {(p.side_id, p.pair_id): p.issue_id for p in pairs if p.issue_id}
-        keys = self.i.tracker.issue_keys(sorted(set(issue_of.values()))) if issue_of else {}
+        keys = self.i.trackers.pair_keys(issue_of)
 
         def key_of(side_id: int, pair: str | None) -> str:
-            return keys.get(issue_of.get((side_id, pair or ""), "") or "", "")
+            return keys.get((side_id, pair or ""), "")
 
         entries = [
             HistoryEntry(

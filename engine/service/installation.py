@@ -35,6 +35,7 @@ from engine.service.pairing import Pairing
 from engine.service.queries import Queries
 from engine.service.rules import KEY_LIFETIME_DAYS, SCHEMA_SETTING, SCHEMA_VERSION, _plausible_address
 from engine.service.tokens import ApiTokens
+from engine.service.trackers import TrackerAccounts
 from engine.service.troubleshooting import Troubleshooting
 from engine.service.views import MessageInfo, SyncInfo, public_mail
 from engine.store.database import Database
@@ -91,6 +92,8 @@ class Installation:
         self.configuration = Configuration(self)
         self.troubleshooting = Troubleshooting(self)
         self.mailboxes = Mailboxes(self)
+        self.trackers = TrackerAccounts(self)
+        self.tracker_for = self.trackers.for_side
         self.analyzer = Analyzer(self)
         self.tokens = ApiTokens(self)
         self.list_syncs = self.queries.list_syncs
@@ -143,6 +146,7 @@ class Installation:
             self.mailboxes.channel_for,
             control_handler=self._handle_control,
             should_stop=self.stop_event.is_set,
+            trackers=self.trackers.get,
         )
         self.lock = EngineLock(self.paths.lock_file)
         #: the engine's periodic tasks (acknowledgements, resends, retention, notifications): each

@@ -322,12 +322,10 @@ class Notifications:
                 for pair in s.exec(select(IssuePair).where(col(IssuePair.side_id).in_(chunk)))
                 if pair.issue_id and any(row[1] == pair.side_id and row[2] == pair.pair_id for row in wanted)
             }
-        keys = (
-            self.i.tracker.issue_keys(sorted({issue for issue in pairs.values() if issue})) if pairs else {}
-        )
+        keys = self.i.trackers.pair_keys({pair: issue for pair, issue in pairs.items() if issue})
         findings = []
         for message_id, side_id, pair_id, code, _updated in wanted:
-            issue = keys.get(pairs.get((side_id, pair_id or ""), "") or "", "")
+            issue = keys.get((side_id, pair_id or ""), "")
             where = f"issue {issue}" if issue else f"a new issue from the partner (pair {pair_id})"
             text = f"{where}: message {message_id} went to ERROR ({code})"
             findings.append(Finding(sides[side_id].sync_key, ISSUE_ERROR, str(message_id), text))

@@ -17,7 +17,7 @@ from engine.channels.email import MailSettings
 from engine.config.mapping import TrackerSchema, draft_with_label_slots, generated_config
 from engine.config.terms import Terms
 from engine.domain.envelope import load_json
-from engine.errors import BackboneError, FieldError, RejectedError
+from engine.errors import BackboneError, FieldError, RejectedError, TrackerOffline
 from engine.pipeline.records import Outgoing
 from engine.service.rules import (
     HANDSHAKE_FORMAT,
@@ -38,6 +38,7 @@ from engine.store.models import (
     SyncSide,
 )
 from engine.trackers.base import utcnow
+from engine.trackers.settings import EMBEDDED
 from engine.trust.gpg import Keyring, normalize_fingerprint
 from engine.vocab import MessageType, Protocol, Role, SyncStatus
 
@@ -61,12 +62,19 @@ class Pairing:
             n += 1
         return f"{base}-{n}"
 
-    def _check_project(self, project: str) -> None:
-        if project not in {key for key, _ in self.i.tracker.projects()}:
-            raise FieldError("project", f"project {project} does not exist here (create it first)")
+    def _check_project(self, project: str, tracker: str = EMBEDDED) -> None:
+        try:
+            known = {key for key, _ in self.i.trackers.get(tracker).projects()}
+        except TrackerOffline as exc:
+            raise FieldError("tracker", f"tracker {tracker} cannot be reached: {exc}") from None
+        if project not in known:
+            where = (
+                "here (create it first)" if tracker == EMBEDDED else f"in tracker {tracker} (or not visible)"
+            )
+            raise FieldError("project", f"project {project} does not exist {where}")
 
-    def _schema(self, project: str) -> TrackerSchema:
-        tracker = self.i.tracker
+    def _schema(self, project: str, tracker_name: str = EMBEDDED) -> TrackerSchema:
+        tracker = self.i.trackers.get(tracker_name)
         kinds = tracker.field_names(project)
         return TrackerSchema(
             tracker.issue_types(project),
@@ -120,9 +128,11 @@ class Pairing:
         encryption: bool = True,
         mail: MailSettings | None = None,
         address: str = "",
+        tracker: str = EMBEDDED,
     ) -> tuple[SyncInfo, Path]:
-        """This side of a new synchronization (REQUEST SENT) and the handshake file for the partner."""
-        self._check_project(project)
+        """This side of a new synchronization (REQUEST SENT) and the handshake file for the partner;
+        its project lives in `tracker` (the embedded one by default)."""
+        self._check_project(project, tracker)
         _check_protocol(protocol, allowed=(Protocol.FILE, Protocol.EMAIL))
         _check_user(user)
         out = _handshake_target(handshake_out)
@@ -154,8 +164,9 @@ class Pairing:
             partner_project=partner_project or "",
             own_fingerprint=fingerprint,
             own_key_expires=expires,
+            tracker=tracker,
             draft_text=draft_with_label_slots(
-                generated_config(self._schema(project))
+                generated_config(self._schema(project, tracker))
             ),  # published once paired
         )
         staging = self._stage_handshake(sync, side, out)
@@ -308,10 +319,11 @@ class Pairing:
         expected_fingerprint: str | None = None,
         mail: MailSettings | None = None,
         address: str = "",
+        tracker: str = EMBEDDED,
     ) -> SyncInfo:
         """This side of a partner's request (INCOMING REQUEST), from its handshake file."""
         data = self.read_handshake(handshake, expected_fingerprint)
-        self._check_project(project)
+        self._check_project(project, tracker)
         _check_user(user)
         key = data["sync"]
         with self.i.db.session() as s:
@@ -354,6 +366,7 @@ class Pairing:
             partner_endpoint=data["primary"]["installation"],
             partner_project=data["primary"]["project"],
             pairing_secret=data["secret"],
+            tracker=tracker,
             **keys,
         )
         with self.i.db.write() as s:
@@ -363,11 +376,21 @@ class Pairing:
         return self.i.queries.sync_info(key)
 
     def create_local(
-        self, *, project: str, partner_project: str, user: str, name: str, description: str = ""
+        self,
+        *,
+        project: str,
+        partner_project: str,
+        user: str,
+        name: str,
+        description: str = "",
+        tracker: str = EMBEDDED,
+        partner_tracker: str | None = None,
     ) -> SyncInfo:
-        """A synchronization between two projects of this installation (STOPPED, two sides)."""
-        self._check_project(project)
-        self._check_project(partner_project)
+        """A synchronization between two projects of this installation (STOPPED, two sides), each
+        in its tracker (`partner_tracker`: the same as `tracker` unless given)."""
+        partner_tracker = partner_tracker or tracker
+        self._check_project(project, tracker)
+        self._check_project(partner_project, partner_tracker)
         _check_user(user)
         key = self._new_key(project, partner_project)
         sync = Synchronization(
@@ -383,7 +406,9 @@ class Pairing:
         )
         # one installation is the authority for both sides: version 1 is in force at once, on
         # what both projects have under the same names (the rest is configured by publishing)
-        config = generated_config(self._schema(project).common(self._schema(partner_project)))
+        config = generated_config(
+            self._schema(project, tracker).common(self._schema(partner_project, partner_tracker))
+        )
         text, terms = config.to_toml(), json.dumps(Terms.of(config).to_body(), sort_keys=True)
         in_force: dict[str, Any] = {"config_version": 1, "config_text": text, "terms_json": terms}
         first = self._add_side(
@@ -393,6 +418,7 @@ class Pairing:
             f"{self.i.id}/1",
             partner_endpoint=f"{self.i.id}/2",
             partner_project=partner_project,
+            tracker=tracker,
             **in_force,
         )
         with self.i.db.write() as s:
@@ -405,6 +431,7 @@ class Pairing:
             f"{self.i.id}/2",
             partner_endpoint=f"{self.i.id}/1",
             partner_project=project,
+            tracker=partner_tracker,
             **in_force,
         )
         with self.i.db.write() as s:

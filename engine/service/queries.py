@@ -18,6 +18,7 @@ from engine.store.models import (
     Message,
     SyncSide,
 )
+from engine.trackers.settings import EMBEDDED
 from engine.vocab import ALL_FOLDERS
 
 if TYPE_CHECKING:
@@ -73,9 +74,9 @@ class Queries:
             result.append(_info(sync, own, folder_counts, draft_edited=sync.key in drafted))
         return result
 
-    def projects(self) -> list[tuple[str, str]]:
-        """(key, name) of every project of this installation's tracker."""
-        return self.i.tracker.projects()
+    def projects(self, tracker: str = EMBEDDED) -> list[tuple[str, str]]:
+        """(key, name) of every project of a tracker (the embedded one by default)."""
+        return self.i.trackers.get(tracker).projects()
 
     def sync_info(self, key: str) -> SyncInfo:
         """One synchronization; `BackboneError` if it does not exist."""
@@ -111,7 +112,7 @@ class Queries:
                 for pair in s.exec(select(IssuePair).where(col(IssuePair.side_id).in_(side_ids))).all()
                 if pair.pair_id in pair_ids and pair.issue_id
             }
-        keys = self.i.tracker.issue_keys(sorted(set(issue_of.values()))) if issue_of else {}
+        keys = self.i.trackers.pair_keys(issue_of)
         return [
             MessageInfo(
                 row.id or 0,
@@ -128,7 +129,7 @@ class Queries:
                 row.original_name,
                 row.size,
                 row.updated,
-                keys.get(issue_of.get((row.side_id, row.pair_id or ""), "") or "", ""),
+                keys.get((row.side_id, row.pair_id or ""), ""),
             )
             for row in rows
         ]

@@ -159,7 +159,7 @@ class Troubleshooting:
                 for side_id, pair_id, issue_id in s.exec(pairs):
                     if (side_id, pair_id) in wanted and issue_id:
                         issue_of[(side_id, pair_id)] = issue_id
-        keys = self.i.tracker.issue_keys(sorted(set(issue_of.values()))) if issue_of else {}
+        keys = self.i.trackers.pair_keys(issue_of)
         result = []
         for row in rows:
             sync_key, side_folder = sides.get(row.side_id, ("", ""))
@@ -173,7 +173,7 @@ class Troubleshooting:
                     row.folder,
                     row.reason_code,
                     row.reason_text,
-                    keys.get(issue_of.get((row.side_id, row.pair_id or ""), ""), ""),
+                    keys.get((row.side_id, row.pair_id or ""), ""),
                     row.pair_id,
                     row.uuid,
                     row.type,
@@ -218,14 +218,22 @@ class Troubleshooting:
         """A pair id from a pair id or a local issue key (e.g. GLOBEX-12)."""
         if len(issue) == 32 and all(c in "0123456789abcdef" for c in issue):
             return issue
-        issue_id = self.i.tracker.issue_key_to_id(issue)
-        side_ids = [side.id for side in self.i.queries.sides_of(key)]
-        with self.i.db.session() as s:
-            pair = s.exec(
-                select(IssuePair).where(col(IssuePair.side_id).in_(side_ids), IssuePair.issue_id == issue_id)
-            ).first()
+        pair, unknown = None, None
+        for side in self.i.queries.sides_of(key):  # each side's tracker knows its own keys
+            try:
+                issue_id = self.i.trackers.for_side(side).issue_key_to_id(issue)
+            except BackboneError as exc:
+                unknown = exc
+                continue
+            with self.i.db.session() as s:
+                pair = s.exec(
+                    select(IssuePair).where(IssuePair.side_id == side.id, IssuePair.issue_id == issue_id)
+                ).first()
+            if pair is not None:
+                break
+            unknown = None  # the issue exists: it is not synced
         if pair is None:
-            raise BackboneError(f"{issue} is not synced by {key}")
+            raise unknown or BackboneError(f"{issue} is not synced by {key}")
         return pair.pair_id
 
     def resync(
@@ -461,7 +469,8 @@ class Troubleshooting:
             pair = self._pair_row(s, side, pair_id)
             if pair is None:
                 return 0
-            if pair.issue_id is not None and self.i.tracker.read_issue(pair.issue_id) is not None:
+            tracker = self.i.trackers.for_side(side)
+            if pair.issue_id is not None and tracker.read_issue(pair.issue_id) is not None:
                 raise BackboneError(f"{issue} still exists here: recreate is for an issue deleted here")
             pair.issue_id, pair.held, pair.ignored = None, False, False
             s.add(pair)

@@ -150,8 +150,8 @@ class SyncSide(SQLModel, table=True):
     partner_key_expires: datetime | None = None
     mail_settings: str = ""  # email protocol: JSON with the passwords (the database is 0600)
     channel_error: str = ""  # the last receive failure, cleared by the next success
-    channel_error_since: datetime | None = None
-    tracker: str = "embedded"  # the tracker (TrackerAccount.name) its project lives in  # when the failures began (partner unreachable)
+    channel_error_since: datetime | None = None  # when the failures began (partner unreachable)
+    tracker: str = "embedded"  # the tracker (TrackerAccount.name) its project lives in
     failure: str = ""  # JSON: the tracker change that stopped this side (a bug it trips), until skipped
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from engine.errors import BackboneError, TrackerOffline, TrackerRefused
-from engine.trackers.base import AttachmentInfo, Change, CommentInfo, IssueData
+from engine.trackers.base import AttachmentInfo, Change, CommentInfo, IssueData, utcnow
 from engine.trackers.mirror import ChangeMirror, RemoteChangeIn
 from engine.trackers.redmine.changes import ChangeReader, issue_key, link_of, parse_time
 from engine.trackers.redmine.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, RedmineClient
@@ -207,7 +207,14 @@ class RedmineTracker:
         while True:
             page = self.client.get("/issues.json", {**params, "offset": offset})
             batch = page.get("issues") or []
-            fresh = [i for i in batch if seen.get(str(i["id"])) != i["updated_on"]]
+            # updated_on has second resolution: an issue changed within the overlap may have
+            # changed again in the same second, so it is read again (the mirror drops repeats)
+            recent = utcnow() - self.overlap
+            fresh = [
+                i
+                for i in batch
+                if seen.get(str(i["id"])) != i["updated_on"] or parse_time(str(i["updated_on"])) >= recent
+            ]
             issues.extend(fresh)
             offset += len(batch)
             # a page of issues read already (the overlap) says nothing: look at the next one

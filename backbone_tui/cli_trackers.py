@@ -1,0 +1,153 @@
+"""`backbone tracker add|list|test|remove`: the Jira and Redmine accounts synchronizations use."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import BackboneError, FieldError
+
+if TYPE_CHECKING:
+    from engine.service.installation import Installation
+
+
+def register(groups: dict[str, Any]) -> None:
+    """Add the account commands to the `tracker` group."""
+    from .cli import _sub
+
+    actions = groups["tracker"]
+    p = _sub(
+        actions,
+        "add",
+        "add a Jira or Redmine (the secret from $BACKBONE_TRACKER_<NAME>_SECRET or a prompt)",
+        "backbone tracker add jira-acme --kind jira --url https://acme.atlassian.net --api-version 3 "
+        "--auth token --user sync-bot@acme.example",
+        "backbone tracker add redmine --kind redmine --url https://redmine.acme.example --auth apikey "
+        "--user sync-bot",
+    )
+    p.add_argument("name", help="lower-case letters, digits, - and _")
+    p.add_argument("--kind", required=True, choices=("jira", "redmine"), help="the tracker's kind")
+    p.add_argument("--url", required=True, help="its base address, e.g. https://jira.acme.example")
+    p.add_argument("--api-version", type=int, default=0, help="Jira: 2 (Server/Data Center) or 3 (Cloud)")
+    p.add_argument("--auth", help="jira: basic, token or pat; redmine: apikey (the default)")
+    p.add_argument("--user", required=True, help="the synchronization user's login there")
+    p.add_argument("--poll-interval", type=float, help="seconds between looks for changes (default 1)")
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a connector setting (e.g. redmine's sync_marker_field_id=7); repeat",
+    )
+    p.set_defaults(handler=_add)
+    p = _sub(actions, "list", "every tracker: the embedded one and the accounts (never a secret)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    p.set_defaults(handler=_list)
+    p = _sub(
+        actions,
+        "test",
+        "reach a tracker, log in, and check the sync user's permissions on a project",
+        "backbone tracker test redmine --project ACME",
+    )
+    p.add_argument("name")
+    p.add_argument(
+        "--project", dest="tracker_project", help="also check this project and the permissions there"
+    )
+    p.set_defaults(handler=_test)
+    p = _sub(actions, "remove", "remove an account (refused while a synchronization uses it)")
+    p.add_argument("name")
+    p.set_defaults(handler=_remove)
+
+
+def secret_variable(name: str) -> str:
+    """The environment variable that gives a tracker's secret, e.g. BACKBONE_TRACKER_JIRA_ACME_SECRET."""
+    return f"BACKBONE_TRACKER_{re.sub(r'[^A-Z0-9]', '_', name.upper())}_SECRET"
+
+
+def _add(inst: Installation, args: argparse.Namespace) -> int:
+    from engine.service.trackers import check_name
+
+    from .cli import EXIT_OK
+
+    check_name(args.name)  # before asking for the secret
+    variable = secret_variable(args.name)
+    secret = os.environ.get(variable, "")
+    if not secret:
+        if not sys.stdin.isatty():
+            raise BackboneError(f"no secret: set ${variable} (or run in a terminal to be asked)")
+        secret = getpass.getpass(f"{args.kind} secret (password, API token or key) for {args.user}: ")
+    auth = args.auth or ("apikey" if args.kind == "redmine" else "token")
+    info = inst.trackers.add(
+        args.name,
+        args.kind,
+        args.url,
+        auth=auth,
+        user=args.user,
+        secret=secret,
+        api_version=args.api_version or (3 if args.kind == "jira" else 0),
+        poll_interval=args.poll_interval,
+        options=_options(args.options),
+    )
+    print(f"tracker {info.name} added ({info.kind} at {info.url}, as {info.user}); check it with:")
+    print(f"  backbone tracker test {info.name} --project KEY")
+    return EXIT_OK
+
+
+def _options(assignments: list[str]) -> dict[str, Any]:
+    """`NAME=VALUE` texts as connector options (whole numbers as numbers)."""
+    options: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, value = assignment.partition("=")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+            raise FieldError(
+                "options", f"{assignment!r}: expected NAME=VALUE (name: lower-case letters, digits, _)"
+            )
+        options[name] = int(value) if value.isdigit() else value
+    return options
+
+
+def _list(inst: Installation, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK, _print_table
+
+    infos = inst.trackers.accounts()
+    if args.json:
+        print(json.dumps([info.to_json() for info in infos], indent=2))
+        return EXIT_OK
+    _print_table(
+        [
+            [
+                info.name,
+                info.kind,
+                info.url or "-",
+                str(info.api_version or "-"),
+                info.auth or "-",
+                info.user or "-",
+                ", ".join(info.used_by) or "-",
+            ]
+            for info in infos
+        ],
+        ["NAME", "KIND", "URL", "API", "AUTH", "USER", "USED BY"],
+    )
+    return EXIT_OK
+
+
+def _test(inst: Installation, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK
+
+    for line in inst.trackers.test(args.name, args.tracker_project):
+        print(line)
+    return EXIT_OK
+
+
+def _remove(inst: Installation, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK
+
+    inst.trackers.remove(args.name)
+    print(f"tracker {args.name} removed")
+    return EXIT_OK
