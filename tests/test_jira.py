@@ -299,3 +299,22 @@ def test_malformed_adf_from_jira_is_refused(home: Installation) -> None:
             jira.read_issue(issue.id)
     finally:
         fake._rich = original  # type: ignore[method-assign]
+
+
+def test_v3_authors_are_named_the_same_way_each_time(home: Installation) -> None:
+    require_contract()
+    fake = FakeJira(3)
+    hidden = fake.add_user("557058:bob", "bob", "Bob Brown", None, "pw")  # his profile hides his address
+    jira = JiraTracker(
+        fake.settings(auth="pat", secret="pat-s3cret"),
+        ChangeMirror(home.db, "jira-1"),
+        transport=fake.transport,
+    )
+    issue = fake.create_as(hidden, "By Bob")
+    fake.edit_as(fake.alice, issue, assignee={"accountId": hidden.account_id})
+    changes = jira.changes_since("ACME", 0, 100)
+    assert [c.author for c in changes] == ["Bob Brown", "alice@example.org"]
+    assert changes[1].data == {"fields": {"assignee": [None, "Bob Brown"]}}
+    assert jira.update_issue(issue.id, {"assignee": "Bob Brown"}, as_user="x") == []
+    assert jira.update_issue(issue.id, {"assignee": "sync@example.org"}, as_user="x") == ["assignee"]
+    assert fake.issues[issue.id].values["assignee"] is fake.sync
