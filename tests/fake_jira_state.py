@@ -3,6 +3,8 @@ comments, attachments and links, the JSON Jira shows them as (v2 or v3), and the
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +44,14 @@ PERMISSION_KEYS = (
     "CREATE_ATTACHMENTS",
     "TRANSITION_ISSUES",
 )
+
+
+_ID_SEGMENT = re.compile(r"/(?:\d+|[A-Z][A-Z0-9]*-\d+)(?=/|$)")
+
+
+def route_of(path: str) -> str:
+    """A request path with its issue, comment and attachment ids as `{id}`."""
+    return _ID_SEGMENT.sub("/{id}", path)
 
 
 @dataclass
@@ -84,12 +94,13 @@ class Answer(Exception):
 class JiraState:
     """A Jira site in memory; the helpers act as other users (each write moves the clock)."""
 
-    def __init__(self, version: int = 3, *, page_size: int = 50) -> None:
+    def __init__(self, version: int = 3, *, page_size: int = 50, real_clock: bool = False) -> None:
         self.version = version
         self.page_size = page_size
-        self.now = START
+        self.real_clock = real_clock  # the wall clock (a served site) or a simulated one from START
+        self.now = datetime.now(UTC) if real_clock else START
         self.users: dict[str, FakeUser] = {}
-        self.sync = self.add_user("557058:sync", "sync-bot", "Sync Bot", "sync@example.org", "s3cret")
+        self.sync = self.add_user("557058:sync", "sync-bot", "Sync Bot", "sync-bot@example.org", "s3cret")
         self.alice = self.add_user("557058:alice", "alice", "Alice Adams", "alice@example.org", "pw")
         self.projects = {"ACME": ("10000", "Acme")}
         self.issues: dict[str, FakeIssue] = {}
@@ -116,15 +127,33 @@ class JiraState:
         """Answer the next `times` requests with `status` (429, 503, 500 ...)."""
         self.failures.extend([(status, retry_after)] * times)
 
+    def add_project(self, key: str, name: str) -> None:
+        self.projects[key] = (str(10000 + len(self.projects)), name)
+        self.next_number[key] = 1
+
     def tick(self, seconds: float = 1.0) -> datetime:
-        self.now += timedelta(seconds=seconds)
+        """The time of the next write: `seconds` later on the simulated clock; on the wall clock
+        now, at least a millisecond after the last write (Jira's times have milliseconds)."""
+        if self.real_clock:
+            self.now = max(datetime.now(UTC), self.now + timedelta(milliseconds=1))
+        else:
+            self.now += timedelta(seconds=seconds)
         return self.now
 
     def requests_to(self, path_start: str) -> int:
         return sum(1 for _, path in self.log if path.startswith(path_start))
 
-    def create_as(self, user: FakeUser, summary: str, issue_type: str = "Task", **values: Any) -> FakeIssue:
-        body = {"fields": {"project": {"key": "ACME"}, "issuetype": {"name": issue_type}, "summary": summary}}
+    def route_counts(self, since: int = 0) -> Counter[str]:
+        """Requests per route ("GET /issue/{id}/comment") from the `since`-th on: what a
+        benchmark counts per synced change."""
+        return Counter(f"{method} {route_of(path)}" for method, path in self.log[since:])
+
+    def create_as(
+        self, user: FakeUser, summary: str, issue_type: str = "Task", project: str = "ACME", **values: Any
+    ) -> FakeIssue:
+        body = {
+            "fields": {"project": {"key": project}, "issuetype": {"name": issue_type}, "summary": summary}
+        }
         body["fields"].update(values)
         return self.issues[self._create(user, body)["id"]]
 
@@ -178,7 +207,8 @@ class JiraState:
         raise Answer(400, errors={"assignee": f"User {wanted!r} does not exist."})
 
     def _time(self, at: datetime) -> str:
-        return at.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        at = at.astimezone(UTC)
+        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}+0000"
 
     def _rich(self, text: str | None) -> Any:
         if text is None:

@@ -51,6 +51,14 @@ class FieldInfo:
         return self.custom_type.endswith(":textarea")
 
 
+def own_name(settings: TrackerSettings) -> str:
+    """The name the account the connector signs in as goes by in changes and user fields: the
+    option `user_name`, else the login up to its "@" (a Cloud login is an e-mail address, and a
+    synchronization's user is a plain name such as sync-bot)."""
+    option = settings.options.get("user_name")
+    return str(option) if option else settings.user.split("@", 1)[0]
+
+
 def field_kind(schema: dict[str, Any]) -> str:
     """The protocol's kind (text, number, select, multiselect, labels, user, date) of a Jira field schema."""
     kind, items = schema.get("type"), schema.get("items")
@@ -68,6 +76,7 @@ class JiraSchema:
         self.client = client
         self.settings = settings
         self.v3 = client.version == 3
+        self.own_name = own_name(settings)
         self._myself: dict[str, Any] | None = None
         self._fields: tuple[float, dict[str, FieldInfo]] | None = None
         self._users: dict[str, str] = {}  # accountId (v3) or name (v2) -> the user's name here
@@ -105,14 +114,14 @@ class JiraSchema:
     # -- users ----------------------------------------------------------------------------
 
     def user_name(self, user: Any) -> str:
-        """The name a user goes by here: the sync account is `settings.user`; others are their
+        """The name a user goes by here: the sync account is `own_name`; others are their
         login name (v2) or their e-mail address, else their display name (v3), the same each time."""
         if not isinstance(user, dict):
             return ""
         me = self.myself()
         ident = str(user.get("accountId") if self.v3 else user.get("name") or user.get("key") or "")
         if ident and ident == str(me.get("accountId") if self.v3 else me.get("name")):
-            return self.settings.user
+            return self.own_name
         if ident in self._users:
             return self._users[ident]
         if self.v3 and "emailAddress" not in user and ident:
@@ -134,7 +143,7 @@ class JiraSchema:
 
     def user_ref(self, name: str) -> dict[str, Any]:
         """The user reference Jira takes in a user field for a user's name here."""
-        if name == self.settings.user:
+        if name == self.own_name:
             me = self.myself()
             return {"accountId": me.get("accountId")} if self.v3 else {"name": me.get("name")}
         if name in self._accounts:

@@ -4,8 +4,9 @@ Markers: a created issue and a created comment carry the entity property `backbo
 {"marker": ...}, set in the same request that creates them, so a create repeated after a crash
 finds the first one (`issue.property[backbone].marker` in JQL; the comments' properties).
 Attachments (which have no properties) are matched by file name and size instead.
-Authors: the account the connector signs in as is `settings.user` in every change, so a
-synchronization whose sync user is that string sees its own writes as echoes; other users are
+Authors: the account the connector signs in as goes by `schema.own_name(settings)` (the option
+`user_name`, else its login up to the "@") in every change, so a synchronization whose sync user
+is that name sees its own writes as echoes; other users are
 their login name (v2) or their e-mail address, else display name (v3). Writes are made as that
 account whatever `as_user` says (Jira does not let one account write as another)."""
 
@@ -336,7 +337,7 @@ class JiraTracker:
         for comment in self.client.pages(f"/issue/{issue_id}/comment", "comments", {"expand": "properties"}):
             properties = comment.get("properties")
             if properties is None:  # a Jira that does not expand them: ask the comment itself
-                if self.schema.user_name(comment.get("author")) != self.settings.user:
+                if self.schema.user_name(comment.get("author")) != self.schema.own_name:
                     continue
                 try:
                     value = self.client.get(f"/comment/{comment['id']}/properties/{PROPERTY}").get("value")
