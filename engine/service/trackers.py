@@ -71,7 +71,7 @@ class TrackerAccounts:
         A connector is opened once and opened again when its account changed."""
         if name == EMBEDDED:
             return self.i.tracker
-        settings = self._settings(name)
+        settings = self.settings(name)
         with self._guard:
             opened = self._open.get(name)
             if opened is None or opened[0] != settings:
@@ -114,7 +114,8 @@ class TrackerAccounts:
             for (side_id, pair_id), issue_id in issue_of.items()
         }
 
-    def _settings(self, name: str) -> TrackerSettings:
+    def settings(self, name: str) -> TrackerSettings:
+        """The account called `name`, secret included (for a connector, never for display)."""
         with self.i.db.session() as s:
             row = s.get(TrackerAccount, name)
         if row is None:
@@ -231,7 +232,7 @@ class TrackerAccounts:
         """Check a tracker for real: reachable, authenticated, the project there, and the sync
         user's permissions on it; one line per check. `BackboneError` on the first that fails."""
         tracker = self.get(name)
-        user = self._settings(name).user if name != EMBEDDED else ""
+        user = self.settings(name).user if name != EMBEDDED else ""
         try:
             if not tracker.is_online():
                 raise BackboneError(f"tracker {name}: not reachable")
