@@ -42,8 +42,8 @@ from tests.jira_contract import check_request, check_response
 class FakeJira(JiraState):
     """The site behind `transport` (give it to `JiraTracker(..., transport=...)`)."""
 
-    def __init__(self, version: int = 3, *, page_size: int = 50) -> None:
-        super().__init__(version, page_size=page_size)
+    def __init__(self, version: int = 3, *, page_size: int = 50, real_clock: bool = False) -> None:
+        super().__init__(version, page_size=page_size, real_clock=real_clock)
         self.transport = httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
