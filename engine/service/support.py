@@ -126,6 +126,7 @@ def _entries(inst: Installation, key: str, sync_json: dict[str, Any], moment: da
         ).all()
         s.expunge_all()
     folder_by_side = {side.id: side.folder for side in sides}
+    accounts = {info.name: info.to_json() for info in inst.trackers.accounts()}
     entries: dict[str, str] = {}
     side_json = []
     counts: dict[str, dict[str, Any]] = {}
@@ -134,6 +135,7 @@ def _entries(inst: Installation, key: str, sync_json: dict[str, Any], moment: da
             {
                 "id": side.id,
                 "project": side.project,
+                "tracker": accounts.get(side.tracker, {"name": side.tracker, "missing": True}),
                 "folder": side.folder,
                 "role": side.role,
                 "endpoint": side.endpoint,
