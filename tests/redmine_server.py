@@ -2,6 +2,7 @@
 
 Its SQLite database lives in a temporary directory and it listens on a free loopback port; it is
 migrated and seeded once per session (an admin, a non-admin sync user with the role "Backbone sync",
+a sync user that is an administrator,
 the two marker custom fields the connector needs and a few test custom fields). Attachments land
 in the Debian instance's `files/` directory: the fixture deletes the ones it made when it stops.
 """
@@ -26,6 +27,7 @@ from tests.mailserver import HOST, free_port
 REDMINE_ROOT = Path("/usr/share/redmine")
 FILES_DIR = Path("/var/lib/redmine/default/files")
 SYNC_LOGIN = "sync-bot"
+SYNC_ADMIN_LOGIN = "sync-admin"  # a sync user that is an administrator (reads field definitions)
 START_TIMEOUT = 90.0
 
 # One runner: default data, REST on, trackers for new projects, the sync user and role, the fields.
@@ -34,6 +36,7 @@ Redmine::DefaultData::Loader.load("en")
 Setting.rest_api_enabled = "1"
 Setting.default_projects_tracker_ids = Tracker.pluck(:id).map(&:to_s)
 Setting.text_formatting = "markdown"
+Setting.parent_issue_priority = "independent"  # else Redmine derives a parent's priority, ignoring writes
 admin = User.find_by_login("admin")
 admin.update_columns(must_change_passwd: false)
 role = Role.create!(name: "Backbone sync", assignable: true, users_visibility: "all",
@@ -48,6 +51,11 @@ sync = User.new(firstname: "Sync", lastname: "Bot", mail: "sync-bot@example.org"
 sync.login = "SYNC_LOGIN"
 sync.password = "sync-bot-password-1"
 sync.save!
+sync_admin = User.new(firstname: "Sync", lastname: "Admin", mail: "sync-admin@example.org")
+sync_admin.login = "SYNC_ADMIN_LOGIN"
+sync_admin.password = "sync-admin-password-1"
+sync_admin.admin = true
+sync_admin.save!
 trackers = Tracker.all.to_a
 marker = lambda do |name|
   IssueCustomField.create!(name: name, field_format: "string", is_for_all: true, trackers: trackers,
@@ -62,10 +70,11 @@ IssueCustomField.create!(name: "Customer", field_format: "string", is_for_all: t
 IssueCustomField.create!(name: "Reviewer", field_format: "user", is_for_all: true, trackers: trackers)
 puts "ADMIN_KEY=#{admin.api_key}"
 puts "SYNC_KEY=#{sync.api_key}"
+puts "SYNC_ADMIN_KEY=#{sync_admin.api_key}"
 puts "ROLE_ID=#{role.id}"
 puts "SYNC_MARKER_ID=#{sync_marker.id}"
 puts "WRITE_MARKER_ID=#{write_marker.id}"
-""".replace("SYNC_LOGIN", SYNC_LOGIN)
+""".replace("SYNC_ADMIN_LOGIN", SYNC_ADMIN_LOGIN).replace("SYNC_LOGIN", SYNC_LOGIN)
 
 
 def redmine_available() -> bool:
@@ -83,6 +92,7 @@ class RedmineServer:
     role_id: int
     database: Path
     marker_field_ids: tuple[int, int]  # the sync and the write marker custom fields
+    sync_admin_key: str = ""  # the API key of SYNC_ADMIN_LOGIN
 
     def admin(self) -> httpx.Client:
         """An HTTP client that acts as the administrator (test setup, "human" edits)."""
@@ -184,6 +194,7 @@ def start_redmine(directory: Path) -> tuple[RedmineServer, subprocess.Popen[byte
         int(values["ROLE_ID"]),
         directory / "redmine.sqlite3",
         (int(values["SYNC_MARKER_ID"]), int(values["WRITE_MARKER_ID"])),
+        values["SYNC_ADMIN_KEY"],
     )
     try:
         _wait_ready(url, server.admin_key, process, log)
