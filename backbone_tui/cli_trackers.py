@@ -1,4 +1,4 @@
-"""`backbone tracker add|list|test|remove`: the Jira and Redmine accounts synchronizations use."""
+"""`backbone tracker add|update|list|test|remove`: the Jira and Redmine accounts synchronizations use."""
 
 from __future__ import annotations
 
@@ -46,6 +46,34 @@ def register(groups: dict[str, Any]) -> None:
         help="a connector setting (e.g. redmine's sync_marker_field_id=7); repeat",
     )
     p.set_defaults(handler=_add)
+    p = _sub(
+        actions,
+        "update",
+        "change an account: new credentials (--secret), address, user, options; a refusal of the "
+        "old credentials is cleared and what waits in OFFLINE is retried",
+        "BACKBONE_TRACKER_REDMINE_SECRET=... backbone tracker update redmine --secret",
+        "backbone tracker update jira-acme --url https://jira.acme.example --poll-interval 5",
+    )
+    p.add_argument("name")
+    p.add_argument("--url", help="its base address")
+    p.add_argument("--api-version", type=int, help="Jira: 2 (Server/Data Center) or 3 (Cloud)")
+    p.add_argument("--auth", help="jira: basic, token or pat; redmine: apikey")
+    p.add_argument("--user", help="the synchronization user's login there")
+    p.add_argument(
+        "--secret",
+        action="store_true",
+        help="a new secret, from $BACKBONE_TRACKER_<NAME>_SECRET or a prompt",
+    )
+    p.add_argument("--poll-interval", type=float, help="seconds between looks for changes")
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a connector setting",
+    )
+    p.set_defaults(handler=_update)
     p = _sub(actions, "list", "every tracker: the embedded one and the accounts (never a secret)")
     p.add_argument("--json", action="store_true", help="JSON for scripts")
     p.set_defaults(handler=_list)
@@ -76,12 +104,7 @@ def _add(inst: Installation, args: argparse.Namespace) -> int:
     from .cli import EXIT_OK
 
     check_name(args.name)  # before asking for the secret
-    variable = secret_variable(args.name)
-    secret = os.environ.get(variable, "")
-    if not secret:
-        if not sys.stdin.isatty():
-            raise BackboneError(f"no secret: set ${variable} (or run in a terminal to be asked)")
-        secret = getpass.getpass(f"{args.kind} secret (password, API token or key) for {args.user}: ")
+    secret = _secret(args.name, f"{args.kind} secret (password, API token or key) for {args.user}: ")
     auth = args.auth or ("apikey" if args.kind == "redmine" else "token")
     info = inst.trackers.add(
         args.name,
@@ -95,6 +118,37 @@ def _add(inst: Installation, args: argparse.Namespace) -> int:
         options=_options(args.options),
     )
     print(f"tracker {info.name} added ({info.kind} at {info.url}, as {info.user}); check it with:")
+    print(f"  backbone tracker test {info.name} --project KEY")
+    return EXIT_OK
+
+
+def _secret(name: str, prompt: str) -> str:
+    """The secret from the account's environment variable, else asked for (never echoed)."""
+    variable = secret_variable(name)
+    secret = os.environ.get(variable, "")
+    if not secret:
+        if not sys.stdin.isatty():
+            raise BackboneError(f"no secret: set ${variable} (or run in a terminal to be asked)")
+        secret = getpass.getpass(prompt)
+    return secret
+
+
+def _update(inst: Installation, args: argparse.Namespace) -> int:
+    from .cli import EXIT_OK
+
+    before = inst.trackers.info(args.name)  # before asking for the secret
+    secret = _secret(args.name, f"new secret for {args.user or before.user}: ") if args.secret else None
+    info = inst.trackers.update(
+        args.name,
+        url=args.url,
+        auth=args.auth,
+        user=args.user,
+        secret=secret,
+        api_version=args.api_version,
+        poll_interval=args.poll_interval,
+        options=_options(args.options),
+    )
+    print(f"tracker {info.name} updated ({info.kind} at {info.url}, as {info.user}); check it with:")
     print(f"  backbone tracker test {info.name} --project KEY")
     return EXIT_OK
 
@@ -129,10 +183,11 @@ def _list(inst: Installation, args: argparse.Namespace) -> int:
                 info.auth or "-",
                 info.user or "-",
                 ", ".join(info.used_by) or "-",
+                f"credentials refused: {info.problem}" if info.problem else "ok",
             ]
             for info in infos
         ],
-        ["NAME", "KIND", "URL", "API", "AUTH", "USER", "USED BY"],
+        ["NAME", "KIND", "URL", "API", "AUTH", "USER", "USED BY", "STATE"],
     )
     return EXIT_OK
 

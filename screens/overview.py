@@ -160,7 +160,9 @@ class OverviewScreen(DraftActions):
             detail.update("")
             return
         partner = f"{info.local_project} <-> {info.partner_project or '?'}"
-        warnings = [text for text in (info.key_warning(self.driver.now()), info.channel_error) if text]
+        warnings = [
+            text for text in (info.key_warning(self.driver.now()), info.channel_error, info.tracker_error) if text
+        ]
         line = Text.assemble(
             (info.key, "bold"),
             ": ",

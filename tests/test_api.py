@@ -162,6 +162,7 @@ def test_status_and_errors_show_the_issue_a_bad_message_put_in_error(served: Ser
     assert wait_until(lambda: served.get(f"/integrations/{paired.key}/status").json()["errors"] == 1, 20)
     status = served.get(f"/integrations/{paired.key}/status").json()
     assert status["channel"] == {"online": True, "error": ""}
+    assert status["tracker"] == {"ok": True, "error": ""}
     assert status["incoming"][Folder.ERROR] == 1
     assert set(status["outgoing"]) <= {Folder.SEND, Folder.SENT, Folder.SEND_ERROR}
     assert status["issues_in_error"] == [

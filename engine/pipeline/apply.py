@@ -16,6 +16,7 @@ from engine.errors import (
     ApplyError,
     MissingIssueError,
     ReasonError,
+    TrackerAuthFailed,
     TrackerOffline,
     TrackerRefused,
 )
@@ -321,13 +322,15 @@ class ApplyStep:
             text = f"built under configuration version {env.config}, which was never published"
             self._hold(side, row, pair, Reason.CONFIG_UNKNOWN, text, work)
             return []
-        applier = _Applier(self.p, side, config, pair, env, states)
         try:
+            applier = _Applier(self.p, side, config, pair, env, states)  # asks for the side's tracker
             applier.apply()
         except TrackerOffline as exc:
             row.attempts += 1
             row.next_attempt = time.time() + backoff(row.attempts)
-            self.p.ledger.record(side, [(row, Folder.OFFLINE, None, Reason.TRACKER_OFFLINE, str(exc))], work)
+            auth = isinstance(exc, TrackerAuthFailed)
+            code = Reason.TRACKER_AUTH_FAILED if auth else Reason.TRACKER_OFFLINE
+            self.p.ledger.record(side, [(row, Folder.OFFLINE, None, code, str(exc))], work)
             raise
         except MissingIssueError as exc:
             self.p.ledger.record(side, [(row, Folder.MISSING, exc.pair_id, exc.code, exc.text)], work)

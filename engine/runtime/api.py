@@ -77,6 +77,7 @@ class Integration(BaseModel):
     partner_key_expires: str | None
     key_warning: str
     channel_error: str
+    tracker_error: str
     mail: dict[str, Any]
     exchange: str
     config: ConfigState
@@ -107,6 +108,11 @@ class ChannelState(BaseModel):
     error: str
 
 
+class TrackerState(BaseModel):
+    ok: bool  # false: a side's tracker refused the credentials (nothing is sent to it)
+    error: str
+
+
 class IssueInError(BaseModel):
     issue: str | None
     issue_key: str
@@ -123,6 +129,7 @@ class IntegrationStatus(BaseModel):
     status_detail: str
     draft_state: str
     channel: ChannelState
+    tracker: TrackerState
     incoming: dict[str, int]
     outgoing: dict[str, int]
     errors: int
@@ -266,6 +273,7 @@ def create_app(installation: Installation, engine: Engine, views: ApiViews | Non
                 "status_detail": info["status_detail"],
                 "draft_state": info["draft_state"],
                 "channel": {"online": not info["channel_error"], "error": info["channel_error"]},
+                "tracker": {"ok": not info["tracker_error"], "error": info["tracker_error"]},
                 "incoming": {f: n for f, n in counts.items() if f not in OUTGOING_FOLDERS},
                 "outgoing": {f: n for f, n in counts.items() if f in OUTGOING_FOLDERS},
                 "errors": info["errors"],

@@ -362,8 +362,25 @@ class Analyzer:
         }
         result: dict[tuple[str, str, str], list[Finding]] = {}
         online: dict[str, bool] = {}
+        refused = {info.name: info for info in self.i.trackers.accounts() if info.problem}
         for name, project, user in sorted(wanted):
             findings = result.setdefault((name, project, user), [])
+            if name in refused:  # stored by the pipeline: nothing is sent there until it is fixed
+                info = refused[name]
+                text = (
+                    f"tracker {name} refused the credentials of {info.user}: {info.problem}; "
+                    "messages wait in OFFLINE"
+                )
+                fixes = (
+                    Fix(
+                        "update_tracker", "Update the credentials", f"backbone tracker update {name} --secret"
+                    ),
+                )
+                since = _utc(info.problem_since)
+                findings.append(
+                    Finding(Severity.ERROR, Reason.TRACKER_AUTH_FAILED, text, since=since, fixes=fixes)
+                )
+                continue
             if name != EMBEDDED and not check:
                 continue
             try:

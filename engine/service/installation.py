@@ -146,7 +146,7 @@ class Installation:
             self.mailboxes.channel_for,
             control_handler=self._handle_control,
             should_stop=self.stop_event.is_set,
-            trackers=self.trackers.get,
+            trackers=self.trackers.working,
         )
         self.lock = EngineLock(self.paths.lock_file)
         #: the engine's periodic tasks (acknowledgements, resends, retention, notifications): each

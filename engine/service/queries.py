@@ -17,6 +17,7 @@ from engine.store.models import (
     IssuePair,
     Message,
     SyncSide,
+    TrackerAccount,
 )
 from engine.trackers.settings import EMBEDDED
 from engine.vocab import ALL_FOLDERS
@@ -51,6 +52,11 @@ class Queries:
             syncs = s.execute(query).all()
             sides = s.execute(sa_select(*LISTED_SIDE_COLUMNS).order_by(SIDE_TABLE.c.id)).all()
             drafted = set(s.exec(select(SyncSide.sync_key).where(SyncSide.draft_text != "")).all())
+            problems = dict(
+                s.exec(
+                    select(TrackerAccount.name, TrackerAccount.problem).where(TrackerAccount.problem != "")
+                ).all()
+            )
             counts = s.exec(
                 select(Message.side_id, Message.folder, func.count()).group_by(
                     col(Message.side_id), col(Message.folder)
@@ -71,7 +77,9 @@ class Queries:
             for side in own:
                 for folder, count in side_counts.get(side.id or 0, {}).items():
                     folder_counts[folder] = folder_counts.get(folder, 0) + count
-            result.append(_info(sync, own, folder_counts, draft_edited=sync.key in drafted))
+            result.append(
+                _info(sync, own, folder_counts, draft_edited=sync.key in drafted, tracker_problems=problems)
+            )
         return result
 
     def projects(self, tracker: str = EMBEDDED) -> list[tuple[str, str]]:

@@ -3,25 +3,31 @@ accounts an administrator adds, tests and removes; the open connector of each.""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 
 from engine.domain.side import SideCtx
 from engine.errors import BackboneError, FieldError, TrackerAuthFailed, TrackerOffline
-from engine.store.models import SyncSide, TrackerAccount
+from engine.store.models import Message, SyncSide, TrackerAccount
 from engine.trackers import open_tracker
 from engine.trackers.base import ChecksPermissions, Tracker, utcnow
 from engine.trackers.settings import AUTHS, EMBEDDED, KINDS, TrackerSettings
+from engine.vocab import Folder
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
+
+log = logging.getLogger("backbone.trackers")
 
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
@@ -48,12 +54,39 @@ class TrackerInfo:
     poll_interval: float
     created: datetime | None
     used_by: tuple[str, ...]  # the synchronizations whose sides live in it
+    problem: str = ""  # the credentials were refused: what the tracker said ("" : none)
+    problem_since: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["created"] = self.created.isoformat() if self.created else None
+        data["problem_since"] = self.problem_since.isoformat() if self.problem_since else None
         data["used_by"] = list(self.used_by)
         return data
+
+
+class _Watched:
+    """A connector whose refusals of the credentials (`TrackerAuthFailed`, from any call) are
+    remembered on its account by `refused(text)`; everything else passes through."""
+
+    def __init__(self, connector: Tracker, refused: Callable[[str], None]) -> None:
+        self._connector = connector
+        self._refused = refused
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._connector, name)
+        if not callable(value):
+            return value
+
+        @functools.wraps(value)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except TrackerAuthFailed as exc:
+                self._refused(str(exc))
+                raise
+
+        return call
 
 
 class TrackerAccounts:
@@ -71,13 +104,75 @@ class TrackerAccounts:
         A connector is opened once and opened again when its account changed."""
         if name == EMBEDDED:
             return self.i.tracker
-        settings = self.settings(name)
+        return self._connector(self._row(name))
+
+    def working(self, name: str) -> Tracker:
+        """`get`, for the pipeline: while the account's credentials stand refused, it raises
+        `TrackerAuthFailed` without asking the tracker (Jira locks an account after a few failed
+        log-ins), so messages wait in OFFLINE until `update` or a passing `test` clears it."""
+        if name == EMBEDDED:
+            return self.i.tracker
+        row = self._row(name)
+        if row.problem:
+            raise TrackerAuthFailed(
+                f"tracker {name}: {row.problem} (fix the account: backbone tracker update {name} --secret)"
+            )
+        return self._connector(row)
+
+    def _row(self, name: str) -> TrackerAccount:
+        with self.i.db.session() as s:
+            row = s.get(TrackerAccount, name)
+            if row is not None:
+                s.expunge(row)
+        if row is None:
+            raise BackboneError(f"no tracker named {name!r} ('backbone tracker list' shows them)")
+        return row
+
+    def _connector(self, row: TrackerAccount) -> Tracker:
+        settings = TrackerSettings.from_row(row)
         with self._guard:
-            opened = self._open.get(name)
+            opened = self._open.get(row.name)
             if opened is None or opened[0] != settings:
-                opened = (settings, open_tracker(settings, self.i.db))
-                self._open[name] = opened
+                connector = open_tracker(settings, self.i.db)
+                watched = cast("Tracker", _Watched(connector, functools.partial(self.refused, row.name)))
+                opened = (settings, watched)
+                self._open[row.name] = opened
             return opened[1]
+
+    def refused(self, name: str, text: str) -> None:
+        """Remember that tracker `name` refused the credentials (what it said); every
+        synchronization using it shows it, and the pipeline stops asking that tracker."""
+        with self.i.db.write() as s:
+            row = s.get(TrackerAccount, name)
+            if row is None or row.problem:
+                return
+            row.problem = text or "the credentials were refused"
+            row.problem_since = utcnow()
+            s.add(row)
+        log.warning("tracker %s refused the credentials: %s; nothing is sent to it until fixed", name, text)
+        self._announce(name)
+
+    def _clear(self, name: str) -> None:
+        """The credentials work (again): forget the problem and retry what waits in OFFLINE."""
+        with self.i.db.write() as s:
+            row = s.get(TrackerAccount, name)
+            if row is None or not row.problem:
+                return
+            row.problem, row.problem_since = "", None
+            s.add(row)
+            side_ids = s.exec(select(SyncSide.id).where(SyncSide.tracker == name)).all()
+            for message in s.exec(
+                select(Message).where(col(Message.side_id).in_(side_ids), Message.folder == Folder.OFFLINE)
+            ).all():
+                message.next_attempt = 0.0
+                s.add(message)
+        self._announce(name)
+
+    def _announce(self, name: str) -> None:
+        with self.i.db.session() as s:
+            keys = sorted(set(s.exec(select(SyncSide.sync_key).where(SyncSide.tracker == name)).all()))
+        for key in keys:
+            self.i._changed(key)
 
     def for_side(self, side: SideCtx) -> Tracker:
         """The tracker the side's project lives in."""
@@ -116,11 +211,7 @@ class TrackerAccounts:
 
     def settings(self, name: str) -> TrackerSettings:
         """The account called `name`, secret included (for a connector, never for display)."""
-        with self.i.db.session() as s:
-            row = s.get(TrackerAccount, name)
-        if row is None:
-            raise BackboneError(f"no tracker named {name!r} ('backbone tracker list' shows them)")
-        return TrackerSettings.from_row(row)
+        return TrackerSettings.from_row(self._row(name))
 
     # -- administration -------------------------------------------------------------------
 
@@ -141,43 +232,62 @@ class TrackerAccounts:
         check_name(name)
         if kind not in KINDS:
             raise FieldError("kind", f"{kind!r}: expected one of {', '.join(KINDS)}")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-            raise FieldError("url", f"{url!r}: expected http(s)://host[:port][/path]")
-        if auth not in AUTHS[kind]:
-            raise FieldError("auth", f"{auth!r}: {kind} takes {', '.join(AUTHS[kind])}")
-        if kind == "jira" and api_version not in (2, 3):
-            raise FieldError("api_version", f"{api_version}: expected 2 (Server/Data Center) or 3 (Cloud)")
-        if kind == "redmine":
-            api_version = 0
-        if not user.strip() or len(user) > 255 or not user.isprintable():
-            raise FieldError("user", "expected the synchronization user's login on that tracker")
-        if not secret or not secret.isprintable() or len(secret) > 4096:
-            raise FieldError("secret", "expected the password, API token or key (one line)")
-        options = dict(options or {})
-        if poll_interval is not None:
-            if not 0.1 <= poll_interval <= 3600:
-                raise FieldError("poll_interval", f"{poll_interval}: expected seconds from 0.1 to 3600")
-            options["poll_interval"] = poll_interval
+        row = TrackerAccount(
+            name=name, kind=kind, url=url, auth=auth, user=user, secret=secret, created=utcnow()
+        )
+        row.api_version = 0 if kind == "redmine" else api_version
+        row.options = json.dumps(_with_poll(dict(options or {}), poll_interval))
+        _check(row)
         with self.i.db.write() as s:
             if s.get(TrackerAccount, name) is not None:
                 raise FieldError(
-                    "name", f"{name!r}: a tracker of that name exists ('tracker remove' it first)"
+                    "name", f"{name!r}: a tracker of that name exists ('tracker update' changes it)"
                 )
-            s.add(
-                TrackerAccount(
-                    name=name,
-                    kind=kind,
-                    url=url.rstrip("/"),
-                    api_version=api_version,
-                    auth=auth,
-                    user=user,
-                    secret=secret,
-                    options=json.dumps(options),
-                    created=utcnow(),
-                )
-            )
-        return next(info for info in self.accounts() if info.name == name)
+            s.add(row)
+        return self.info(name)
+
+    def update(
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        auth: str | None = None,
+        user: str | None = None,
+        secret: str | None = None,
+        api_version: int | None = None,
+        poll_interval: float | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> TrackerInfo:
+        """Change an account (new credentials, address, options: each given value replaces the
+        old one, options are merged); clears a refusal of the old credentials and retries what
+        waits in OFFLINE. Checked like `add`; nothing changes when a value is wrong."""
+        if name == EMBEDDED:
+            raise FieldError("name", "the embedded tracker has no account to change")
+        row = self._row(name)
+        for attribute, value in (("url", url), ("auth", auth), ("user", user), ("secret", secret)):
+            if value is not None:
+                setattr(row, attribute, value)
+        if api_version is not None and row.kind == "jira":
+            row.api_version = api_version
+        merged = {**json.loads(row.options or "{}"), **(options or {})}
+        row.options = json.dumps(_with_poll(merged, poll_interval))
+        _check(row)
+        with self.i.db.write() as s:
+            stored = s.get(TrackerAccount, name)
+            if stored is None:
+                raise BackboneError(f"no tracker named {name!r} ('backbone tracker list' shows them)")
+            for attribute in ("url", "auth", "user", "secret", "api_version", "options"):
+                setattr(stored, attribute, getattr(row, attribute))
+            s.add(stored)
+        self._clear(name)
+        return self.info(name)
+
+    def info(self, name: str) -> TrackerInfo:
+        """One account as `accounts` lists it; `BackboneError` when there is none of that name."""
+        found = next((info for info in self.accounts() if info.name == name), None)
+        if found is None:
+            raise BackboneError(f"no tracker named {name!r} ('backbone tracker list' shows them)")
+        return found
 
     def accounts(self) -> list[TrackerInfo]:
         """The embedded tracker first, then every account by name."""
@@ -206,6 +316,8 @@ class TrackerAccounts:
                     settings.poll_interval,
                     row.created,
                     tuple(sorted(users.get(row.name, []))),
+                    row.problem,
+                    row.problem_since,
                 )
             )
         return result
@@ -241,6 +353,8 @@ class TrackerAccounts:
             raise BackboneError(f"tracker {name}: the credentials were refused: {exc}") from None
         except TrackerOffline as exc:
             raise BackboneError(f"tracker {name}: not reachable: {exc}") from None
+        if name != EMBEDDED:
+            self._clear(name)  # the credentials work (again)
         lines = [f"{name}: reachable and authenticated as {user or 'the embedded tracker'}"]
         lines.append(f"{name}: {len(projects)} project(s) visible")
         if project is None:
@@ -261,3 +375,27 @@ class TrackerAccounts:
         else:
             lines.append(f"{name}: no permissions to check (every user may change every issue)")
         return lines
+
+
+def _with_poll(options: dict[str, Any], poll_interval: float | None) -> dict[str, Any]:
+    if poll_interval is not None:
+        if not 0.1 <= poll_interval <= 3600:
+            raise FieldError("poll_interval", f"{poll_interval}: expected seconds from 0.1 to 3600")
+        options["poll_interval"] = poll_interval
+    return options
+
+
+def _check(row: TrackerAccount) -> None:
+    """`FieldError` naming the first value of the account that is wrong; the url normalised."""
+    parts = urlsplit(row.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise FieldError("url", f"{row.url!r}: expected http(s)://host[:port][/path]")
+    row.url = row.url.rstrip("/")
+    if row.auth not in AUTHS[row.kind]:
+        raise FieldError("auth", f"{row.auth!r}: {row.kind} takes {', '.join(AUTHS[row.kind])}")
+    if row.kind == "jira" and row.api_version not in (2, 3):
+        raise FieldError("api_version", f"{row.api_version}: expected 2 (Server/Data Center) or 3 (Cloud)")
+    if not row.user.strip() or len(row.user) > 255 or not row.user.isprintable():
+        raise FieldError("user", "expected the synchronization user's login on that tracker")
+    if not row.secret or not row.secret.isprintable() or len(row.secret) > 4096:
+        raise FieldError("secret", "expected the password, API token or key (one line)")

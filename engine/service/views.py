@@ -39,6 +39,7 @@ class SyncInfo:
     own_key_expires: datetime | None = None
     partner_key_expires: datetime | None = None
     channel_error: str = ""
+    tracker_error: str = ""  # a side's tracker refused the credentials: which, and what it said
     mail: dict[str, Any] = field(default_factory=dict)  # settings without passwords
     exchange: str = ""  # the file protocol's exchange folder
     config_version: int = 0  # the configuration version in force (0: none yet)
@@ -100,6 +101,7 @@ class SyncInfo:
             "partner_key_expires": _iso(self.partner_key_expires),
             "key_warning": self.key_warning(),
             "channel_error": self.channel_error,
+            "tracker_error": self.tracker_error,
             "mail": self.mail,
             "exchange": self.exchange,
             "config": {
@@ -135,9 +137,26 @@ class MessageInfo:
         return data
 
 
-def _info(sync: Any, sides: Sequence[Any], counts: dict[str, int], *, draft_edited: bool = False) -> SyncInfo:
+def _info(
+    sync: Any,
+    sides: Sequence[Any],
+    counts: dict[str, int],
+    *,
+    draft_edited: bool = False,
+    tracker_problems: dict[str, str] | None = None,
+) -> SyncInfo:
     """A synchronization's view from its row and its sides' rows (ORM objects or plain rows with
-    the same names)."""
+    the same names); `tracker_problems`: tracker name -> its refused credentials."""
+    problems = tracker_problems or {}
+    tracker_error = "; ".join(
+        sorted(
+            {
+                f"tracker {side.tracker}: {problems[side.tracker]}"
+                for side in sides
+                if side.tracker in problems
+            }
+        )
+    )
     first = sides[0] if sides else None
     partner = sides[1].project if len(sides) > 1 else (first.partner_project if first else "")
     return SyncInfo(
@@ -162,6 +181,7 @@ def _info(sync: Any, sides: Sequence[Any], counts: dict[str, int], *, draft_edit
         own_key_expires=first.own_key_expires if first else None,
         partner_key_expires=first.partner_key_expires if first else None,
         channel_error=first.channel_error if first else "",
+        tracker_error=tracker_error,
         mail=public_mail(first.mail_settings) if first else {},
         exchange=first.exchange if first and first.exchange else "",
         config_version=first.config_version if first else 0,

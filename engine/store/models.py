@@ -258,6 +258,10 @@ class TrackerAccount(SQLModel, table=True):
     secret: str = ""  # the password, API token or key (the database is 0600; never printed)
     options: str = "{}"  # JSON: poll_interval and other connector settings
     created: datetime
+    # the tracker refused the credentials (401/403): what it said; nothing is sent to it until
+    # the account is updated or a `tracker test` passes ("" : no problem)
+    problem: str = ""
+    problem_since: datetime | None = None
 
 
 class RemoteChange(SQLModel, table=True):

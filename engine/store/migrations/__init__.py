@@ -19,7 +19,7 @@ HERE = Path(__file__).parent
 BASELINE = "0001_baseline"
 #: the newest revision (a test checks it is Alembic's head): a home already there opens without
 #: importing Alembic, which costs start-up time and memory in every command
-HEAD = "0005_trackers"
+HEAD = "0006_tracker_problems"
 
 
 def _config(connection: Connection) -> Config:
