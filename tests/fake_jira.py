@@ -406,29 +406,48 @@ class FakeJira(JiraState):
         for part in message.get_payload():
             assert isinstance(part, Message)
             name, payload = part.get_filename(), part.get_payload(decode=True)
-            assert isinstance(payload, bytes)
-            at = self.tick()
-            row: dict[str, Any] = {
-                "id": str(30000 + len(self.attachment_bytes) + 1),
-                "filename": name,
-                "size": len(payload),
-                "mimeType": part.get_content_type(),
-                "created": at,
-                "author": user,
-            }
-            self.attachment_bytes[row["id"]] = payload
-            issue.attachments.append(row)
-            issue.updated = at
-            issue.changelog.append(
-                {
-                    "id": str(900000 + len(self.attachment_bytes)),
-                    "author": self.user_json(user),
-                    "created": self._time(at),
-                    "items": [self._item("attachment", None, None, row["id"], name)],
-                }
+            assert isinstance(name, str) and isinstance(payload, bytes)
+            rows.append(
+                self._attachment_json(self.attach_as(user, issue, name, payload, part.get_content_type()))
             )
-            rows.append(self._attachment_json(row))
         return 200, rows
+
+    def attach_as(
+        self, user: FakeUser, issue: FakeIssue, name: str, payload: bytes, media_type: str = "text/plain"
+    ) -> dict[str, Any]:
+        """Attach a file as `user` (the attachment's row)."""
+        at = self.tick()
+        row: dict[str, Any] = {
+            "id": str(30000 + len(self.attachment_bytes) + 1),
+            "filename": name,
+            "size": len(payload),
+            "mimeType": media_type,
+            "created": at,
+            "author": user,
+        }
+        self.attachment_bytes[row["id"]] = payload
+        issue.attachments.append(row)
+        issue.updated = at
+        issue.changelog.append(
+            {
+                "id": str(900000 + len(self.attachment_bytes)),
+                "author": self.user_json(user),
+                "created": self._time(at),
+                "items": [self._item("attachment", None, None, row["id"], name)],
+            }
+        )
+        return row
+
+    def link_as(self, user: FakeUser, source: FakeIssue, target: FakeIssue, type_name: str) -> None:
+        """Link `source` to `target` (`type_name`: Relates, Blocks) as `user`."""
+        self._link(
+            user,
+            {
+                "type": {"name": type_name},
+                "inwardIssue": {"id": source.id},
+                "outwardIssue": {"id": target.id},
+            },
+        )
 
     def _link(self, user: FakeUser, body: dict[str, Any]) -> tuple[int, Any]:
         link_type = next((t for t in LINK_TYPES if t["name"] == body["type"].get("name")), None)

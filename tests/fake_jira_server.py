@@ -151,7 +151,10 @@ def _issue_state(issue: FakeIssue) -> dict[str, Any]:
             {"id": a["id"], "filename": a["filename"], "size": a["size"], "author": _user(a["author"])}
             for a in issue.attachments
         ],
-        "links": [{"id": x["id"], "type": x["type"]["name"], "target": x["target"]} for x in issue.links],
+        "links": [
+            {"id": x["id"], "type": x["type"]["name"], "target": x["target"], "outward": x["outward"]}
+            for x in issue.links
+        ],
     }
 
 

@@ -24,7 +24,12 @@ TRANSITIONS = [
     ("31", "In Review", "Done"),
     ("41", "Done", "To Do"),
 ]
-ISSUE_TYPES = {"Bug": ("10001", False), "Task": ("10002", False), "Sub-task": ("10003", True)}
+ISSUE_TYPES = {
+    "Bug": ("10001", False),
+    "Task": ("10002", False),
+    "Story": ("10004", False),
+    "Sub-task": ("10003", True),
+}
 PRIORITIES = {"Highest": "1", "High": "2", "Medium": "3", "Low": "4", "Lowest": "5"}
 SEVERITY = {"Minor": "10100", "Major": "10101", "Critical": "10102"}
 CUSTOM = {  # id -> (name, schema)

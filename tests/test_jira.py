@@ -209,7 +209,7 @@ def test_refusal_carries_jiras_reason(fake: FakeJira, jira: JiraTracker) -> None
 
 
 def test_schema_reads(fake: FakeJira, jira: JiraTracker) -> None:
-    assert jira.issue_types("ACME") == ["Bug", "Task", "Sub-task"]
+    assert jira.issue_types("ACME") == ["Bug", "Task", "Story", "Sub-task"]
     kinds = jira.field_names("ACME")
     assert kinds["Severity"] == "select" and kinds["Story points"] == "number" and kinds["summary"] == "text"
     assert jira.field_options("ACME", "Severity") == ["Minor", "Major", "Critical"]
