@@ -13,13 +13,14 @@ import os
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Select, Static, TextArea
 
-from engine.errors import BackboneError, FieldError
+from engine.errors import BackboneError, FieldError, TrackerOffline
 from engine.service.forms import (
     HandshakeSummary,
     ImapSettings,
@@ -31,6 +32,7 @@ from engine.service.forms import (
     receive_problems,
     send_problems,
 )
+from engine.trackers.settings import EMBEDDED
 from engine.vocab import Protocol
 
 from .driver import Driver
@@ -70,6 +72,8 @@ class NewSyncWizard(ModalScreen[Created | None]):
         self.busy = False
         installation = driver.installation
         self.projects = installation.queries.projects()
+        self.trackers = installation.trackers.accounts()  # the embedded one first
+        self._tracker_shown = EMBEDDED
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -104,6 +108,22 @@ class NewSyncWizard(ModalScreen[Created | None]):
                     )
                     yield Static("", id="err-fingerprint-ok", classes="dialog-error w-error")
                 with Vertical(id="page-project", classes="w-page"):
+                    if len(self.trackers) > 1:  # a Jira or Redmine was added (tracker add)
+                        yield from field_row(
+                            "Tracker the local project lives in",
+                            AsciiSelect(
+                                [
+                                    (f"{t.name} - {t.kind}" + (f" at {t.url}" if t.url else ""), t.name)
+                                    for t in self.trackers
+                                ],
+                                value=EMBEDDED,
+                                allow_blank=False,
+                                id="tracker",
+                                compact=True,
+                            ),
+                            "tracker",
+                            "Its projects are read from it when chosen.",
+                        )
                     yield from field_row(
                         "Local project",
                         AsciiSelect(projects, id="project", compact=True, prompt="Choose a project"),
@@ -236,6 +256,43 @@ class NewSyncWizard(ModalScreen[Created | None]):
     def project(self) -> str | None:
         select = self.query_one("#project", Select)
         return None if select.is_blank() else str(select.value)
+
+    def tracker(self) -> str:
+        """The tracker the local project lives in (the embedded one unless an account is chosen)."""
+        found = self.query("#tracker").results(Select)
+        select = next(iter(found), None)
+        return EMBEDDED if select is None or select.is_blank() else str(select.value)
+
+    @on(Select.Changed, "#tracker")
+    def tracker_chosen(self, event: Select.Changed) -> None:
+        """Read the chosen tracker's projects (over the network for Jira or Redmine) in a worker;
+        its account's user becomes the synchronization user unless one was typed."""
+        name = self.tracker()
+        if name == self._tracker_shown:
+            return
+        installation = self.driver.installation
+        self.clear_errors()
+
+        def work() -> tuple[str, list[tuple[str, str]]]:
+            try:
+                return name, installation.queries.projects(tracker=name)
+            except (BackboneError, TrackerOffline) as exc:
+                raise FieldError("tracker", f"{name}: its projects could not be read: {exc}") from None
+
+        self._run(f"Read the projects of {name}", work, self._projects_read)
+
+    def _projects_read(self, result: tuple[str, list[tuple[str, str]]]) -> None:
+        name, projects = result
+        self._tracker_shown, self.projects = name, projects
+        self.query_one("#project", Select).set_options([(f"{key} - {title}", key) for key, title in projects])
+        account = next((t for t in self.trackers if t.name == name), None)
+        user = self.query_one("#user", Input)
+        if (
+            account is not None
+            and account.user
+            and user.value in ("backbone", *(t.user for t in self.trackers))
+        ):
+            user.value = account.user  # its own writes are then recognised as echoes
 
     def server(self, prefix: str) -> dict[str, Any]:
         port = self.text(f"{prefix}-port")
@@ -512,12 +569,14 @@ class NewSyncWizard(ModalScreen[Created | None]):
     def create(self) -> None:
         installation = self.driver.installation
         project, user, mail = self.project() or "", self.text("user"), self.mail()
+        tracker = self.tracker()
         exchange = (
             os.path.expanduser(self.text("exchange")) or None if self.protocol == Protocol.FILE else None
         )
         if self.primary:
             options: dict[str, Any] = {
                 "project": project,
+                "tracker": tracker,
                 "user": user,
                 "protocol": self.protocol,
                 "name": self.text("name"),
@@ -544,6 +603,7 @@ class NewSyncWizard(ModalScreen[Created | None]):
                 info = installation.create_secondary(
                     handshake=summary.path,
                     project=project,
+                    tracker=tracker,
                     user=user,
                     exchange=exchange,
                     expected_fingerprint=summary.fingerprint or None,

@@ -38,6 +38,7 @@ TITLES = {
 # an engine FieldError's field -> (page, the input that shows it)
 FIELD_PAGES = {
     "project": ("project", "project"),
+    "tracker": ("project", "tracker"),
     "user": ("project", "user"),
     "protocol": ("protocol", "protocol"),
     "exchange": ("exchange", "exchange"),
