@@ -10,12 +10,14 @@ in the Debian instance's `files/` directory: the fixture deletes the ones it mad
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +100,35 @@ class RedmineServer:
         """An HTTP client that acts as the administrator (test setup, "human" edits)."""
         return httpx.Client(base_url=self.url, headers={"X-Redmine-API-Key": self.admin_key}, timeout=30)
 
+    @contextmanager
+    def web(self) -> Iterator[httpx.Client]:
+        """The administrator logged in to the web pages (to see what Redmine shows, change settings)."""
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            answer = http.post(
+                "/login",
+                data={
+                    "authenticity_token": _form_token(http, "/login"),
+                    "username": "admin",
+                    "password": "admin",
+                },
+            )
+            assert answer.status_code == 302 and "/login" not in answer.headers["location"], answer.text[
+                -500:
+            ]
+            yield http
+
+    def set_text_formatting(self, name: str) -> None:
+        """Redmine's `text_formatting` setting (textile, markdown, common_mark or "" for none)."""
+        with self.web() as http:
+            answer = http.post(
+                "/settings/edit?tab=general",
+                data={
+                    "authenticity_token": _form_token(http, "/settings?tab=general"),
+                    "settings[text_formatting]": name,
+                },
+            )
+            assert answer.status_code == 302, answer.text[-500:]
+
     def new_project(self, identifier: str) -> str:
         """Create a project with the sync user as a member; its identifier."""
         with self.admin() as http:
@@ -114,6 +145,13 @@ class RedmineServer:
             )
             member.raise_for_status()
         return identifier
+
+
+def _form_token(http: httpx.Client, page: str) -> str:
+    """The CSRF token of a web form."""
+    found = re.search(r'name="authenticity_token" value="([^"]+)"', http.get(page).text)
+    assert found is not None, f"no form on {page}"
+    return found.group(1)
 
 
 def _environment(directory: Path) -> dict[str, str]:

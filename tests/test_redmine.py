@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -214,3 +216,66 @@ def test_the_client_waits_as_told_on_429_and_503() -> None:
     )
     with pytest.raises(RedmineClient.Offline, match="502"):
         down.get("/issues.json")
+
+
+PLAIN = (
+    "Costs *5* _each_ at #1, r2 & @admin: see [[Wiki]] {{toc}} <b>x</b> &amp; http://x.org/a_b\n"
+    "# not a heading\n"
+    "1. not a list\n"
+    "    not code\n"
+    "- not an item | h1. not either \\*"
+)
+
+
+def _shown(page: str, start: str) -> str:
+    """The text a browser shows in the element that `start` opens (tags dropped, blanks folded)."""
+    found = re.search(re.escape(start) + r"(.*?)</div>", page, re.S)
+    assert found is not None, f"{start} not on the page"
+    text = re.sub(r"<br\s*/?>", "\n", found.group(1))
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", text)).split())
+
+
+@pytest.mark.parametrize("formatting", ["textile", "markdown", "common_mark"])
+def test_bodies_show_as_written_and_read_back_as_plain_text(
+    redmine: RedmineServer,  # noqa: F811
+    home: Installation,
+    project: str,
+    human: RedmineTracker,
+    formatting: str,
+) -> None:
+    redmine.set_text_formatting(formatting)
+    try:
+        sync = connect(redmine, home, text_formatting=formatting)
+        issue_id = sync.create_issue(
+            project, "Bug", {"summary": "Bodies", "description": PLAIN}, as_user=SYNC
+        )
+        sync.add_comment(issue_id, PLAIN, as_user=SYNC, marker="msg-1")
+        issue = sync.read_issue(issue_id)
+        assert issue is not None
+        assert issue.fields["description"] == issue.comments[0].body == PLAIN
+        # Redmine shows the text as it was written: no markup, no links, no macros
+        with redmine.web() as web:
+            page = web.get(f"/issues/{issue_id}").text
+        note = f'id="journal-{issue.comments[0].id}-notes" class="wiki">'
+        assert _shown(page, '<div class="wiki">') == _shown(page, note) == " ".join(PLAIN.split())
+        # stable: writing the same text again is no change, and nothing new is detected
+        first = sync.changes_since(project, 0, 100)
+        assert sync.update_issue(issue_id, {"description": PLAIN}, as_user=SYNC) == []
+        assert sync.changes_since(project, first[-1].id, 100) == []
+        # what a person types in Redmine's markup is read as the text it stands for
+        typed = {
+            "textile": 'Smoke *everywhere*, see "the docs":http://x.org and @code@\r\nh2. Next',
+            "markdown": "Smoke *everywhere*, see [the docs](http://x.org) and `code`\r\n## Next",
+            "common_mark": "Smoke **everywhere**, see [the docs](http://x.org) and `code`\r\n## Next",
+        }[formatting]
+        human.update_issue(issue_id, {"description": "-"}, as_user="admin")
+        with redmine.admin() as http:
+            http.put(f"/issues/{issue_id}.json", json={"issue": {"description": typed}}).raise_for_status()
+        expected = "Smoke everywhere, see the docs (http://x.org) and code\nNext"
+        issue = sync.read_issue(issue_id)
+        assert issue is not None and issue.fields["description"] == expected
+        changed = sync.changes_since(project, first[-1].id, 100)
+        assert changed[-1].data["fields"]["description"][1] == expected
+        assert sync.update_issue(issue_id, {"description": expected}, as_user=SYNC) == []
+    finally:
+        redmine.set_text_formatting("markdown")

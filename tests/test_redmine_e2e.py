@@ -161,7 +161,11 @@ def pair_with_redmine(root: Path, server: RedmineServer, *, encryption: bool = T
         user=REDMINE_SYNC_USER,
         secret=server.sync_admin_key,
         poll_interval=0.1,
-        options={"sync_marker_field_id": sync_marker, "write_marker_field_id": write_marker},
+        options={
+            "sync_marker_field_id": sync_marker,
+            "write_marker_field_id": write_marker,
+            "text_formatting": "markdown",  # as the fixture's Redmine is set
+        },
     )
     globex.tracker.create_project(GLOBEX, "Globex Support")
     globex.tracker.add_custom_field(GLOBEX, "Impact", "select", ["Blocker", "Significant", "Cosmetic"])

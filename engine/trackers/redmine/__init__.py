@@ -1,5 +1,6 @@
 """Redmine behind the `Tracker` protocol: a typed httpx client (`client`), the cached schema
-lookups (`schema`), history read as changes (`changes`) and the connector (`tracker`).
+lookups (`schema`), history read as changes (`changes`), bodies to and from Redmine's markup
+(`text`) and the connector (`tracker`).
 
 Markers (idempotent writes, RELIABILITY rule 5) are two issue custom fields an administrator
 creates once: "Backbone sync marker" and "Backbone write marker", format string, for all projects
@@ -17,7 +18,12 @@ Change detection asks for one page of issues with `updated_on>=` the cursor minu
 (Redmine keeps seconds), reads each changed issue with its journals, and records creations,
 journal detail rows (fields, status as a transition, notes as comments), attachments and relations
 in the change mirror under stable keys, so the overlap reads nothing twice. Authors are logins.
-Writes are made as the API key's user (`as_user` is not switched)."""
+Writes are made as the API key's user (`as_user` is not switched).
+
+Descriptions and notes are plain text in the envelope and Redmine markup in Redmine: the account's
+`options.text_formatting` names the instance's setting (textile, Redmine's default; markdown;
+common_mark; none), which REST does not show; `text` writes plain text so Redmine shows it as
+written and reads markup back to the text it stands for."""
 
 from engine.trackers.redmine.client import RedmineClient
 from engine.trackers.redmine.tracker import RedmineTracker

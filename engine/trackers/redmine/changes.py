@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.trackers.mirror import RemoteChangeIn
 from engine.trackers.redmine.schema import MARKER_FIELDS, RedmineSchema
+from engine.trackers.redmine.text import to_plain
 
 #: Redmine's issue attributes -> the protocol's field names and what their ids name
 ATTRIBUTES: dict[str, tuple[str, str | None]] = {
@@ -57,8 +58,9 @@ def link_of(issue_id: int, relation: dict[str, Any]) -> tuple[str, str]:
 class ChangeReader:
     """Builds the changes of one issue's JSON (`include=journals,attachments,relations`)."""
 
-    def __init__(self, schema: RedmineSchema) -> None:
+    def __init__(self, schema: RedmineSchema, formatting: str) -> None:
         self.schema = schema
+        self.formatting = formatting  # descriptions are read as the plain text they stand for
 
     def _value(self, what: str | None, value: Any) -> Any:
         if what is None or value in (None, ""):
@@ -73,7 +75,10 @@ class ChangeReader:
             old, new = detail.get("old_value"), detail.get("new_value")
             if detail.get("property") == "attr" and detail.get("name") in ATTRIBUTES:
                 name, what = ATTRIBUTES[str(detail["name"])]
-                fields[name] = [self._value(what, old), self._value(what, new)]
+                if name == "description":
+                    fields[name] = [to_plain(old, self.formatting), to_plain(new, self.formatting)]
+                else:
+                    fields[name] = [self._value(what, old), self._value(what, new)]
             elif detail.get("property") == "cf":
                 cf_name = names.get(int(detail["name"]), f"custom field {detail['name']}")
                 if cf_name not in MARKER_FIELDS:

@@ -22,6 +22,7 @@ from engine.trackers.redmine.schema import (
     CustomField,
     RedmineSchema,
 )
+from engine.trackers.redmine.text import check_format, to_plain, to_redmine
 from engine.trackers.settings import TrackerSettings
 
 OVERLAP_SECONDS = 5  # updated_on has second resolution and a write may commit late
@@ -70,7 +71,8 @@ class RedmineTracker:
             retries=int(options.get("retries", DEFAULT_RETRIES)),
         )
         self.schema = RedmineSchema(self.client, options)
-        self.reader = ChangeReader(self.schema)
+        self.formatting = check_format(options.get("text_formatting"))
+        self.reader = ChangeReader(self.schema, self.formatting)
         self.overlap = timedelta(seconds=float(options.get("poll_overlap", OVERLAP_SECONDS)))
         self._polled: dict[str, float] = {}
         self._identifiers: dict[int, str] = {}
@@ -114,7 +116,7 @@ class RedmineTracker:
         """The issue's fields by the protocol's names, custom fields by their names (no markers)."""
         fields: dict[str, Any] = {
             "summary": issue.get("subject") or "",
-            "description": issue.get("description") or "",
+            "description": to_plain(issue.get("description"), self.formatting),
             "priority": (issue.get("priority") or {}).get("name"),
             "assignee": self.schema.login_of(issue["assigned_to"]) if issue.get("assigned_to") else None,
             "reporter": self.schema.login_of(issue.get("author")) or None,
@@ -154,7 +156,10 @@ class RedmineTracker:
         )
         data.comments = [
             CommentInfo(
-                str(j["id"]), self.schema.login_of(j.get("user")), j["notes"], parse_time(j["created_on"])
+                str(j["id"]),
+                self.schema.login_of(j.get("user")),
+                to_plain(j["notes"], self.formatting),
+                parse_time(j["created_on"]),
             )
             for j in issue.get("journals") or []
             if (j.get("notes") or "").strip()
@@ -249,7 +254,7 @@ class RedmineTracker:
             if name == "summary":
                 out["subject"] = "" if value is None else str(value)
             elif name == "description":
-                out["description"] = "" if value is None else str(value)
+                out["description"] = "" if value is None else to_redmine(str(value), self.formatting)
             elif name == "priority":
                 out["priority_id"] = self.schema.id_of("priorities", str(value))
             elif name == "assignee":
@@ -388,7 +393,8 @@ class RedmineTracker:
                 return str(journal["id"])
         if not body.strip():
             raise TrackerRefused("a comment must not be empty")
-        update: dict[str, Any] = {"notes": body}
+        notes = to_redmine(body, self.formatting)
+        update: dict[str, Any] = {"notes": notes}
         if marked := self._marked(issue, marker):
             update["custom_fields"] = marked
         self.client.put(f"/issues/{issue_id}.json", {"issue": update})
@@ -399,7 +405,8 @@ class RedmineTracker:
             journal = next(
                 j
                 for j in reversed(issue.get("journals") or [])
-                if j.get("notes") == body and int((j.get("user") or {}).get("id", 0)) == me
+                if (j.get("notes") or "").replace("\r\n", "\n") == notes
+                and int((j.get("user") or {}).get("id", 0)) == me
             )
         return str(journal["id"])
 
