@@ -11,6 +11,8 @@ databases afterwards (in the email mode it also hosts the test SMTP relay, `test
     python bench/pipeline.py --quick         # both, small (300 changes, 2,000 backlog), ~45 s
     python bench/pipeline.py --encryption    # 2,000 changes signed and encrypted, plus the gpg floor
     python bench/pipeline.py --encryption --rate 20   # paced: single changes, latency p50/p95
+    python bench/pipeline.py --paced         # single changes at 10/s, plain and encrypted: latency
+                                             # p50/p95 against the floor of the same run
     python bench/pipeline.py --protocol email         # latency (30 changes at 2/s) and 2,000-change
                                                       # throughput over IMAP IDLE + SMTP, vs file
     add --quick to the last three for small variants (300 changes; 10 paced mails)
@@ -32,6 +34,14 @@ Figures:
   `GpgCodec.open` (decrypt + verify) of the run's own message payloads between two scratch key
   rings; the bundled gpg floor does the same with N/100 `seal_many` + `open` of 100 payloads each
   (the engine bundles up to 100 queued messages into one encrypted file).
+- paced (`--paced`): `--paced-changes` single changes (default 100) at `--rate` per second
+  (default 10), once plain and once encrypted (only the one asked for with `--encryption` or
+  `--plain`); latency p50/p95 from the change to PROCESSED on Globex, against the path floor
+  measured in the same run right after: the durable work one message needs on its way, done in
+  sequence with nothing else (Acme: the queue commit, the SEND copy written, fsynced, renamed and
+  its folder fsynced, the same into the exchange folder, the SENT commit; Globex: the rename into
+  RECEIVE with both folders fsynced, the row commit, the apply commit, the rename to PROCESSED
+  with its folder fsynced) plus, encrypted, one gpg seal and one open of the run's own payloads.
 - backlog: the cost per message of each consecutive chunk of applied messages; flat means no work
   grows with the queue or with what was processed before.
 
@@ -77,6 +87,7 @@ TARGET_FLOOR_RATIO = 3.0
 TARGET_GPG_SHARE = 0.80  # encrypted: end-to-end rate / per-message gpg floor rate
 TARGET_EMAIL_P50 = 1.0  # seconds, single changes over loopback mail
 TARGET_EMAIL_SHARE = 1 / 3  # email throughput / file throughput
+TARGET_PACED_P50 = {False: 0.030, True: 0.060}  # seconds, single changes, by encryption (p95: twice)
 BUNDLE = 100  # engine.pipeline.core.BUNDLE_MAX
 USER = "alice"
 
@@ -685,6 +696,121 @@ def throughput(
         demo.acme.close()
 
 
+def measure_path_floor(folder: Path, n: int, size: int) -> float:
+    """Seconds per message of the durable work on one message's path, done in sequence: three
+    commits on each side (WAL, synchronous=NORMAL), two staged writes with their folder fsyncs,
+    and three renames with their folder fsyncs (see the module docstring)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    dirs = {name: folder / name for name in ("send", "exchange", "receive", "processed")}
+    for path in dirs.values():
+        path.mkdir()
+    data = os.urandom(size // 2).hex().encode()[:size]
+    text = data.decode()
+    conns = []
+    for name in ("a.db", "b.db"):
+        conn = sqlite3.connect(folder / name, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("CREATE TABLE message (id INTEGER PRIMARY KEY, uuid TEXT, folder TEXT, payload TEXT)")
+        conns.append(conn)
+    acme, globex = conns
+
+    def commit(conn: sqlite3.Connection, i: int, where: str) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO message (uuid, folder, payload) VALUES (?, ?, ?)", (str(i), where, text))
+        conn.execute("COMMIT")
+
+    def fsync_dir(path: Path) -> None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(fd)
+        os.close(fd)
+
+    def staged(path: Path, name: str) -> None:
+        fd = os.open(path / f".{name}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(path / f".{name}.part", path / name)
+        fsync_dir(path)
+
+    started = time.perf_counter()
+    for i in range(n):
+        name = f"{i:08d}.bac"
+        commit(acme, i, "SEND")  # detect: cursor, seq and row
+        staged(dirs["send"], name)  # our copy in SEND
+        staged(dirs["exchange"], name)  # handed to the exchange folder
+        commit(acme, i, "SENT")
+        os.replace(dirs["exchange"] / name, dirs["receive"] / name)  # Globex takes it
+        fsync_dir(dirs["receive"])
+        fsync_dir(dirs["exchange"])
+        commit(globex, i, "RECEIVE")
+        commit(globex, i, "PROCESSED")  # applied
+        os.replace(dirs["receive"] / name, dirs["processed"] / name)
+        fsync_dir(dirs["processed"])
+        commit(globex, i, "moved")
+    per_message = (time.perf_counter() - started) / n
+    for conn in conns:
+        conn.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    return per_message
+
+
+def paced(args: argparse.Namespace, root: Path, encryption: bool) -> bool:
+    """Single changes at a pace with both engines running: latency against the path floor."""
+    n, pace = int(args.paced_changes), float(args.rate or 10.0)
+    issues = max(1, min(int(args.issues), 20))
+    mode = f"encryption {'ON' if encryption else 'off'}"
+    demo, setup = make_pair(root / ("paced-gpg" if encryption else "paced"), encryption=encryption)
+    try:
+        setup.start(root, "paced-gpg-" if encryption else "paced-")
+        ids = create_issues(demo.acme.tracker, issues)
+        wait_applied(setup, issues, args.timeout)  # warm-up, not measured
+        time.sleep(1.0)  # let the warm-up's follow-ups (acknowledgements) pass
+        print(
+            f"paced (file protocol, {mode}): {n} single summary updates at {pace:g}/s over {issues} "
+            f"synced issues; both engines running (`backbone run`, one process each); load average "
+            f"{load_average()}"
+        )
+        phase = run_phase(
+            demo, setup, ids, n, rate=pace, applied_before=issues, first_rev=0, timeout=args.timeout
+        )
+        setup.stop()
+        demo.acme.close()
+        print_phase_header(phase, setup, issues)
+        print_latency(phase, "paced: single changes")
+        print(
+            f"  engine CPU            Acme {phase.cpu_acme / n * 1000:.2f} ms/message, Globex "
+            f"{phase.cpu_globex / n * 1000:.2f} ms/message (idle time between changes included)"
+        )
+        size = round(statistics.mean(phase.t.size[u] for u in phase.uuids))
+        path = measure_path_floor(root / "path-floor", max(50, n), size)
+        floor = path
+        print(f"  path floor            {ms(path)} per message (commits, staged writes, renames, fsyncs)")
+        if encryption:
+            g = measure_gpg_floor(update_payloads(setup.acme_db), max(50, n))
+            floor += g.per_message
+            print(
+                f"  gpg floor             {ms(g.per_message)} per message (seal {ms(g.seal).strip()} + open "
+                f"{ms(g.open).strip()})"
+            )
+        lat = phase.latencies
+        p50, p95 = pct(lat, 50), pct(lat, 95)
+        target = TARGET_PACED_P50[encryption]
+        print(
+            f"  floor                 {ms(floor)}; p50 {p50 / floor:.1f} x, p95 {p95 / floor:.1f} x "
+            f"the floor (above it: {ms(p50 - floor).strip()} at p50)"
+        )
+        ok = bool(p50 < target and p95 < 2 * target)
+        print(
+            f"  result                {'PASS' if ok else 'BELOW TARGET'} (p50 < {target * 1000:.0f} ms, "
+            f"p95 < {2 * target * 1000:.0f} ms); load average {load_average()} after the run"
+        )
+        return ok
+    finally:
+        setup.stop()
+        demo.acme.close()
+
+
 def backlog(args: argparse.Namespace, root: Path) -> bool:
     n, issues = int(args.backlog_size), max(1, min(int(args.issues), int(args.backlog_size)))
     chunk = min(args.chunk, max(1, n // 4))
@@ -905,6 +1031,13 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=3, help="bursts in the throughput run (the median is judged)"
     )
     parser.add_argument("--backlog", action="store_true", help="run the backlog mode (only)")
+    parser.add_argument(
+        "--paced",
+        action="store_true",
+        help="run the paced mode (only): single changes at --rate (default 10/s), plain and encrypted",
+    )
+    parser.add_argument("--paced-changes", type=int, default=100, help="paced mode: single changes")
+    parser.add_argument("--plain", action="store_true", help="paced mode: the plain run only")
     parser.add_argument("--backlog-size", type=int, default=20000)
     parser.add_argument("--chunk", type=int, default=2000, help="backlog chunk size")
     parser.add_argument(
@@ -951,6 +1084,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.protocol == "email":
             ok = email_mode(args, root)
+        elif args.paced:
+            for encryption in (False, True):
+                if (encryption and args.plain) or (not encryption and args.encryption):
+                    continue
+                ok = paced(args, root, encryption) and ok
         else:
             if args.quick or not args.backlog:
                 ok = throughput(args, root, encryption=args.encryption)[0] and ok
