@@ -258,6 +258,12 @@ class JiraState:
             "updated": self._time(issue.updated),
             "attachment": [self._attachment_json(a) for a in issue.attachments],
             "issuelinks": [self._link_json(link) for link in issue.links],
+            "comment": {  # as Jira lists them in an issue: the first page, and how many there are
+                "comments": [self._comment_json(c) for c in issue.comments[: self.page_size]],
+                "maxResults": self.page_size,
+                "total": len(issue.comments),
+                "startAt": 0,
+            },
             "customfield_10010": {"id": SEVERITY[v["customfield_10010"]], "value": v["customfield_10010"]}
             if v.get("customfield_10010")
             else None,

@@ -1,5 +1,6 @@
-"""Change detection for Jira: one JQL search per poll, then each changed issue's paged changelog,
-comments, attachments and links, recorded in the change mirror with the new cursor.
+"""Change detection for Jira: one JQL search per poll (its answer carries each changed issue's
+comments, attachments and links), then each changed issue's paged changelog (and its comments'
+pages only when the search answer truncated them), recorded in the change mirror with the cursor.
 
 JQL compares `updated` at minute resolution in the account's time zone, so each window starts
 `OVERLAP` before the newest time already read; what is read twice is dropped by its remote key
@@ -8,6 +9,7 @@ issue whose `updated` is unchanged since the last poll is not read again."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,7 +20,7 @@ from engine.trackers.jira.schema import JiraSchema, link_kind
 from engine.trackers.mirror import ChangeMirror, RemoteChangeIn
 
 OVERLAP = timedelta(minutes=2)
-SEARCH_FIELDS = "summary,created,updated,creator,reporter,attachment,issuelinks,issuetype"
+SEARCH_FIELDS = "summary,created,updated,creator,reporter,attachment,issuelinks,issuetype,comment"
 
 
 def parse_time(text: str) -> datetime:
@@ -135,7 +137,7 @@ class JiraPoller:
                         status_key, issue_id, at, author, "transition", {"fields": {"status": status}}
                     )
                 )
-        for comment in self.client.pages(f"/issue/{issue_id}/comment", "comments"):
+        for comment in self._comments(issue_id, fields.get("comment")):
             changes.append(
                 RemoteChangeIn(
                     f"comment:{comment['id']}",
@@ -174,6 +176,25 @@ class JiraPoller:
             )
         changes.sort(key=lambda change: change.at)
         return changes
+
+    def _comments(self, issue_id: str, listed: Any) -> Iterator[dict[str, Any]]:
+        """The issue's comments: those the search answer carried when they are all there (no
+        request per changed issue), else every page of /issue/{id}/comment."""
+        complete = _listed_comments(listed)
+        if complete is not None:
+            yield from complete
+        else:
+            yield from self.client.pages(f"/issue/{issue_id}/comment", "comments")
+
+
+def _listed_comments(listed: Any) -> list[dict[str, Any]] | None:
+    """The comments a search answer carries in its `comment` field, or None when it carries none
+    or not all of them (Jira truncates that list: `total` says how many there are)."""
+    if not isinstance(listed, dict) or not isinstance(listed.get("comments"), list):
+        return None
+    comments: list[dict[str, Any]] = listed["comments"]
+    total = listed.get("total")
+    return comments if isinstance(total, int) and total <= len(comments) else None
 
 
 def comment_text(body: Any, v3: bool) -> str:
