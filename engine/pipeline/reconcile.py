@@ -14,7 +14,7 @@ from engine.domain.side import SideCtx
 from engine.pipeline.records import _Classified
 from engine.store import fsutil
 from engine.store.models import Message
-from engine.vocab import Folder, Reason
+from engine.vocab import ALL_FOLDERS, HOLD_FOLDERS, Folder, Reason
 
 if TYPE_CHECKING:
     from engine.pipeline.core import Pipeline
@@ -47,16 +47,7 @@ class Reconciler:
 
     def reconcile(self, side: SideCtx, rows: list[tuple[int, str, str | None, str]] | None = None) -> int:
         """Make the folders match the database (run at every start); returns files fixed."""
-        side.folders.ensure()
-        on_disk: dict[str, Path] = {}
-        stale_parts: list[Path] = []
-        for folder, _dirs, names in os.walk(side.folders.root):
-            for name in names:
-                path = Path(folder, name)
-                if name.startswith(".") and name.endswith(".part"):
-                    stale_parts.append(path)
-                else:
-                    on_disk[name] = path
+        on_disk, stale_parts = _walk(side)
         stale_parts += self.p.channel_for(side).unfinished()
         for path in stale_parts:
             log.info("removing our own unfinished write %s", path)
@@ -64,20 +55,27 @@ class Reconciler:
         fixed = 0
         if rows is None:
             rows = self.placements().get(side.id, [])
+        root = str(side.folders.root)
         for message_id, folder, hold, file_name in rows:
-            expected = side.folders.path(folder, file_name, hold)
+            # compared as text: building a Path per message costs more than the whole check
+            expected_text = (
+                os.path.join(root, folder, hold, file_name)
+                if folder in HOLD_FOLDERS and hold
+                else os.path.join(root, folder, file_name)
+            )
             found = on_disk.pop(file_name, None)
             if found is None:
                 with self.p.db.session() as s:
                     payload = s.exec(select(Message.payload).where(Message.id == message_id)).first()
                 if payload is not None:  # the row is the truth: write its file again
-                    fsutil.write_atomic(expected, payload.encode(), durable=False)
+                    fsutil.write_atomic(Path(expected_text), payload.encode(), durable=False)
                     fixed += 1
                 continue
-            if found != expected:
-                fsutil.move(found, expected)
+            if found != expected_text:
+                fsutil.move(Path(found), Path(expected_text))
                 fixed += 1
-        for name, path in sorted(on_disk.items()):  # generated names sort in arrival order
+        for name, found_text in sorted(on_disk.items()):  # generated names sort in arrival order
+            path = Path(found_text)
             # a file moved in before a crash kept its row from committing: file it again
             fixed += 1
             if path.suffix == ".bac":
@@ -99,3 +97,33 @@ class Reconciler:
                     source=path,
                 )
         return fixed
+
+
+def _walk(side: SideCtx) -> tuple[dict[str, str], list[Path]]:
+    """The side's files by name (their paths as text) and our own staging leftovers; missing
+    sub-folders are made. One scandir per folder: at start this runs for every side."""
+    root = str(side.folders.root)
+    on_disk: dict[str, str] = {}
+    stale_parts: list[Path] = []
+
+    def walk(folder: str) -> list[str]:
+        subfolders: list[str] = []
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir():
+                        if not entry.is_symlink():  # as os.walk: a linked folder is not entered
+                            subfolders.append(entry.name)
+                            walk(entry.path)
+                    elif entry.name.startswith(".") and entry.name.endswith(".part"):
+                        stale_parts.append(Path(entry.path))
+                    else:
+                        on_disk[entry.name] = entry.path
+        except FileNotFoundError:
+            pass
+        return subfolders
+
+    present = set(walk(root))
+    if not present.issuperset(ALL_FOLDERS):
+        side.folders.ensure()
+    return on_disk, stale_parts

@@ -2,40 +2,55 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.exc import DatabaseError as SADatabaseError
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 
 from engine.channels import channel_class
 from engine.domain.side import SideCtx
 from engine.events import EngineFailed, SyncChanged
 from engine.service.installation import Installation
+from engine.store import notify
 from engine.trackers.settings import EMBEDDED
 from engine.vocab import Folder, SyncStatus
 
 log = logging.getLogger("backbone.engine")
 
-DETECT_INTERVAL = 0.25
-SEND_INTERVAL = 1.0
-SCAN_INTERVAL = 2.0  # the receive worker's tick when no side asks for a shorter scan_interval
+# Workers sleep until woken: the embedded tracker's commits wake detection (here directly, from
+# another process through the home's notify/ folder), watched inboxes wake receiving, queued
+# messages wake sending, ingested ones applying. The intervals below bound each sleep: they are
+# the safety checks that find work a lost wake-up would have announced, each costing the same
+# whatever the number of synchronizations.
+DETECT_INTERVAL = (
+    0.25  # sides of a remote tracker are asked this often (its connector keeps its poll_interval)
+)
+SAFETY_INTERVAL = 2.0  # otherwise detection reads the change log's newest id this often
+SEND_INTERVAL = 1.0  # the queue's folders (one indexed query) are looked at this often
+SCAN_INTERVAL = 2.0  # the receive worker's longest sleep
+SAFETY_SCANS_PER_SECOND = 20.0  # watched inboxes scanned without an event, round robin
 APPLY_INTERVAL = 1.0
 HOUSEKEEPING_INTERVAL = 1.0
-SIDES_TTL = 1.0
+SIDES_TTL = 1.0  # every side is read again at most this often, and only when the database changed
+SIDES_READ_SHARE = 0.05  # ... and so that reading them takes at most this share of the time
 
 
 class _Wake(FileSystemEventHandler):
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, wake: Callable[[FileSystemEvent], None]) -> None:
         self._wake = wake
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        self._wake()
+        self._wake(event)
 
 
 class _Pacer:
@@ -53,6 +68,30 @@ class _Pacer:
         return True
 
 
+@dataclass
+class _View:
+    """The sides as last read, with the indexes the workers use."""
+
+    sides: list[SideCtx]
+    by_id: dict[int, SideCtx] = field(default_factory=dict)
+    running: list[SideCtx] = field(default_factory=list)
+    running_ids: set[int] = field(default_factory=set)
+    remote_running: list[SideCtx] = field(default_factory=list)  # their tracker is not embedded
+    running_by_project: dict[str, list[SideCtx]] = field(default_factory=dict)  # embedded ones
+
+    def __post_init__(self) -> None:
+        for side in self.sides:
+            self.by_id[side.id] = side
+            if not side.running:
+                continue
+            self.running.append(side)
+            self.running_ids.add(side.id)
+            if side.tracker == EMBEDDED:
+                self.running_by_project.setdefault(side.project, []).append(side)
+            else:
+                self.remote_running.append(side)
+
+
 class Engine:
     """Runs the pipeline for every side of one installation; one per home (lock file)."""
 
@@ -68,20 +107,41 @@ class Engine:
         self._side_locks: dict[int, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._observer: Observer | None = None  # type: ignore[valid-type]
-        self._watched: set[Path] = set()
+        self._watches: dict[Path, ObservedWatch] = {}  # inbox folder -> its watch
         self._arranged: set[int] = set()  # sides whose arrivals are watched or fetched by a thread
         self._mail_threads: dict[int, threading.Thread] = {}
         self._threaded = False
         self.failure: str | None = None
-        self._sides_cache: tuple[float, list[SideCtx]] | None = None
+        # the sides, read again only when the database changed (`PRAGMA data_version`)
+        self._view_cache: _View | None = None
+        self._view_read = 0.0
+        self._view_ttl = SIDES_TTL
+        self._db_version: int | None = None
+        self._probe: sqlite3.Connection | None = None
         self._sides_guard = threading.Lock()
-        self._change_mark = 0
+        # detection
+        self._change_mark = 0  # the newest change-log id looked at
+        self._marks: dict[str, int] = {}  # project -> its newest change-log id
+        self._detect_view: _View | None = None
         self._detect_seen: set[int] = set()
         self._dirty: set[int] = set()  # sides that may have changes left to detect
         self._unsubscribe: Callable[[], None] | None = None
+        self._unlisten: Callable[[], None] | None = None
+        # receiving
         self._scans, self._sends = _Pacer(), _Pacer()
-        self._arrived = threading.Event()  # an inbox watch fired: scan every side now
-        self._receive_tick = SCAN_INTERVAL  # the shortest scan_interval of any side, at most 2 s
+        self._arrivals_guard = threading.Lock()
+        self._arrived: set[Path] = set()  # watched inboxes with events since the last pass
+        self._inbox_sides: dict[Path, set[int]] = {}  # watched inbox -> the sides reading it
+        self._inbox_of: dict[int, Path] = {}  # side -> its watched inbox
+        self._unwatched: set[int] = set()  # sides with an inbox no watch covers: scanned on their own
+        self._lingering: set[int] = set()  # sides whose inbox kept files (not complete yet)
+        self._rotation: list[int] = []  # watched sides, for the spread safety scan
+        self._rotation_at = 0
+        self._safety_budget = 0.0
+        self._safety_clock = time.monotonic()
+        self._arrange_view: _View | None = None
+        self._arranged_at = -SCAN_INTERVAL
+        self._receive_tick = SCAN_INTERVAL
         self._busy: set[int] = set()  # sides whose last scan took files: scanned again at once
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -99,13 +159,18 @@ class Engine:
             self.inst.lock.release()
             raise
         self._unsubscribe = self.inst.events.subscribe(self._on_event)
+        on_change = getattr(self.inst.tracker, "on_change", None)
+        if on_change is not None:
+            self._unlisten = on_change(self._wakes["detect"].set)
+        self._forget_sides()
         self.reconcile()
         self._stop.clear()
         self._threaded = True
         self._observer = Observer()
+        self._watch_notices()
         self._observer.start()
         for name, step, interval in (
-            ("detect", self._detect_all, DETECT_INTERVAL),
+            ("detect", self._detect_all, self._detect_timeout),
             ("send", self._send_all, SEND_INTERVAL),
             ("receive", self._receive_all, lambda: self._receive_tick),
             ("apply", self._apply_all, APPLY_INTERVAL),
@@ -135,11 +200,24 @@ class Engine:
             self._observer.stop()
             self._observer.join(timeout)
             self._observer = None
-            self._watched.clear()
+        self._watches.clear()
         self._arranged.clear()
+        self._inbox_sides.clear()
+        self._inbox_of.clear()
+        self._unwatched.clear()
+        self._lingering.clear()
+        self._rotation = []
+        self._arrange_view = None
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        with self._sides_guard:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
         if self.inst.lock.held:
             log.info(
                 "engine stopped for %s%s", self.inst.paths.root, f": {self.failure}" if self.failure else ""
@@ -158,6 +236,7 @@ class Engine:
         unsubscribe = self.inst.events.subscribe(self._on_event)
         try:
             self.inst.check_database()
+            self._forget_sides()  # a complete pass reads every side as stored now
             self.reconcile()
             return self.step(max_passes)
         finally:
@@ -185,20 +264,21 @@ class Engine:
     def reconcile(self) -> int:
         """Folders to match the database, for every side (messages read in one query)."""
         placements = self.pipeline.placements()
-        return sum(
-            self.pipeline.reconcile(side, placements.get(side.id, [])) for side in self.pipeline.sides()
-        )
+        return sum(self.pipeline.reconcile(side, placements.get(side.id, [])) for side in self._sides())
 
     # -- workers --------------------------------------------------------------------------
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, SyncChanged) and event.status:
             self._forget_sides()
+            if self._threaded:
+                self.wake()  # a side started, stopped or was configured: every worker looks again
 
     def _loop(self, name: str, step: Callable[[], int], interval: float | Callable[[], float]) -> None:
         """Run `step` until stopped: again at once after work, else after `interval` or a wake."""
         wake = self._wakes[name]
         while not self._stop.is_set():
+            wake.clear()  # before the step: a wake-up during it makes the next wait return at once
             try:
                 work = step()
             except SADatabaseError as exc:
@@ -213,7 +293,6 @@ class Engine:
                 self._after(name)
                 continue
             wake.wait(interval() if callable(interval) else interval)
-            wake.clear()
 
     def _after(self, name: str) -> None:
         following = {"detect": "send", "receive": "apply", "apply": "send", "housekeeping": "send"}.get(name)
@@ -233,39 +312,77 @@ class Engine:
             return self._side_locks.setdefault(side.id, threading.Lock())
 
     def _sides(self) -> list[SideCtx]:
-        """The sides, re-read at most every `SIDES_TTL` seconds (changes from another process
-        show within that time; this process's own changes show at once)."""
+        return self._view().sides
+
+    def _view(self) -> _View:
+        """The sides, read again when the database changed since the last read, at most every
+        `SIDES_TTL` seconds (longer where reading them all takes long: `SIDES_READ_SHARE`);
+        this process's own status changes show at once (`_forget_sides`)."""
         now = time.monotonic()
         with self._sides_guard:
-            if self._sides_cache is None or now - self._sides_cache[0] > SIDES_TTL:
-                self._sides_cache = (now, self.pipeline.sides())
-            return self._sides_cache[1]
+            view = self._view_cache
+            if view is not None and now - self._view_read < self._view_ttl:
+                return view
+            version = self._data_version()
+            if view is not None and version is not None and version == self._db_version:
+                self._view_read = now  # nothing was committed since: look again after the TTL
+                return view
+            began = time.monotonic()
+            view = _View(self.pipeline.sides())
+            spent = time.monotonic() - began
+            self._view_ttl = max(SIDES_TTL, spent / SIDES_READ_SHARE)
+            self._view_cache, self._view_read, self._db_version = view, time.monotonic(), version
+            return view
+
+    def _data_version(self) -> int | None:
+        """SQLite's count of commits by other connections (None: not known, read anyway)."""
+        if not self.inst.db.is_sqlite:
+            return None
+        try:
+            if self._probe is None:
+                self._probe = sqlite3.connect(self.inst.paths.database, check_same_thread=False, timeout=30)
+            return int(self._probe.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None
 
     def _forget_sides(self, _event: object = None) -> None:
         with self._sides_guard:
-            self._sides_cache = None
+            self._view_cache = None
+
+    def _detect_timeout(self) -> float:
+        view = self._view_cache
+        if self._dirty or (view is not None and view.remote_running):
+            return DETECT_INTERVAL
+        return SAFETY_INTERVAL
 
     def _detect_all(self) -> int:
         """Detect for running sides whose project changed since the last look, until each has
-        read to the end of the change log (a side just started or restarted is looked at too)."""
-        running = [side for side in self._sides() if side.running]
-        running_ids = {side.id for side in running}
-        self._detect_seen &= running_ids  # a restarted side is looked at again
-        changed_since = getattr(self.inst.tracker, "projects_changed_since", None)
-        if changed_since is None:
-            self._dirty = set(running_ids)
-        else:  # the embedded tracker says which projects changed; a remote one is polled at its pace
-            projects, self._change_mark = changed_since(self._change_mark)
-            self._dirty |= {
-                s.id
-                for s in running
-                if s.tracker != EMBEDDED or s.project in projects or s.id not in self._detect_seen
-            }
-        self._dirty &= running_ids
+        read to the end of the change log (a side just started or restarted is looked at too,
+        a remote tracker's at every pass: its connector polls at its own pace)."""
+        view = self._view()
+        newest = getattr(self.inst.tracker, "newest_changes", None)
+        if newest is None:  # a tracker that cannot say which projects changed
+            self._dirty = set(view.running_ids)
+        else:
+            marks, self._change_mark = newest(self._change_mark)
+            for project, mark in marks.items():
+                self._marks[project] = max(mark, self._marks.get(project, 0))
+                self._dirty.update(side.id for side in view.running_by_project.get(project, ()))
+            if view is not self._detect_view:  # sides started or restarted since the last look
+                self._detect_view = view
+                self._detect_seen &= view.running_ids
+                for side in view.running:
+                    if side.id in self._detect_seen:
+                        continue
+                    if side.tracker != EMBEDDED or self._marks.get(side.project, 0) > side.cursor:
+                        self._dirty.add(side.id)
+                    else:
+                        self._detect_seen.add(side.id)  # nothing after its cursor
+            self._dirty.update(side.id for side in view.remote_running)
+        self._dirty &= view.running_ids
         work = 0
-        for side in running:
-            if side.id not in self._dirty:
-                continue
+        for side_id in sorted(self._dirty):
+            side = view.by_id[side_id]
             with self._side_lock(side):
                 work += self.pipeline.detect(side)
             self._detect_seen.add(side.id)
@@ -273,41 +390,130 @@ class Engine:
                 self._dirty.discard(side.id)
         return work
 
-    def _send_all(self) -> int:
+    def _pending_sides(self, folders: set[str]) -> list[SideCtx]:
+        """The sides with messages in one of `folders`, in id order (a side not known yet, made
+        by another process, has the sides read again)."""
         pending = self.pipeline.pending()
+        wanted = sorted(side_id for side_id, held in pending.items() if held & folders)
+        view = self._view()
+        if any(side_id not in view.by_id for side_id in wanted):
+            self._forget_sides()
+            view = self._view()
+        return [view.by_id[side_id] for side_id in wanted if side_id in view.by_id]
+
+    def _send_all(self) -> int:
         now = time.monotonic()
         return sum(
             self.pipeline.send(side)
-            for side in self._sides()
-            if pending.get(side.id, set()) & {Folder.SEND, Folder.SEND_ERROR}
-            and self._sends.due(side, "send_interval", now)
+            for side in self._pending_sides({Folder.SEND, Folder.SEND_ERROR})
+            if self._sends.due(side, "send_interval", now)
         )
 
     def _receive_all(self) -> int:
-        sides = self._sides()
-        self._watch(sides)
-        work = 0
-        arrived = self._arrived.is_set() or not self._threaded
-        self._arrived.clear()
+        """Take arrivals: every side in a pass outside the workers; in the worker, the sides
+        whose inbox had events, those whose last scan took files or left some, those no watch
+        covers (at their `scan_interval`), and a few others as a safety scan spread over time."""
+        view = self._view()
+        if not self._threaded:
+            work = 0
+            for side in view.sides:
+                if channel_class(side).fetched:
+                    if side.status != SyncStatus.DECLINED:
+                        work += self.inst.fetch_arrivals(side)
+                else:
+                    work += self.pipeline.ingest(side)
+            return work
         now = time.monotonic()
+        self._arrange(view, now)
+        with self._arrivals_guard:
+            arrived, self._arrived = self._arrived, set()
+        due: set[int] = set(self._busy)
+        for folder in arrived:
+            due |= self._inbox_sides.get(folder, set())
         tick = SCAN_INTERVAL
-        for side in sides:
-            tick = min(tick, side.settings.get("scan_interval"))
-            if channel_class(side).fetched:  # in threaded mode, by the side's own receive loop
-                if not self._threaded and side.status != SyncStatus.DECLINED:
-                    work += self.inst.fetch_arrivals(side)
-            elif arrived or side.id in self._busy or self._scans.due(side, "scan_interval", now):
-                taken = self.pipeline.ingest(side)  # it took files: more may wait, look again at once
-                self._busy.discard(side.id)
-                if taken:
-                    self._busy.add(side.id)
-                work += taken
+        for side_id in self._unwatched | self._lingering:
+            own = view.by_id.get(side_id)
+            if own is None:
+                continue
+            tick = min(tick, own.settings.get("scan_interval"))
+            if side_id not in due and self._scans.due(own, "scan_interval", now):
+                due.add(side_id)
+        due |= self._safety_scan(view, now)
         self._receive_tick = tick
+        work = 0
+        for side_id in sorted(due):
+            woken = view.by_id.get(side_id)
+            if woken is None or channel_class(woken).fetched:
+                continue
+            taken = self.pipeline.ingest(woken)  # it took files: more may wait, look again at once
+            self._busy.discard(side_id)
+            if taken:
+                self._busy.add(side_id)
+            elif side_id in self._inbox_of:
+                self._check_inbox(woken)
+            work += taken
         return work
 
-    def _on_arrival(self) -> None:
-        self._arrived.set()
+    def _safety_scan(self, view: _View, now: float) -> set[int]:
+        """The next watched sides in turn, `SAFETY_SCANS_PER_SECOND` on average (each at most
+        once per its `scan_interval`): what a lost or unseen event left is found this way."""
+        elapsed, self._safety_clock = now - self._safety_clock, now
+        if not self._rotation:
+            self._safety_budget = 0.0
+            return set()
+        self._safety_budget = min(
+            float(len(self._rotation)), self._safety_budget + elapsed * SAFETY_SCANS_PER_SECOND
+        )
+        chosen: set[int] = set()
+        while self._safety_budget >= 1.0:
+            self._safety_budget -= 1.0
+            self._rotation_at %= len(self._rotation)
+            side = view.by_id.get(self._rotation[self._rotation_at])
+            self._rotation_at += 1
+            if side is not None and self._scans.due(side, "scan_interval", now):
+                chosen.add(side.id)
+        return chosen
+
+    def _check_inbox(self, side: SideCtx) -> None:
+        """After a scan that took nothing: a watched inbox that still holds files (one being
+        written, gpg unavailable) is scanned at the side's `scan_interval` until it is empty; one
+        that failed (a share gone) is unwatched, to be watched again once it is back."""
+        folder = self._inbox_of[side.id]
+        if side.channel_error:
+            self._unwatch(folder)
+            return
+        try:
+            waiting = any(not name.startswith(".") for name in os.listdir(folder))
+        except OSError:
+            waiting = False
+        if waiting:
+            self._lingering.add(side.id)
+        else:
+            self._lingering.discard(side.id)
+
+    def _on_arrival(self, folder: Path) -> None:
+        with self._arrivals_guard:
+            self._arrived.add(folder)
         self._wakes["receive"].set()
+
+    def _watch_notices(self) -> None:
+        """Watch the home's notify/ folder: another process's tracker writes wake detection."""
+        if self._observer is None:
+            return
+        folder = notify.notify_folder(self.inst.paths.root)
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            self._observer.schedule(_Wake(self._on_notice), str(folder), recursive=False)
+        except OSError as exc:
+            log.warning("cannot watch %s (%s); changes are found by the periodic check", folder, exc)
+
+    def _on_notice(self, event: FileSystemEvent) -> None:
+        name = os.path.basename(os.fsdecode(event.src_path))
+        if name == notify.SYNCS_CHANGED:
+            self._forget_sides()
+            self.wake()
+        elif name == notify.TRACKER_CHANGED:
+            self._wakes["detect"].set()
 
     def _fetch_loop(self, side_id: int) -> None:
         """One side whose channel fetches: fetch, then wait (IMAP IDLE) until the server has more."""
@@ -329,11 +535,8 @@ class Engine:
                 self._stop.wait(5)
 
     def _apply_all(self) -> int:
-        pending = self.pipeline.pending()
         work = 0
-        for side in self._sides():
-            if not pending.get(side.id, set()) & {Folder.RECEIVE, Folder.OFFLINE}:
-                continue
+        for side in self._pending_sides({Folder.RECEIVE, Folder.OFFLINE}):
             with self._side_lock(side):
                 if side.running:
                     # local edits are registered before partner values are written over them
@@ -341,12 +544,16 @@ class Engine:
                 work += self.pipeline.apply(side)
         return work
 
-    def _watch(self, sides: list[SideCtx]) -> None:
+    def _arrange(self, view: _View, now: float) -> None:
         """Arrange, once per side, to be woken by arrivals: a receive loop for a channel that
-        fetches, a watch on the inbox folder of one that has one."""
+        fetches, a watch on the inbox folder of one that has one. Looked at when the sides were
+        read again, and every `SCAN_INTERVAL` while a side's inbox cannot be watched yet."""
         if self._observer is None:
             return
-        for side in sides:
+        if view is self._arrange_view and (not self._unwatched or now - self._arranged_at < SCAN_INTERVAL):
+            return
+        self._arrange_view, self._arranged_at = view, now
+        for side in view.sides:
             if side.id in self._arranged:
                 continue
             if channel_class(side).fetched:
@@ -360,18 +567,47 @@ class Engine:
             channel = self.pipeline.channel_for(side)
             folder = channel.inbox
             channel.close()
-            if folder is None or folder in self._watched:
-                self._arranged.add(side.id)  # handed in (local), or watched already
+            if folder is None:
+                self._arranged.add(side.id)  # handed in (local): nothing to scan
                 continue
-            if not folder.is_dir():
-                continue  # looked at again next pass: the share may come back
-            try:
-                # watch where a symbolic link points: watchdog does not follow it
-                self._observer.schedule(_Wake(self._on_arrival), os.path.realpath(folder), recursive=False)
-                self._watched.add(folder)
-                self._arranged.add(side.id)
-            except OSError as exc:
-                log.warning("cannot watch %s (%s); the periodic scan covers it", folder, exc)
+            if folder not in self._watches and not self._schedule(folder):
+                self._unwatched.add(side.id)  # scanned at its scan_interval; watched once it can be
+                continue
+            self._unwatched.discard(side.id)
+            self._arranged.add(side.id)
+            self._inbox_of[side.id] = folder
+            self._inbox_sides.setdefault(folder, set()).add(side.id)
+        known = view.by_id.keys()
+        self._unwatched &= known
+        self._rotation = sorted(side_id for side_id in self._inbox_of if side_id in known)
+
+    def _schedule(self, folder: Path) -> bool:
+        """Watch `folder` (where a symbolic link points: watchdog does not follow it)."""
+        assert self._observer is not None
+        if not folder.is_dir():
+            return False  # looked at again later: the share may come back
+        try:
+            watch = self._observer.schedule(
+                _Wake(lambda _event: self._on_arrival(folder)), os.path.realpath(folder), recursive=False
+            )
+        except OSError as exc:
+            log.warning("cannot watch %s (%s); the periodic scan covers it", folder, exc)
+            return False
+        self._watches[folder] = watch
+        return True
+
+    def _unwatch(self, folder: Path) -> None:
+        """Stop watching an inbox that failed: its sides are scanned on their own until it is back."""
+        watch = self._watches.pop(folder, None)
+        if watch is not None and self._observer is not None:
+            with contextlib.suppress(KeyError, OSError):
+                self._observer.unschedule(watch)
+        for side_id in self._inbox_sides.pop(folder, set()):
+            self._inbox_of.pop(side_id, None)
+            self._arranged.discard(side_id)
+            self._unwatched.add(side_id)
+            self._lingering.discard(side_id)
+        self._rotation = [side_id for side_id in self._rotation if side_id in self._inbox_of]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

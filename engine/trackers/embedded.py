@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import mimetypes
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, insert, update
+from sqlalchemy import Row, bindparam, event, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
 from engine.errors import BackboneError, TrackerOffline, TrackerRefused
-from engine.store import fsutil
+from engine.store import fsutil, notify
 from engine.store.database import Database
 from engine.store.models import (
     Attachment,
@@ -38,6 +40,7 @@ from engine.trackers.embedded_schema import (
 MAINTENANCE_SETTING = "tracker.maintenance"
 KINDS_CACHE_SECONDS = 5.0
 ONLINE_CACHE_SECONDS = 1.0
+_ANNOUNCED = "embedded_tracker_announced"  # Session.info flag: the commit will announce changes
 
 # Issues and the change log are read and written with statements built once here: the ORM would
 # build, compile and track each one again (about ten times the cost per call), and an issue is
@@ -83,11 +86,30 @@ class EmbeddedTracker(EmbeddedSchema):
     inside a caller's transaction (the engine's apply batch) they join it without a savepoint:
     a refused write has written nothing."""
 
-    def __init__(self, db: Database, attachment_dir: Path) -> None:
+    def __init__(self, db: Database, attachment_dir: Path, notice_file: Path | None = None) -> None:
+        """`notice_file`: touched after every commit that adds to the change log, so an engine
+        in another process wakes (see `engine.store.notify`); by default the home's, when
+        `attachment_dir` is a home's `attachments/`."""
         super().__init__(db)
         self.attachment_dir = attachment_dir
+        home = attachment_dir.parent
+        if notice_file is None and (home / "backbone.db").is_file():
+            notice_file = notify.notify_folder(home) / notify.TRACKER_CHANGED
+        self.notice_file = notice_file
         self._online_checked = -ONLINE_CACHE_SECONDS
         self._maintenance = False
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every commit that adds to the change log (in the committing
+        thread; it must be quick); returns the function that removes it."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
 
     # -- administration -------------------------------------------------------------------
 
@@ -155,6 +177,19 @@ class EmbeddedTracker(EmbeddedSchema):
                 )
                 for row in rows
             ]
+
+    def newest_changes(self, after_id: int = 0) -> tuple[dict[str, int], int]:
+        """Per project, its newest change-log id after `after_id`; and the newest id overall."""
+        with self.db.session() as s:
+            newest = int(s.exec(select(func.max(ChangeLog.id))).one() or 0)
+            if newest <= after_id:
+                return {}, newest
+            rows = s.exec(
+                select(ChangeLog.project, func.max(ChangeLog.id))
+                .where(col(ChangeLog.id) > after_id)
+                .group_by(col(ChangeLog.project))
+            ).all()
+            return {project: int(mark or 0) for project, mark in rows}, newest
 
     def projects_changed_since(self, after_id: int) -> tuple[set[str], int]:
         """Projects with change-log entries after `after_id`, and the newest entry's id."""
@@ -423,6 +458,9 @@ class EmbeddedTracker(EmbeddedSchema):
         data: dict[str, Any],
         at: datetime,
     ) -> None:
+        if not s.info.get(_ANNOUNCED):  # once per transaction, after its outermost commit
+            s.info[_ANNOUNCED] = True
+            event.listen(s, "after_commit", self._announce, once=True)
         s.connection().execute(
             _INSERT_CHANGE,
             {
@@ -434,6 +472,17 @@ class EmbeddedTracker(EmbeddedSchema):
                 "data": json.dumps(data),
             },
         )
+
+    def _announce(self, s: Session) -> None:
+        """After a commit that added to the change log: wake whoever listens, here and elsewhere."""
+        s.info.pop(_ANNOUNCED, None)
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - a wake-up must never fail a tracker write
+                logging.getLogger("backbone.tracker").exception("a change listener failed")
+        if self.notice_file is not None:
+            notify.touch(self.notice_file)
 
     def _snapshot(self, s: Session, issue: Row[Any], customs: dict[str, str], *, deep: bool) -> IssueData:
         fields: dict[str, Any] = {

@@ -1,0 +1,83 @@
+"""The engine's workers sleep until woken: tracker writes (here or in another process), watched
+inboxes and queued messages wake them; their safety checks are only a fallback.
+
+Each test starts engines whose safety intervals are an hour, so a change that arrives within
+the (generous) deadline can only have been carried by wake-ups."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from engine.runtime import engine as engine_module
+from engine.runtime.demo import Demo
+from engine.runtime.engine import Engine, wait_until
+from engine.store import notify
+
+from .conftest import issue_by_summary, sync_all
+
+HOUR = 3600.0
+DEADLINE = 30.0
+
+
+@pytest.fixture
+def sleepy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every periodic check of the engine once an hour, none spread over time."""
+    for name in (
+        "DETECT_INTERVAL",
+        "SAFETY_INTERVAL",
+        "SEND_INTERVAL",
+        "SCAN_INTERVAL",
+        "APPLY_INTERVAL",
+        "HOUSEKEEPING_INTERVAL",
+        "SIDES_TTL",
+    ):
+        monkeypatch.setattr(engine_module, name, HOUR)
+    monkeypatch.setattr(engine_module, "SAFETY_SCANS_PER_SECOND", 0.0)
+
+
+@pytest.fixture
+def running(paired: Demo, sleepy: None) -> Iterator[tuple[Demo, str, str]]:
+    """The pair with one synced issue and both engines started: (demo, Acme key, its summary)."""
+    issue = paired.acme.tracker.create_issue("ACME", "Task", {"summary": "before"}, as_user="alice")
+    sync_all(paired)
+    assert issue_by_summary(paired.globex, "GLOBEX", "before") is not None
+    key = paired.acme.tracker.read_issue(issue).key  # type: ignore[union-attr]
+    engines = [Engine(paired.acme), Engine(paired.globex)]
+    for engine in engines:
+        engine.start()
+    try:
+        yield paired, key, "before"
+    finally:
+        for engine in engines:
+            engine.stop()
+
+
+def test_a_change_written_by_another_process_is_applied_promptly(running: tuple[Demo, str, str]) -> None:
+    demo, key, _ = running
+    home = demo.acme.paths.root
+    # the CLI in its own process: its tracker write touches the home's notice file
+    subprocess.run(
+        [sys.executable, "-m", "backbone_tui.cli", "--home", str(home), "issue", "update", key]
+        + ["--set", "summary=from another process"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert (notify.notify_folder(home) / notify.TRACKER_CHANGED).is_file()
+    assert wait_until(
+        lambda: issue_by_summary(demo.globex, "GLOBEX", "from another process") is not None, DEADLINE
+    )
+
+
+def test_a_change_written_in_this_process_wakes_detection_directly(running: tuple[Demo, str, str]) -> None:
+    demo, key, _ = running
+    demo.acme.tracker.notice_file = None  # no file: only the in-process listener can wake it
+    issue_id = demo.acme.tracker.issue_key_to_id(key)
+    demo.acme.tracker.update_issue(issue_id, {"summary": "in this process"}, as_user="alice")
+    assert wait_until(
+        lambda: issue_by_summary(demo.globex, "GLOBEX", "in this process") is not None, DEADLINE
+    )
