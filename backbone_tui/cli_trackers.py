@@ -10,7 +10,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import BackboneError, FieldError
+from engine.errors import BackboneError
 
 if TYPE_CHECKING:
     from engine.service.installation import Installation
@@ -99,7 +99,7 @@ def secret_variable(name: str) -> str:
 
 
 def _add(inst: Installation, args: argparse.Namespace) -> int:
-    from engine.service.trackers import check_name
+    from engine.service.trackers import check_name, parse_options
 
     from .cli import EXIT_OK
 
@@ -115,7 +115,7 @@ def _add(inst: Installation, args: argparse.Namespace) -> int:
         secret=secret,
         api_version=args.api_version or (3 if args.kind == "jira" else 0),
         poll_interval=args.poll_interval,
-        options=_options(args.options),
+        options=parse_options(args.options),
     )
     print(f"tracker {info.name} added ({info.kind} at {info.url}, as {info.user}); check it with:")
     print(f"  backbone tracker test {info.name} --project KEY")
@@ -134,6 +134,8 @@ def _secret(name: str, prompt: str) -> str:
 
 
 def _update(inst: Installation, args: argparse.Namespace) -> int:
+    from engine.service.trackers import parse_options
+
     from .cli import EXIT_OK
 
     before = inst.trackers.info(args.name)  # before asking for the secret
@@ -146,24 +148,11 @@ def _update(inst: Installation, args: argparse.Namespace) -> int:
         secret=secret,
         api_version=args.api_version,
         poll_interval=args.poll_interval,
-        options=_options(args.options),
+        options=parse_options(args.options),
     )
     print(f"tracker {info.name} updated ({info.kind} at {info.url}, as {info.user}); check it with:")
     print(f"  backbone tracker test {info.name} --project KEY")
     return EXIT_OK
-
-
-def _options(assignments: list[str]) -> dict[str, Any]:
-    """`NAME=VALUE` texts as connector options (whole numbers as numbers)."""
-    options: dict[str, Any] = {}
-    for assignment in assignments:
-        name, sep, value = assignment.partition("=")
-        if not sep or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
-            raise FieldError(
-                "options", f"{assignment!r}: expected NAME=VALUE (name: lower-case letters, digits, _)"
-            )
-        options[name] = int(value) if value.isdigit() else value
-    return options
 
 
 def _list(inst: Installation, args: argparse.Namespace) -> int:

@@ -135,6 +135,15 @@ OVERVIEW_COMMANDS: tuple[Command, ...] = (
         "Actions",
     ),
     Command(
+        "overview.trackers",
+        "K",
+        "trackers",
+        "Trackers",
+        "app: Trackers (Jira, Redmine accounts)",
+        "The trackers synchronizations live in: add a Jira or Redmine, change its credentials, test, remove",
+        "Actions",
+    ),
+    Command(
         "overview.history",
         "h",
         "history",

@@ -23,6 +23,7 @@ from .driver import Driver
 from .history import HistoryScreen
 from .model import START, STOP, OverviewModel, action_for, format_age
 from .sync_table import COLUMNS, SORTABLE, SyncTable
+from .trackers import TrackersScreen
 from .troubleshoot import TroubleshootScreen
 from .widgets import AsciiCheckbox, AsciiSelect, literal
 from .wizard import NewSyncWizard
@@ -160,9 +161,8 @@ class OverviewScreen(DraftActions):
             detail.update("")
             return
         partner = f"{info.local_project} <-> {info.partner_project or '?'}"
-        warnings = [
-            text for text in (info.key_warning(self.driver.now()), info.channel_error, info.tracker_error) if text
-        ]
+        problems = (info.key_warning(self.driver.now()), info.channel_error, info.tracker_error)
+        warnings = [text for text in problems if text]
         line = Text.assemble(
             (info.key, "bold"),
             ": ",
@@ -365,6 +365,9 @@ class OverviewScreen(DraftActions):
 
     def action_troubleshoot_all(self) -> None:
         self.app.push_screen(TroubleshootScreen(self.driver, None))
+
+    def action_trackers(self) -> None:
+        self.app.push_screen(TrackersScreen(self.driver), lambda _: self.driver.request_reload())
 
     def action_history(self) -> None:
         if key := self._row_key():

@@ -195,7 +195,10 @@ def test_5xx_is_offline_and_auth_failure_is_named(
     )
     with pytest.raises(TrackerAuthFailed):
         wrong.changes_since("ACME", 0, 10)
-    assert wrong.is_online() is False
+    assert wrong.is_online() is True  # reachable: whose credentials these are is signed_in_as's
+    with pytest.raises(TrackerAuthFailed):
+        wrong.signed_in_as()
+    assert jira.signed_in_as() == (fake.sync.email if fake.version == 3 else fake.sync.name)
 
 
 def test_refusal_carries_jiras_reason(fake: FakeJira, jira: JiraTracker) -> None:

@@ -348,6 +348,10 @@ class TrackerAccounts:
         try:
             if not tracker.is_online():
                 raise BackboneError(f"tracker {name}: not reachable")
+            if isinstance(tracker, ChecksPermissions):  # a tracker with accounts: whose are these?
+                login = tracker.signed_in_as()
+                if login != user and login.split("@", 1)[0] != user.split("@", 1)[0]:
+                    raise BackboneError(f"tracker {name}: the credentials belong to {login}, not to {user}")
             projects = dict(tracker.projects())
         except TrackerAuthFailed as exc:
             raise BackboneError(f"tracker {name}: the credentials were refused: {exc}") from None
@@ -375,6 +379,20 @@ class TrackerAccounts:
         else:
             lines.append(f"{name}: no permissions to check (every user may change every issue)")
         return lines
+
+
+def parse_options(assignments: list[str]) -> dict[str, Any]:
+    """`NAME=VALUE` texts as connector options (whole numbers as numbers); `FieldError` naming
+    the one that is not of that shape."""
+    options: dict[str, Any] = {}
+    for assignment in assignments:
+        name, sep, value = assignment.strip().partition("=")
+        if not sep or not re.fullmatch(r"[a-z][a-z0-9_]{0,63}", name):
+            raise FieldError(
+                "options", f"{assignment!r}: expected NAME=VALUE (name: lower-case letters, digits, _)"
+            )
+        options[name] = int(value) if value.isdigit() else value
+    return options
 
 
 def _with_poll(options: dict[str, Any], poll_interval: float | None) -> dict[str, Any]:

@@ -173,6 +173,9 @@ class ChecksPermissions(Protocol):
     Optional: a tracker without permissions (the embedded one) does not implement it, and
     Analyze says so instead of guessing."""
 
+    def signed_in_as(self) -> str:
+        """The login the credentials belong to; raises TrackerAuthFailed when they are refused."""
+
     def missing_permissions(self, project: str, user: str) -> list[str]:
         """What `user` may not do in `project` that synchronizing needs (e.g. "edit issues"),
         each in words; [] when nothing is missing; raises TrackerOffline."""

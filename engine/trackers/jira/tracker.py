@@ -79,9 +79,17 @@ class JiraTracker:
     def is_online(self) -> bool:
         try:
             self.client.get("/myself")
+        except JiraClient.AuthFailed:
+            return True  # reachable; the credentials are another matter (signed_in_as)
         except JiraClient.Error:
             return False
         return True
+
+    def signed_in_as(self) -> str:
+        """The account the credentials belong to (v2 its login, v3 its e-mail, else its name)."""
+        with _mapped():
+            me = self.client.get("/myself")
+        return str(me.get("name") or me.get("emailAddress") or me.get("displayName") or me.get("accountId"))
 
     def changes_since(self, project: str, cursor: int, limit: int) -> list[Change]:
         now = time.monotonic()

@@ -544,6 +544,11 @@ class RedmineTracker:
             return {}
         return {str(u["login"]): str(u["mail"]) for u in users if u.get("mail")}
 
+    def signed_in_as(self) -> str:
+        """The login the API key belongs to (Redmine answers anonymous requests for public data,
+        so only this says whether the key works); raises TrackerAuthFailed."""
+        return str(self.client.get("/users/current.json")["user"]["login"])
+
     def is_online(self) -> bool:
         try:
             self.client.get("/users/current.json")
