@@ -137,7 +137,7 @@ class TrackerForm(ModalScreen[TrackerInfo | None]):
                 )
                 yield from field_row(
                     "Options (NAME=VALUE, space separated)",
-                    Input(id="options", compact=True),
+                    Input(_options_text(old.options) if old else "", id="options", compact=True),
                     "options",
                     "e.g. sync_marker_field_id=7 write_marker_field_id=8 (Redmine)",
                 )
@@ -152,8 +152,9 @@ class TrackerForm(ModalScreen[TrackerInfo | None]):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "kind":
             auth = self.query_one("#auth", Select)
+            kept = auth.value if auth.value in AUTHS[self.kind()] else AUTHS[self.kind()][0]
             auth.set_options(_auths(self.kind()))
-            auth.value = AUTHS[self.kind()][0]
+            auth.value = kept  # the stored one when the form opens, else the kind's first
             self._show_jira_fields()
 
     def _show_jira_fields(self) -> None:
@@ -411,3 +412,7 @@ def _auths(kind: str) -> list[tuple[str, str]]:
         "apikey": "apikey: the user's API key",
     }
     return [(labels[auth], auth) for auth in AUTHS[kind]]
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return " ".join(f"{name}={value}" for name, value in sorted(options.items()) if name != "poll_interval")

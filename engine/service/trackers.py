@@ -9,7 +9,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -56,6 +56,7 @@ class TrackerInfo:
     used_by: tuple[str, ...]  # the synchronizations whose sides live in it
     problem: str = ""  # the credentials were refused: what the tracker said ("" : none)
     problem_since: datetime | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the connector's settings (no secret)
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -318,6 +319,7 @@ class TrackerAccounts:
                     tuple(sorted(users.get(row.name, []))),
                     row.problem,
                     row.problem_since,
+                    settings.options,
                 )
             )
         return result

@@ -81,6 +81,8 @@ def test_add_test_refuse_change_and_remove_a_redmine(tmp_path: Path, redmine: Re
 
         await pilot.press("u")  # wrong credentials: the test fails and the account remembers it
         await settle(pilot)
+        options = _form(pilot).query_one("#options", Input).value
+        assert options == f"sync_marker_field_id={sync_marker} write_marker_field_id={write_marker}"
         _fill(_form(pilot), secret="0" * 40)
         await pilot.press("ctrl+s")
         await settle(pilot)
@@ -104,6 +106,36 @@ def test_add_test_refuse_change_and_remove_a_redmine(tmp_path: Path, redmine: Re
         await pilot.press("escape")
         await settle(pilot)
         assert pilot.app.screen is pilot.app.overview  # type: ignore[attr-defined]
+
+    try:
+        run(app, scenario, size=(120, 45))
+    finally:
+        inst.close()
+
+
+def test_changing_a_jira_shows_what_is_stored(tmp_path: Path) -> None:
+    inst = Installation(tmp_path / "home")
+    inst.trackers.add(
+        "jira", "jira", "https://acme.example", auth="pat", user="sync-bot", secret="s", api_version=2
+    )
+    app = make_app(inst)
+
+    async def scenario(pilot: Pilot[Any]) -> None:
+        await pilot.press("K")
+        await settle(pilot)
+        await pilot.press("down", "u")
+        await settle(pilot)
+        form = _form(pilot)
+        assert form.query_one("#auth", Select).value == "pat"  # not reset to the kind's first
+        assert form.query_one("#api_version", Select).value == "2" and form.query_one("#api-row").display
+        assert form.query_one("#secret", Input).value == ""  # never shown
+        _fill(form, poll="0.05")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert "from 0.1 to 3600" in _text(form, "err-poll")
+        await pilot.press("escape")
+        await settle(pilot)
+        assert inst.trackers.info("jira").poll_interval == 1.0
 
     try:
         run(app, scenario, size=(120, 45))
