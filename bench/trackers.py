@@ -1,5 +1,5 @@
-"""Remote-tracker benchmark: the pipeline against a real Redmine (and the fake Jira when its server is
-there), counted at the HTTP level.
+"""Remote-tracker benchmark: the pipeline against a real Redmine and the fake Jira (served over
+loopback HTTP; no Jira can run here), counted at the HTTP level.
 
 One installation, a local synchronization between the embedded project ACME and a project of the
 remote tracker; its engine runs as `backbone run` in a child process. Every request the engine
@@ -16,7 +16,8 @@ writes, and the rest. Phases:
 4. **burst out**: N edits made in the embedded tracker: changes/s applied to the remote tracker,
    and HTTP requests per synced field update (target: at most 3), polls counted apart.
 
-    python bench/trackers.py                 # Redmine (needs ./test.sh's redmine, thin), N = 50
+    python bench/trackers.py                 # Redmine (./test.sh installs it), then Jira v3, N = 50
+    python bench/trackers.py --tracker jira2 # one of redmine, jira (Cloud v3), jira2 (Server/DC v2)
     python bench/trackers.py --quick         # N = 10, 5 latency samples
     python bench/trackers.py --poll 0.5      # another poll interval (the account's --poll-interval)
 
@@ -38,7 +39,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -136,6 +137,7 @@ class Remote:
     create: Callable[[httpx.Client, str, str], str]  # (client, project, summary) -> issue id
     edit: Callable[[httpx.Client, str, str], None]  # (client, issue id, summary)
     summary: Callable[[httpx.Client, str], str]  # (client, issue id) -> summary
+    account: list[str] = field(default_factory=lambda: ["--user", SYNC_USER])  # tracker add's arguments
 
 
 def redmine_classify(method: str, path: str, query: dict[str, list[str]]) -> str:
@@ -190,6 +192,64 @@ def redmine_remote(work: Path) -> Iterator[Remote]:
         stop_redmine(server, process)
 
 
+def jira_classify(method: str, path: str, query: dict[str, list[str]]) -> str:
+    route = path.split("/rest/api/", 1)[-1].split("/", 1)[-1]  # past the version
+    if method == "GET" and route.startswith("search"):
+        return "detection query"
+    if method == "POST" and route == "search/jql":
+        return "detection query"
+    if method != "GET":
+        return "write"
+    if route.endswith("/changelog"):
+        return "changelog read"
+    if route.startswith("issue/"):
+        return "issue read"
+    return "other read"
+
+
+def jira_create(http: httpx.Client, project: str, summary: str) -> str:
+    answer = http.post("/_fake/act", json={"op": "create", "project": project, "summary": summary})
+    answer.raise_for_status()
+    return str(answer.json()["id"])
+
+
+def jira_edit(http: httpx.Client, issue_id: str, summary: str) -> None:
+    http.post(
+        "/_fake/act", json={"op": "edit", "issue": issue_id, "fields": {"summary": summary}}
+    ).raise_for_status()
+
+
+def jira_summary(http: httpx.Client, issue_id: str) -> str:
+    issues = http.get("/_fake/state").json()["issues"]
+    return str(next(i for i in issues if str(i["id"]) == issue_id)["values"]["summary"])
+
+
+@contextmanager
+def jira_remote(work: Path, version: int) -> Iterator[Remote]:
+    """The fake Jira (no Jira can run here: see tests/fake_jira.py), served over loopback HTTP
+    in this process; a person's edits go through its control routes, not the proxy."""
+    from tests.fake_jira import FakeJira
+    from tests.fake_jira_server import FakeJiraServer
+
+    fake = FakeJira(version, real_clock=True)
+    fake.add_project("JIRA", "Jira")
+    settings = fake.settings()
+    with FakeJiraServer(fake) as server, httpx.Client(base_url=server.url, timeout=60) as person:
+        yield Remote(
+            "jira",
+            server.url,
+            "JIRA",
+            settings.secret,
+            {},
+            person,
+            jira_classify,
+            jira_create,
+            jira_edit,
+            jira_summary,
+            account=["--api-version", str(version), "--auth", settings.auth, "--user", settings.user],
+        )
+
+
 def run(argv: list[str]) -> None:
     code = cli(argv)
     if code != 0:
@@ -206,7 +266,7 @@ def link(home: Path, remote: Remote, proxy: CountingProxy, poll: float) -> str:
     os.environ[f"BACKBONE_TRACKER_{remote.kind.upper()}_SECRET"] = remote.secret
     options = [arg for name, value in remote.options.items() for arg in ("--option", f"{name}={value}")]
     run(["--home", root, "tracker", "add", remote.kind, "--kind", remote.kind, "--url", proxy.url,
-         "--user", SYNC_USER, "--poll-interval", str(poll), *options])  # fmt: skip
+         *remote.account, "--poll-interval", str(poll), *options])  # fmt: skip
     out = io.StringIO()
     with redirect_stdout(out):
         run(["--home", root, "sync", "create", "--role", "local", "--project", PROJECT,
@@ -273,14 +333,15 @@ def bench(remote: Remote, work: Path, args: argparse.Namespace) -> None:
         try:
             settings = replace(inst.trackers.settings(remote.kind), url=own.url)
             connector: Any = open_tracker(settings, scratch.db)
-            connector.poll(remote.project)  # the first poll reads everything: sets the cursor
+            poll_now = getattr(connector, "poll_now", None) or connector.poll
+            poll_now(remote.project)  # the first poll reads everything: sets the cursor
             own.take()
             for k, issue in enumerate(remote_ids):
                 remote.edit(remote.person, issue, f"bench {k} polled")
             time.sleep(1.1)  # past Redmine's second resolution
-            polled = connector.poll(remote.project)
+            polled = poll_now(remote.project)
             one_poll = own.take()
-            again = connector.poll(remote.project)
+            again = poll_now(remote.project)
             quiet_poll = own.take()
             connector.close()
         finally:
@@ -374,7 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--tracker", choices=["redmine"], default="redmine")
+    parser.add_argument(
+        "--tracker",
+        choices=["redmine", "jira", "jira2", "all"],
+        default="all",
+        help="the real Redmine, the fake Jira (Cloud v3; jira2: Server/DC v2), or each in turn",
+    )
     parser.add_argument("--n", type=int, default=50, help="issues (and edits per burst)")
     parser.add_argument("--samples", type=int, default=20, help="single edits timed")
     parser.add_argument(
@@ -384,12 +450,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.samples = 10, 5
-    work = Path(tempfile.mkdtemp(prefix="backbone-bench-trackers-"))
-    try:
-        with redmine_remote(work) as remote:
-            bench(remote, work, args)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    chosen = ["redmine", "jira"] if args.tracker == "all" else [args.tracker]
+    for name in chosen:
+        work = Path(tempfile.mkdtemp(prefix="backbone-bench-trackers-"))
+        try:
+            if name == "redmine":
+                remote_of: Any = redmine_remote(work)
+            else:
+                remote_of = jira_remote(work, 2 if name == "jira2" else 3)
+            with remote_of as remote:
+                bench(remote, work, args)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
