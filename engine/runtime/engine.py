@@ -236,10 +236,7 @@ class Engine:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
-        with self._sides_guard:
-            if self._probe is not None:
-                self._probe.close()
-                self._probe = None
+        self._close_probe()
         if self.inst.lock.held:
             log.info(
                 "engine stopped for %s%s", self.inst.paths.root, f": {self.failure}" if self.failure else ""
@@ -268,8 +265,11 @@ class Engine:
                 self.inst.lock.release()
 
     def close_channels(self) -> None:
-        """Log out of mail servers opened by passes outside the worker threads."""
+        """Log out of mail servers opened by passes outside the worker threads (and close the
+        database probe: an open connection keeps the WAL from its checkpoint at close)."""
         self.inst.close_receivers()
+        if not self._threaded:
+            self._close_probe()
 
     def step(self, max_passes: int = 10_000) -> int:
         """Passes over every side until one does nothing (the lock must be held)."""
@@ -366,6 +366,12 @@ class Engine:
             return int(self._probe.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error:
             return None
+
+    def _close_probe(self) -> None:
+        with self._sides_guard:
+            if self._probe is not None:
+                self._probe.close()
+                self._probe = None
 
     def _forget_sides(self, _event: object = None) -> None:
         with self._sides_guard:
