@@ -15,8 +15,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Footer, Input, Select, Static
 
 from engine.errors import BackboneError, FieldError, TrackerOffline
-from engine.service.trackers import TrackerInfo, parse_options
-from engine.trackers.settings import AUTHS, EMBEDDED
+from engine.service.trackers import AUTHS, EMBEDDED, TrackerInfo, parse_options
 
 from .dialogs import Confirm
 from .driver import Driver

@@ -32,7 +32,7 @@ from engine.service.forms import (
     receive_problems,
     send_problems,
 )
-from engine.trackers.settings import EMBEDDED
+from engine.service.trackers import EMBEDDED
 from engine.vocab import Protocol
 
 from .driver import Driver

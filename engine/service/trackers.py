@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("backbone.trackers")
 
+__all__ = ["AUTHS", "EMBEDDED", "TrackerAccounts", "TrackerInfo", "check_name", "parse_options"]
+
 NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 
 
