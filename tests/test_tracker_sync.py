@@ -26,15 +26,16 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.fixture
-def linked(
+def link(
     redmine: RedmineServer,  # noqa: F811
     home: Installation,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[Installation, str, str]]:
-    """Embedded ACME and a fresh Redmine project in one home, a local synchronization between them
-    (RUNNING); (home, its key, the Redmine project)."""
+    user: str = SYNC,
+) -> tuple[Installation, str, str]:
+    """Embedded ACME and a fresh Redmine project in one home (the Redmine account signs in as
+    sync-bot), a local synchronization between them with `user` as its synchronization user,
+    RUNNING; (home, its key, the Redmine project)."""
     project = redmine.new_project(f"t{uuid.uuid4().hex[:10]}")
     root = str(home.paths.root)
     home.tracker.create_project("ACME", "Acme")
@@ -51,13 +52,24 @@ def linked(
     code, out, err = cli(
         capsys,
         "--home", root, "sync", "create", "--role", "local", "--project", "ACME",
-        "--partner-project", project, "--partner-tracker", "redmine", "--user", SYNC,
+        "--partner-project", project, "--partner-tracker", "redmine", "--user", user,
         "--name", "Acme <-> Redmine",
     )  # fmt: skip
     assert code == 0, err
     key = out.split(":")[0]
     assert main(["--home", root, "sync", "start", key]) == 0
-    yield home, key, project
+    return home, key, project
+
+
+@pytest.fixture
+def linked(
+    redmine: RedmineServer,  # noqa: F811
+    home: Installation,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Installation, str, str]]:
+    """`link` with sync-bot, the Redmine account's own login, as the synchronization user."""
+    yield link(redmine, home, capsys, monkeypatch)
 
 
 def test_accounts_are_listed_tested_and_removed_only_when_unused(
@@ -154,3 +166,29 @@ def test_changes_travel_between_the_embedded_tracker_and_redmine(
 def summary(home: Installation, issue_id: str) -> Any:
     issue = home.tracker.read_issue(issue_id)
     return issue.fields["summary"] if issue else None
+
+
+def test_the_accounts_writes_are_echoes_whatever_the_synchronization_user_is_called(
+    redmine: RedmineServer,  # noqa: F811
+    home: Installation,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    home, key, project = link(redmine, home, capsys, monkeypatch, user="backbone")
+    acme_id = home.tracker.create_issue(
+        "ACME", "Bug", {"summary": "Written by sync-bot there"}, as_user="alice"
+    )
+    with redmine.admin() as http:
+
+        def found() -> list[Any]:
+            answer = http.get("/issues.json", params={"project_id": project, "status_id": "*"})
+            return list(answer.json()["issues"])
+
+        _until(home, lambda: len(found()) == 1)
+        for _ in range(5):  # Redmine shows sync-bot's create: it must not come back as a change
+            Engine(home).run_once()
+            time.sleep(0.2)
+        http.put(f"/issues/{found()[0]['id']}.json", json={"issue": {"subject": "Renamed by admin"}})
+    _until(home, lambda: summary(home, acme_id) == "Renamed by admin")
+    sent = [m for m in home.messages(key) if m.direction == "out" and m.type == "ISSUE"]
+    assert len(sent) == 2, [(m.issue_key, m.folder) for m in sent]  # the create, the admin's edit

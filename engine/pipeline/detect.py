@@ -26,7 +26,7 @@ from engine.pipeline.records import (
 )
 from engine.store import statements as S
 from engine.store.models import History, Synchronization, SyncSide
-from engine.trackers.base import Change, utcnow
+from engine.trackers.base import Change, WritesAsAccount, utcnow
 from engine.vocab import Direction, Folder, MessageType, SyncStatus
 
 if TYPE_CHECKING:
@@ -377,7 +377,8 @@ class DetectStep:
             side.cursor = stored.cursor  # another thread's detect may have moved it
             skip_change = _skipped_change(stored.failure)
         try:
-            changes = self.p.tracker_for(side).changes_since(side.project, side.cursor, BATCH)
+            tracker = self.p.tracker_for(side)
+            changes = tracker.changes_since(side.project, side.cursor, BATCH)
         except TrackerOffline:
             return 0  # nothing is lost: the cursor stays where it is
         if not changes:
@@ -385,7 +386,10 @@ class DetectStep:
             return 0
         config = self.p.side_store.config(side)
         queued: list[Queued] = []
-        ours = [change for change in changes if change.author != side.sync_user]  # else: echoes
+        own = {side.sync_user}  # the authors of this synchronization's own writes (echoes)
+        if isinstance(tracker, WritesAsAccount):
+            own.add(tracker.account_author)
+        ours = [change for change in changes if change.author not in own]
         current: Change | None = None
         try:
             with self.p.db.write() as s:

@@ -179,3 +179,14 @@ class ChecksPermissions(Protocol):
     def missing_permissions(self, project: str, user: str) -> list[str]:
         """What `user` may not do in `project` that synchronizing needs (e.g. "edit issues"),
         each in words; [] when nothing is missing; raises TrackerOffline."""
+
+
+@runtime_checkable
+class WritesAsAccount(Protocol):
+    """A tracker that writes as the account it signs in with, whatever `as_user` says (Jira,
+    Redmine): changes by that account are the synchronization's own writes (echoes), whatever
+    the synchronization user is called."""
+
+    @property
+    def account_author(self) -> str:
+        """The author its changes name for that account (known without asking the tracker)."""

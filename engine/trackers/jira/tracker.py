@@ -26,7 +26,7 @@ from engine.trackers.base import AttachmentInfo, Change, CommentInfo, IssueData
 from engine.trackers.jira import adf
 from engine.trackers.jira.client import JiraClient
 from engine.trackers.jira.detect import JiraPoller, comment_text, jql_quote, utc
-from engine.trackers.jira.schema import STANDARD, STANDARD_KINDS, JiraSchema, link_kind
+from engine.trackers.jira.schema import STANDARD, STANDARD_KINDS, JiraSchema, link_kind, own_name
 from engine.trackers.mirror import ChangeMirror
 from engine.trackers.settings import TrackerSettings
 
@@ -84,6 +84,11 @@ class JiraTracker:
         except JiraClient.Error:
             return False
         return True
+
+    @property
+    def account_author(self) -> str:
+        """The name this account's changes carry (`schema.own_name`): they are echoes."""
+        return own_name(self.settings)
 
     def signed_in_as(self) -> str:
         """The account the credentials belong to (v2 its login, v3 its e-mail, else its name)."""

@@ -544,6 +544,11 @@ class RedmineTracker:
             return {}
         return {str(u["login"]): str(u["mail"]) for u in users if u.get("mail")}
 
+    @property
+    def account_author(self) -> str:
+        """The login this account's changes carry (the account's user): they are echoes."""
+        return self.settings.user
+
     def signed_in_as(self) -> str:
         """The login the API key belongs to (Redmine answers anonymous requests for public data,
         so only this says whether the key works); raises TrackerAuthFailed."""
