@@ -81,3 +81,20 @@ def test_a_change_written_in_this_process_wakes_detection_directly(running: tupl
     assert wait_until(
         lambda: issue_by_summary(demo.globex, "GLOBEX", "in this process") is not None, DEADLINE
     )
+
+
+def test_messages_waiting_in_the_inbox_at_start_are_taken_at_once(paired: Demo, sleepy: None) -> None:
+    """A watch sees no file that came before it: a start scans each watched inbox once."""
+    paired.acme.tracker.create_issue(
+        "ACME", "Task", {"summary": "sent while Globex was down"}, as_user="alice"
+    )
+    Engine(paired.acme).run_once()  # sent: it waits in Globex's RECEIVE
+    engine = Engine(paired.globex)
+    engine.start()
+    try:
+        assert wait_until(
+            lambda: issue_by_summary(paired.globex, "GLOBEX", "sent while Globex was down") is not None,
+            DEADLINE,
+        )
+    finally:
+        engine.stop()

@@ -605,6 +605,7 @@ class Engine:
             self._arranged.add(side.id)
             self._inbox_of[side.id] = folder
             self._inbox_sides.setdefault(folder, set()).add(side.id)
+            self._busy.add(side.id)  # a new watch sees no file that came before it: scan once now
         known = view.by_id.keys()
         self._unwatched &= known
         self._rotation = sorted(side_id for side_id in self._inbox_of if side_id in known)
