@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -143,6 +144,33 @@ def test_changes_come_once_in_order_across_polls(
     assert second[2].data == {"attachment": issue.attachments[0].id}
     assert sync.changes_since(project, second[-1].id, 100) == []
     assert [c.id for c in sync.changes_since(project, 0, 100)] == [c.id for c in first + second]
+
+
+def test_a_relation_added_later_is_found_by_the_sweep(
+    redmine: RedmineServer,  # noqa: F811
+    home: Installation,
+    human: RedmineTracker,
+    project: str,
+) -> None:
+    """Redmine journals a new relation on both issues but leaves their updated_on as it was: only
+    the relation sweep finds one added after the overlap (it costs one request per 100 issues)."""
+    sync = connect(redmine, home, poll_overlap=1, relation_sweep=0.5)
+    try:
+        first = human.create_issue(project, "Bug", {"summary": "One"}, as_user="admin")
+        second = human.create_issue(project, "Bug", {"summary": "Two"}, as_user="admin")
+        seen = sync.changes_since(project, 0, 100)
+        assert [c.op for c in seen] == ["create", "create"]
+        time.sleep(2.1)  # past the overlap: the issues are no longer read again
+        assert sync.changes_since(project, seen[-1].id, 100) == []
+        human.add_link(first, second, "blocks", as_user="admin")
+        time.sleep(0.6)  # the sweep is due
+        links = sync.changes_since(project, seen[-1].id, 100)
+        assert [(c.op, c.issue_id, c.data["target"], c.data["kind"]) for c in links] == [
+            ("link", first, second, "blocks")
+        ]
+        assert sync.changes_since(project, links[-1].id, 100) == []  # read once
+    finally:
+        sync.close()
 
 
 def test_schema_users_and_permissions(

@@ -27,6 +27,7 @@ from engine.trackers.settings import TrackerSettings
 
 OVERLAP_SECONDS = 5  # updated_on has second resolution and a write may commit late
 PAGE_SIZE = 100
+RELATION_SWEEP_SECONDS = 60.0  # relations change no issue's updated_on: they are listed this often
 FULL = "journals,attachments,relations,children"
 STANDARD_KINDS = {
     "summary": "text",
@@ -74,6 +75,7 @@ class RedmineTracker:
         self.formatting = check_format(options.get("text_formatting"))
         self.reader = ChangeReader(self.schema, self.formatting)
         self.overlap = timedelta(seconds=float(options.get("poll_overlap", OVERLAP_SECONDS)))
+        self.relation_sweep = float(options.get("relation_sweep", RELATION_SWEEP_SECONDS))
         self._polled: dict[str, float] = {}
         self._identifiers: dict[int, str] = {}
 
@@ -195,9 +197,44 @@ class RedmineTracker:
         """Ask Redmine once what changed in `project` and record it; how many changes were new.
 
         One page of issues is read per poll, oldest update first, and the cursor moves to the
-        last issue read: paging on while issues change would skip some."""
+        last issue read: paging on while issues change would skip some. Adding or removing a
+        relation journals both issues but leaves their `updated_on` as it was, so every
+        `relation_sweep` seconds (default 60) the project's relations are listed too (one request
+        per 100 issues) and the issues whose relations changed are read like changed ones."""
         state = self.mirror.cursor(project)
         seen: dict[str, str] = dict(state.get("seen") or {})
+        relations: dict[str, list[int]] = dict(state.get("relations") or {})
+        issues = self._changed(project, state, seen)
+        swept = float(state.get("swept") or 0.0)
+        if time.time() - swept >= self.relation_sweep:
+            listed = {str(i["id"]) for i in issues}
+            issues += [i for i in self._relations_changed(project, relations) if str(i["id"]) not in listed]
+            swept = time.time()
+        found: list[tuple[Any, int, RemoteChangeIn]] = []
+        newest = state.get("updated_on")
+        for number, listed_issue in enumerate(issues):
+            issue_id = str(listed_issue["id"])
+            try:
+                issue = self._issue(issue_id)
+            except RedmineClient.NotFound:  # deleted since it was listed
+                relations.pop(issue_id, None)
+                continue
+            for at, order, change in self.reader.changes(project, issue):
+                found.append((at, number * 100_000 + order, change))
+            _remember_relations(relations, issue)
+            updated = str(issue["updated_on"])
+            seen[issue_id] = updated
+            if newest is None or parse_time(updated) > parse_time(str(newest)):
+                newest = updated
+        if newest is not None:
+            keep_from = parse_time(str(newest)) - self.overlap
+            seen = {i: at for i, at in seen.items() if parse_time(at) >= keep_from}
+        found.sort(key=lambda item: (item[0], item[1]))
+        cursor = {"updated_on": newest, "seen": seen, "relations": relations, "swept": swept}
+        return self.mirror.record(project, [change for _, _, change in found], cursor)
+
+    def _changed(self, project: str, state: dict[str, Any], seen: dict[str, str]) -> list[dict[str, Any]]:
+        """The issues listed as updated since the cursor (less the overlap) not read yet."""
         params: dict[str, Any] = {
             "project_id": project,
             "subproject_id": "!*",
@@ -224,25 +261,28 @@ class RedmineTracker:
             offset += len(batch)
             # a page of issues read already (the overlap) says nothing: look at the next one
             if fresh or not batch or offset >= int(page.get("total_count", 0)):
-                break
-        found: list[tuple[Any, int, RemoteChangeIn]] = []
-        newest = state.get("updated_on")
-        for number, listed in enumerate(issues):
-            try:
-                issue = self._issue(str(listed["id"]))
-            except RedmineClient.NotFound:  # deleted since it was listed
-                continue
-            for at, order, change in self.reader.changes(project, issue):
-                found.append((at, number * 100_000 + order, change))
-            seen[str(listed["id"])] = listed["updated_on"]
-            if newest is None or parse_time(listed["updated_on"]) > parse_time(str(newest)):
-                newest = listed["updated_on"]
-        if newest is not None:
-            keep_from = parse_time(str(newest)) - self.overlap
-            seen = {i: at for i, at in seen.items() if parse_time(at) >= keep_from}
-        found.sort(key=lambda item: (item[0], item[1]))
-        cursor = {"updated_on": newest, "seen": seen} if newest is not None else None
-        return self.mirror.record(project, [change for _, _, change in found], cursor)
+                return issues
+
+    def _relations_changed(self, project: str, relations: dict[str, list[int]]) -> list[dict[str, Any]]:
+        """The project's issues whose relations differ from those last read (`relations`:
+        issue id -> its relation ids, issues without relations left out)."""
+        listed = self.client.pages(
+            "/issues.json",
+            "issues",
+            {
+                "project_id": project,
+                "subproject_id": "!*",
+                "status_id": "*",
+                "include": "relations",
+                "sort": "id",
+            },
+        )
+        return [
+            issue
+            for issue in listed
+            if sorted(int(r["id"]) for r in issue.get("relations") or [])
+            != relations.get(str(issue["id"]), [])
+        ]
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -601,3 +641,11 @@ def _normal(value: Any) -> Any:
     if isinstance(value, list):
         return sorted(str(v) for v in value)
     return value if value is _MISSING else str(value)
+
+
+def _remember_relations(relations: dict[str, list[int]], issue: dict[str, Any]) -> None:
+    ids = sorted(int(r["id"]) for r in issue.get("relations") or [])
+    if ids:
+        relations[str(issue["id"])] = ids
+    else:
+        relations.pop(str(issue["id"]), None)
