@@ -356,6 +356,7 @@ def with_redmine(
         "--user", SYNC, "--poll-interval", "0.1",
         "--option", f"sync_marker_field_id={sync_marker}",
         "--option", f"write_marker_field_id={write_marker}",
+        "--option", "relation_sweep=2",  # relations added in Redmine are found within seconds
     )  # fmt: skip
     assert code == 0, err
     key = create_local(home, capsys, JIRA_PROJECT, "jira", project, "redmine")
