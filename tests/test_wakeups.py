@@ -98,3 +98,38 @@ def test_messages_waiting_in_the_inbox_at_start_are_taken_at_once(paired: Demo, 
         )
     finally:
         engine.stop()
+
+
+def test_a_synchronization_started_by_another_process_runs_at_once(paired: Demo, sleepy: None) -> None:
+    home = paired.acme.paths.root
+    paired.acme.stop([paired.key])
+    engines = [Engine(paired.acme), Engine(paired.globex)]
+    for engine in engines:
+        engine.start()
+    try:
+        for args in (
+            ["sync", "start", paired.key],
+            [
+                "issue",
+                "create",
+                "--project",
+                "ACME",
+                "--type",
+                "Task",
+                "--summary",
+                "after a start elsewhere",
+            ],
+        ):
+            subprocess.run(
+                [sys.executable, "-m", "backbone_tui.cli", "--home", str(home), *args],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+        assert (notify.notify_folder(home) / notify.SYNCS_CHANGED).is_file()
+        assert wait_until(
+            lambda: issue_by_summary(paired.globex, "GLOBEX", "after a start elsewhere") is not None, DEADLINE
+        )
+    finally:
+        for engine in engines:
+            engine.stop()

@@ -38,6 +38,7 @@ from engine.service.tokens import ApiTokens
 from engine.service.trackers import TrackerAccounts
 from engine.service.troubleshooting import Troubleshooting
 from engine.service.views import MessageInfo, SyncInfo, public_mail
+from engine.store import notify
 from engine.store.database import Database
 from engine.store.home import EngineLock, HomePaths, resolve_home
 from engine.store.models import (
@@ -294,6 +295,9 @@ class Installation:
             return row.id
 
     def _changed(self, key: str) -> None:
+        """Say that a synchronization changed: to this process's listeners, and to an engine
+        running in another process (the CLI, the TUI) through the home's notice file."""
         with self.db.session() as s:
             sync = s.get(Synchronization, key)
         self.events.publish(SyncChanged(key, sync.status if sync else "DELETED"))
+        notify.touch(notify.notify_folder(self.paths.root) / notify.SYNCS_CHANGED)
