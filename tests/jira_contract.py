@@ -5,7 +5,11 @@ The file is loaded once per session with spec validation off (it has known flaws
 requests are checked under the same path with /rest/api/2 read as /rest/api/3: the shapes agree
 for every operation the connector uses except the rich-text bodies (description, comment body, a
 multi-line text field), which v2 sends as wiki text and v3 as ADF; the spec leaves those bodies
-untyped, so both pass here and `engine.trackers.jira.adf` checks ADF itself."""
+untyped, so both pass here and `engine.trackers.jira.adf` checks ADF itself.
+
+Where the file is absent (a clone without `../shared/`) the checks pass everything: the Jira tests
+still run against the fake, unchecked, and only `test_the_published_contract_checks_the_fake`
+skips, saying so."""
 
 from __future__ import annotations
 

@@ -25,10 +25,14 @@ def inbox(demo: Demo) -> Path:
 
 
 def drop(demo: Demo, name: str, data: bytes, *, settled: bool = True) -> Path:
+    """Put a file in Globex's inbox as a sender does: written under a hidden name, then renamed
+    into place (a running engine may take it at once)."""
     path = inbox(demo) / name
-    path.write_bytes(data)
+    staged = path.with_name(f".{name}.part")
+    staged.write_bytes(data)
     if settled:
-        os.utime(path, (OLD, OLD))
+        os.utime(staged, (OLD, OLD))
+    staged.rename(path)
     return path
 
 

@@ -24,7 +24,6 @@ from engine.service.installation import Installation
 from engine.vocab import Folder
 
 from . import ledger
-from .jira_contract import require_contract
 from .test_crash import ENV, SEED, Changes, Killer, _drain
 
 KILLS = 6
@@ -44,7 +43,6 @@ FIELDS = {
 @pytest.fixture
 def jira_process(tmp_path: Path) -> Iterator[str]:
     """The fake Jira (v3, wall clock) in its own process; its URL."""
-    require_contract()
     log = (tmp_path / "fake-jira.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.fake_jira_server", "--version", "3", "--project", JIRA_PROJECT],

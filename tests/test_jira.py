@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from engine.errors import TrackerAuthFailed, TrackerOffline, TrackerRefused
@@ -13,12 +14,12 @@ from engine.service.installation import Installation
 from engine.trackers.jira import JiraTracker, adf
 from engine.trackers.mirror import ChangeMirror
 from tests.fake_jira import FakeJira
-from tests.jira_contract import require_contract
+from tests.fake_jira_state import SITE
+from tests.jira_contract import check_request, require_contract
 
 
 @pytest.fixture(params=[3, 2], ids=["cloud-v3", "server-v2"])
 def fake(request: pytest.FixtureRequest) -> FakeJira:
-    require_contract()
     return FakeJira(request.param, page_size=2)  # small pages: every list is read over several
 
 
@@ -292,7 +293,6 @@ def test_malformed_adf_is_refused(bad: object) -> None:
 
 
 def test_malformed_adf_from_jira_is_refused(home: Installation) -> None:
-    require_contract()
     fake = FakeJira(3)
     jira = JiraTracker(fake.settings(), ChangeMirror(home.db, "jira-1"), transport=fake.transport)
     issue = fake.create_as(fake.alice, "One")
@@ -307,7 +307,6 @@ def test_malformed_adf_from_jira_is_refused(home: Installation) -> None:
 
 
 def test_v3_authors_are_named_the_same_way_each_time(home: Installation) -> None:
-    require_contract()
     fake = FakeJira(3)
     hidden = fake.add_user("557058:bob", "bob", "Bob Brown", None, "pw")  # his profile hides his address
     jira = JiraTracker(
@@ -323,3 +322,12 @@ def test_v3_authors_are_named_the_same_way_each_time(home: Installation) -> None
     assert jira.update_issue(issue.id, {"assignee": "Bob Brown"}, as_user="x") == []
     assert jira.update_issue(issue.id, {"assignee": "sync-bot"}, as_user="x") == ["assignee"]
     assert fake.issues[issue.id].values["assignee"] is fake.sync
+
+
+def test_the_published_contract_checks_the_fake() -> None:
+    """Where Atlassian's description is beside the clone every exchange with the fake is checked
+    against it (elsewhere the tests run unchecked); the check itself refuses what is not Jira's."""
+    require_contract()
+    with pytest.raises(Exception, match="(?i)path"):
+        check_request(httpx.Request("GET", f"{SITE}/rest/api/3/no-such-operation"), 3)
+    check_request(httpx.Request("GET", f"{SITE}/rest/api/3/myself"), 3)

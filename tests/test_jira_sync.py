@@ -25,7 +25,6 @@ from engine.vocab import Folder
 from tests.fake_jira import FakeJira
 from tests.fake_jira_server import FakeJiraServer
 from tests.fake_jira_state import FakeIssue
-from tests.jira_contract import require_contract
 from tests.redmine_server import RedmineServer, redmine  # noqa: F401 - the session fixture
 
 JIRA_PROJECT = "JIRA"
@@ -52,7 +51,6 @@ def site_v3() -> Iterator[FakeJiraServer]:
 
 
 def _serve(version: int) -> Iterator[FakeJiraServer]:
-    require_contract()
     fake = FakeJira(version, real_clock=True)
     fake.add_project(JIRA_PROJECT, "Jira side")
     with FakeJiraServer(fake) as server:
