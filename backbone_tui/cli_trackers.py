@@ -32,19 +32,7 @@ def register(groups: dict[str, Any]) -> None:
     )
     p.add_argument("name", help="lower-case letters, digits, - and _")
     p.add_argument("--kind", required=True, choices=("jira", "redmine"), help="the tracker's kind")
-    p.add_argument("--url", required=True, help="its base address, e.g. https://jira.acme.example")
-    p.add_argument("--api-version", type=int, default=0, help="Jira: 2 (Server/Data Center) or 3 (Cloud)")
-    p.add_argument("--auth", help="jira: basic, token or pat; redmine: apikey (the default)")
-    p.add_argument("--user", required=True, help="the synchronization user's login there")
-    p.add_argument("--poll-interval", type=float, help="seconds between looks for changes (default 1)")
-    p.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a connector setting (e.g. redmine's sync_marker_field_id=7); repeat",
-    )
+    _account_arguments(p, adding=True)
     p.set_defaults(handler=_add)
     p = _sub(
         actions,
@@ -55,23 +43,11 @@ def register(groups: dict[str, Any]) -> None:
         "backbone tracker update jira-acme --url https://jira.acme.example --poll-interval 5",
     )
     p.add_argument("name")
-    p.add_argument("--url", help="its base address")
-    p.add_argument("--api-version", type=int, help="Jira: 2 (Server/Data Center) or 3 (Cloud)")
-    p.add_argument("--auth", help="jira: basic, token or pat; redmine: apikey")
-    p.add_argument("--user", help="the synchronization user's login there")
+    _account_arguments(p, adding=False)
     p.add_argument(
         "--secret",
         action="store_true",
         help="a new secret, from $BACKBONE_TRACKER_<NAME>_SECRET or a prompt",
-    )
-    p.add_argument("--poll-interval", type=float, help="seconds between looks for changes")
-    p.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a connector setting",
     )
     p.set_defaults(handler=_update)
     p = _sub(actions, "list", "every tracker: the embedded one and the accounts (never a secret)")
@@ -91,6 +67,28 @@ def register(groups: dict[str, Any]) -> None:
     p = _sub(actions, "remove", "remove an account (refused while a synchronization uses it)")
     p.add_argument("name")
     p.set_defaults(handler=_remove)
+
+
+def _account_arguments(p: argparse.ArgumentParser, *, adding: bool) -> None:
+    """The account's values: required when adding (with defaults), each optional when updating."""
+    p.add_argument("--url", required=adding, help="its base address, e.g. https://jira.acme.example")
+    p.add_argument(
+        "--api-version",
+        type=int,
+        default=0 if adding else None,
+        help="Jira: 2 (Server/Data Center) or 3 (Cloud)",
+    )
+    p.add_argument("--auth", help="jira: basic, token or pat; redmine: apikey (the default)")
+    p.add_argument("--user", required=adding, help="the synchronization user's login there")
+    p.add_argument("--poll-interval", type=float, help="seconds between looks for changes (default 1)")
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a connector setting (e.g. redmine's sync_marker_field_id=7, relation_sweep=60); repeat",
+    )
 
 
 def secret_variable(name: str) -> str:

@@ -5,28 +5,18 @@ synchronization shows TRACKER_AUTH_FAILED, nothing more is sent there, nothing i
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
 
 from backbone_tui.cli import main
 from engine.errors import FieldError, TrackerAuthFailed
-from engine.runtime.engine import Engine
 from engine.service.installation import Installation
 from engine.vocab import Reason
 from tests.redmine_server import RedmineServer, redmine  # noqa: F401 - the session fixture
-from tests.test_tracker_sync import linked  # noqa: F401 - a local sync embedded <-> Redmine
+from tests.test_tracker_sync import _until, linked  # noqa: F401 - a local sync embedded <-> Redmine
 
 SECRET = "BACKBONE_TRACKER_REDMINE_SECRET"
-
-
-def _until(home: Installation, predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not reached in time"
-        Engine(home).run_once()
-        time.sleep(0.2)
 
 
 def _remote_subjects(redmine: RedmineServer, project: str) -> list[str]:  # noqa: F811
