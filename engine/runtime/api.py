@@ -113,6 +113,13 @@ class TrackerState(BaseModel):
     error: str
 
 
+class Hooked(BaseModel):
+    """A webhook taken: the tracker is looked at now."""
+
+    tracker: str
+    polled_soon: bool
+
+
 class IssueInError(BaseModel):
     issue: str | None
     issue_key: str
@@ -308,6 +315,18 @@ def create_app(installation: Installation, engine: Engine, views: ApiViews | Non
     def stop(key: str) -> Response:
         """Stop synchronizing issues (only a RUNNING synchronization)."""
         return change(key, False)
+
+    @routes.post("/hooks/{tracker}", response_model=Hooked, responses=UNKNOWN)
+    def hook(tracker: str) -> Response:
+        """A tracker's webhook (e.g. Jira Automation's "Send web request" with this bearer token):
+        the tracker is looked at now instead of at its next poll; the body is not read, the
+        changes are read from the tracker as always."""
+        try:
+            installation.trackers.poll_soon(tracker)
+        except BackboneError as exc:
+            raise HTTPException(404, str(exc)) from None
+        engine.wake()
+        return _json({"tracker": tracker, "polled_soon": True})
 
     @routes.get(
         "/metrics",

@@ -142,6 +142,16 @@ class TrackerAccounts:
                 self._open[row.name] = opened
             return opened[1]
 
+    def poll_soon(self, name: str) -> None:
+        """Have tracker `name` looked at on the engine's next pass, not at its poll interval (a
+        webhook said it changed); `BackboneError` for an unknown name or the embedded tracker."""
+        if name == EMBEDDED:
+            raise BackboneError("the embedded tracker needs no webhook: its writes wake the engine")
+        tracker = self.get(name)
+        soon = getattr(tracker, "poll_soon", None)
+        if soon is not None:
+            soon()
+
     def refused(self, name: str, text: str) -> None:
         """Remember that tracker `name` refused the credentials (what it said); every
         synchronization using it shows it, and the pipeline stops asking that tracker."""

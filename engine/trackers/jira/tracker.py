@@ -90,6 +90,10 @@ class JiraTracker:
         """The name this account's changes carry (`schema.own_name`): they are echoes."""
         return own_name(self.settings)
 
+    def poll_soon(self) -> None:
+        """Look at every project on the next `changes_since`, due or not (a webhook said so)."""
+        self._polled.clear()
+
     def signed_in_as(self) -> str:
         """The account the credentials belong to (v2 its login, v3 its e-mail, else its name)."""
         with _mapped():

@@ -589,6 +589,10 @@ class RedmineTracker:
         """The login this account's changes carry (the account's user): they are echoes."""
         return self.settings.user
 
+    def poll_soon(self) -> None:
+        """Look at every project on the next `changes_since`, due or not (a webhook said so)."""
+        self._polled.clear()
+
     def signed_in_as(self) -> str:
         """The login the API key belongs to (Redmine answers anonymous requests for public data,
         so only this says whether the key works); raises TrackerAuthFailed."""
