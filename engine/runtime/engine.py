@@ -35,12 +35,15 @@ log = logging.getLogger("backbone.engine")
 DETECT_INTERVAL = (
     0.25  # sides of a remote tracker are asked this often (its connector keeps its poll_interval)
 )
-SAFETY_INTERVAL = 2.0  # otherwise detection reads the change log's newest id this often
-SEND_INTERVAL = 1.0  # the queue's folders (one indexed query) are looked at this often
-SCAN_INTERVAL = 2.0  # the receive worker's longest sleep
+# Each safety tick costs 1-12 ms of CPU (a few queries), so they are seconds apart: an idle
+# engine spends under 1% of a core (bench/idle.py). Retries (OFFLINE, SEND_ERROR) and ACK
+# batches are due at their own times; they are at most one interval late.
+SAFETY_INTERVAL = 5.0  # otherwise detection reads the change log's newest id this often
+SEND_INTERVAL = 5.0  # the queue's folders (one indexed query) are looked at this often
+SCAN_INTERVAL = 5.0  # the receive worker's longest sleep
 SAFETY_SCANS_PER_SECOND = 20.0  # watched inboxes scanned without an event, round robin
-APPLY_INTERVAL = 1.0
-HOUSEKEEPING_INTERVAL = 1.0
+APPLY_INTERVAL = 5.0
+HOUSEKEEPING_INTERVAL = 2.0
 SIDES_TTL = 1.0  # every side is read again at most this often, and only when the database changed
 SIDES_READ_SHARE = 0.05  # ... and so that reading them takes at most this share of the time
 
