@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -744,11 +745,10 @@ def _run(inst: Installation, args: argparse.Namespace) -> int:
         work = engine.run_once()
         print(f"done: {work} step(s) of work")
         return EXIT_OK
-    stopping = False
+    stopping = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGINT, on_signal)  # before start: a Ctrl-C during start-up stops cleanly too
     signal.signal(signal.SIGTERM, on_signal)
@@ -766,8 +766,9 @@ def _run(inst: Installation, args: argparse.Namespace) -> int:
     print(
         f"engine running for {inst.paths.root} (pid lock {inst.paths.lock_file}); Ctrl-C stops it", flush=True
     )
-    while not stopping and engine.running and (api is None or api.running):
-        time.sleep(0.2)
+    while engine.running and (api is None or api.running):
+        if stopping.wait(1.0):  # a signal interrupts the wait: Ctrl-C stops at once
+            break
     if api is not None:
         api.stop()
     engine.stop()
