@@ -84,7 +84,11 @@ class Installation:
         except SADatabaseError as exc:
             self.db.dispose()
             raise BackboneError(self.db.damage_text(exc.orig or exc)) from None
-        self.tracker = EmbeddedTracker(self.db, self.paths.attachments)
+        self.tracker = EmbeddedTracker(
+            self.db,
+            self.paths.attachments,
+            notice_file=notify.notify_folder(self.paths.root) / notify.TRACKER_CHANGED,
+        )
         self.events = EventBus()
         # the services, and what callers use by name
         self.queries = Queries(self)

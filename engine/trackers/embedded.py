@@ -88,13 +88,9 @@ class EmbeddedTracker(EmbeddedSchema):
 
     def __init__(self, db: Database, attachment_dir: Path, notice_file: Path | None = None) -> None:
         """`notice_file`: touched after every commit that adds to the change log, so an engine
-        in another process wakes (see `engine.store.notify`); by default the home's, when
-        `attachment_dir` is a home's `attachments/`."""
+        in another process wakes (see `engine.store.notify`); None: no other process is told."""
         super().__init__(db)
         self.attachment_dir = attachment_dir
-        home = attachment_dir.parent
-        if notice_file is None and (home / "backbone.db").is_file():
-            notice_file = notify.notify_folder(home) / notify.TRACKER_CHANGED
         self.notice_file = notice_file
         self._online_checked = -ONLINE_CACHE_SECONDS
         self._maintenance = False
