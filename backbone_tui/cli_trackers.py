@@ -78,7 +78,9 @@ def _account_arguments(p: argparse.ArgumentParser, *, adding: bool) -> None:
         default=0 if adding else None,
         help="Jira: 2 (Server/Data Center) or 3 (Cloud)",
     )
-    p.add_argument("--auth", help="jira: basic, token or pat; redmine: apikey (the default)")
+    p.add_argument(
+        "--auth", help="jira: token (e-mail and API token; the default), basic or pat; redmine: apikey"
+    )
     p.add_argument("--user", required=adding, help="the synchronization user's login there")
     p.add_argument("--poll-interval", type=float, help="seconds between looks for changes (default 1)")
     p.add_argument(
@@ -97,13 +99,13 @@ def secret_variable(name: str) -> str:
 
 
 def _add(inst: Installation, args: argparse.Namespace) -> int:
-    from engine.service.trackers import check_name, parse_options
+    from engine.service.trackers import AUTHS, check_name, parse_options
 
     from .cli import EXIT_OK
 
     check_name(args.name)  # before asking for the secret
     secret = _secret(args.name, f"{args.kind} secret (password, API token or key) for {args.user}: ")
-    auth = args.auth or ("apikey" if args.kind == "redmine" else "token")
+    auth = args.auth or AUTHS[args.kind][0]
     info = inst.trackers.add(
         args.name,
         args.kind,

@@ -147,6 +147,7 @@ class TrackerForm(ModalScreen[TrackerInfo | None]):
 
     def on_mount(self) -> None:
         self._show_jira_fields()
+        self.query_one("#url" if self.existing else "#name", Input).focus()
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "kind":

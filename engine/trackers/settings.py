@@ -8,7 +8,7 @@ from typing import Any
 
 EMBEDDED = "embedded"  # the name of the home's own tracker: always there, needs no account
 KINDS = ("jira", "redmine")
-AUTHS = {"jira": ("basic", "token", "pat"), "redmine": ("apikey",)}
+AUTHS = {"jira": ("token", "basic", "pat"), "redmine": ("apikey",)}  # each kind's first is its default
 DEFAULT_POLL_SECONDS = 1.0
 
 

@@ -57,6 +57,8 @@ def test_add_test_refuse_change_and_remove_a_redmine(tmp_path: Path, redmine: Re
         await pilot.press("a")
         await settle(pilot)
         form = _form(pilot)
+        assert form.focused is form.query_one("#name", Input)  # typing goes to the first field
+        assert form.query_one("#auth", Select).value == "token"  # a new Jira: Cloud's e-mail + token
         _fill(form, kind="redmine")
         await pilot.pause()
         assert form.query_one("#auth", Select).value == "apikey"
