@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--once", action="store_true", help="do all pending work, then exit")
     run.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="compare every message folder with the database at start, even after a clean stop "
+        "(after files under data/ were moved by hand)",
+    )
+    run.add_argument(
         "--api",
         metavar="HOST:PORT",
         nargs="?",
@@ -742,7 +748,7 @@ def _run(inst: Installation, args: argparse.Namespace) -> int:
         bind = parse_bind(args.api, cert=args.api_cert, key=args.api_key, insecure=args.api_insecure_bind)
         api = ApiServer(inst, engine, bind)  # listens now: a taken port fails before the engine starts
     if args.once:
-        work = engine.run_once()
+        work = engine.run_once(full_reconcile=args.reconcile)
         print(f"done: {work} step(s) of work")
         return EXIT_OK
     stopping = threading.Event()
@@ -753,7 +759,7 @@ def _run(inst: Installation, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)  # before start: a Ctrl-C during start-up stops cleanly too
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        engine.start()
+        engine.start(full_reconcile=args.reconcile)
         if api is not None:
             api.start()
     except BaseException:

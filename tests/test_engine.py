@@ -88,7 +88,7 @@ def test_reconcile_puts_files_where_the_database_says(paired: Demo) -> None:
     orphan.write_bytes(processed[1].read_bytes())
     # our own unfinished write
     (side / Folder.RECEIVE / ".x.bac.1234.part").write_bytes(b"half")
-    fixed = Engine(paired.globex).reconcile()
+    fixed = Engine(paired.globex).reconcile(full=True)  # as `backbone run --reconcile`
     assert fixed >= 2
     assert (side / Folder.PROCESSED / processed[0].name).exists()
     assert not list((side / Folder.RECEIVE).iterdir()) or all(

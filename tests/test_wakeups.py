@@ -9,13 +9,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from engine.runtime import engine as engine_module
 from engine.runtime.demo import Demo
 from engine.runtime.engine import Engine, wait_until
-from engine.store import notify
+from engine.store import fsutil, notify
 
 from .conftest import issue_by_summary, sync_all
 
@@ -133,3 +134,48 @@ def test_a_synchronization_started_by_another_process_runs_at_once(paired: Demo,
     finally:
         for engine in engines:
             engine.stop()
+
+
+MOUNTINFO = """\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:26 / /tmp rw,nosuid,nodev shared:5 - tmpfs tmpfs rw
+41 22 0:40 / /srv/exchange rw,relatime shared:20 - nfs4 files.partner.example:/x rw,vers=4.2
+42 22 0:41 / /mnt/my\\040share rw,relatime shared:21 - cifs //nas/share rw
+43 41 0:42 / /srv/exchange/local rw,relatime shared:22 - ext4 /dev/vdb rw
+"""
+
+
+def test_the_mount_holding_a_path_is_read_from_mountinfo() -> None:
+    assert fsutil.mount_of("/srv/exchange/acme/RECEIVE", MOUNTINFO) == ("/srv/exchange", "nfs4")
+    assert fsutil.mount_of("/srv/exchange/local/RECEIVE", MOUNTINFO) == ("/srv/exchange/local", "ext4")
+    assert fsutil.mount_of("/mnt/my share/RECEIVE", MOUNTINFO) == ("/mnt/my share", "cifs")
+    assert fsutil.mount_of("/srv/exchanged", MOUNTINFO) == ("/", "ext4")  # a prefix is not a parent
+    assert fsutil.mount_of("/tmp", MOUNTINFO) == ("/tmp", "tmpfs")
+    assert fsutil.network_filesystem(Path("/")) is None  # this machine's root is local
+
+
+def test_an_inbox_on_a_network_share_is_scanned_not_watched(
+    paired: Demo, sleepy: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """inotify sees nothing another machine writes to an NFS or SMB share, so a watch there would
+    never wake anyone: such an inbox is scanned every `scan_interval` (2 s by default) instead.
+    No network file system can be mounted on this machine: the file system type of the exchange
+    folder is the one thing faked here."""
+    exchange = str(paired.root / "exchange")
+    monkeypatch.setattr(
+        fsutil, "network_filesystem", lambda path: "nfs4" if str(path).startswith(exchange) else None
+    )
+    engines = [Engine(paired.acme), Engine(paired.globex)]
+    with caplog.at_level("INFO", logger="backbone.engine"):
+        for engine in engines:
+            engine.start()
+        try:
+            paired.acme.tracker.create_issue("ACME", "Task", {"summary": "over the share"}, as_user="alice")
+            assert wait_until(
+                lambda: issue_by_summary(paired.globex, "GLOBEX", "over the share") is not None, DEADLINE
+            )
+        finally:
+            for engine in engines:
+                engine.stop()
+    shares = [r.getMessage() for r in caplog.records if "on a network share (nfs4)" in r.getMessage()]
+    assert shares and all("scan it every scan_interval" in text for text in shares)

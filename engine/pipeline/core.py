@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from sqlmodel import Session
 
@@ -36,6 +38,9 @@ __all__ = ["Pipeline", "_Applier"]
 
 log = logging.getLogger("backbone.pipeline")
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 class Pipeline:
     """All message steps for every side of this installation; one instance per engine.
@@ -56,8 +61,14 @@ class Pipeline:
         control_handler: Callable[[Session, SideCtx, Envelope], list[Outgoing]] | None = None,
         should_stop: Callable[[], bool] | None = None,
         trackers: Callable[[str], Tracker] | None = None,
+        disturbed: Callable[[], None] | None = None,
+        moving: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
+        #: told when a step that moves files stopped half-way (the next start walks every folder)
+        self.disturbed: Callable[[], None] = disturbed or (lambda: None)
+        #: told before a step that may move files
+        self.moving: Callable[[], None] = moving or (lambda: None)
         self.tracker = tracker  # the embedded one
         self.trackers = trackers  # a remote tracker by its name (None: every side is embedded)
         self.data_root = data_root
@@ -82,21 +93,36 @@ class Pipeline:
         self.pending = self.side_store.pending
         self.config = self.side_store.config
         self.queue = self.ledger.queue
-        self.write_send_files = self.ledger.write_send_files
+        self.write_send_files = self._guarded(self.ledger.write_send_files)
         self.flush_activity = self.ledger.flush_activity
         self.report_channel = self.ledger.report_channel
-        self.detect = self.detector.detect
-        self.send = self.sender.send
-        self.ingest = self.receiver.ingest
-        self.ingest_bytes = self.receiver.ingest_bytes
-        self.apply = self.applier.apply
-        self.release_issue = self.operator.release_issue
-        self.release_config_pending = self.operator.release_config_pending
-        self.retry_folder = self.operator.retry_folder
+        self.detect = self._guarded(self.detector.detect)
+        self.send = self._guarded(self.sender.send)
+        self.ingest = self._guarded(self.receiver.ingest)
+        self.ingest_bytes = self._guarded(self.receiver.ingest_bytes)
+        self.apply = self._guarded(self.applier.apply)
+        self.release_issue = self._guarded(self.operator.release_issue)
+        self.release_config_pending = self._guarded(self.operator.release_config_pending)
+        self.retry_folder = self._guarded(self.operator.retry_folder)
         self.placements = self.reconciler.placements
-        self.reconcile = self.reconciler.reconcile
-        self.resync = self.resyncer.resync
-        self.fill_new_mappings = self.resyncer.fill_new_mappings
+        self.reconcile = self._guarded(self.reconciler.reconcile)
+        self.resync = self._guarded(self.resyncer.resync)
+        self.fill_new_mappings = self._guarded(self.resyncer.fill_new_mappings)
+
+    def _guarded(self, step: Callable[P, R]) -> Callable[P, R]:
+        """`step`, telling `moving` before it runs and `disturbed` when it raises (its files may
+        be half moved)."""
+
+        @functools.wraps(step)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            self.moving()
+            try:
+                return step(*args, **kwargs)
+            except BaseException:
+                self.disturbed()
+                raise
+
+        return run
 
     def tracker_for(self, side: SideCtx) -> Tracker:
         """The tracker the side's project lives in."""

@@ -249,6 +249,7 @@ class Ledger:
                 try:
                     fsutil.move(source, target)
                 except FileNotFoundError:
+                    self.p.disturbed()
                     log.warning(
                         "message file %s missing from %s; reconciled at next start",
                         move.file_name,

@@ -29,7 +29,7 @@ from engine.channels import channel_class
 from engine.domain.side import SideCtx
 from engine.events import EngineFailed, SyncChanged
 from engine.service.installation import Installation
-from engine.store import notify
+from engine.store import fsutil, notify
 from engine.trackers.settings import EMBEDDED
 from engine.vocab import Folder, SyncStatus
 
@@ -146,6 +146,7 @@ class Engine:
         self._locks_guard = threading.Lock()
         self._observer: BaseObserver | None = None
         self._watches: dict[Path, ObservedWatch] = {}  # inbox folder -> its watch
+        self._remote: dict[Path, str | None] = {}  # inbox folder -> its network file system, if any
         self._arranged: set[int] = set()  # sides whose arrivals are watched or fetched by a thread
         self._mail_threads: dict[int, threading.Thread] = {}
         self._threaded = False
@@ -188,8 +189,9 @@ class Engine:
     def running(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
-    def start(self) -> None:
-        """Take the home's lock, reconcile folders with the database, start the workers."""
+    def start(self, *, full_reconcile: bool = False) -> None:
+        """Take the home's lock, reconcile folders with the database (walking every folder
+        when `full_reconcile`, else only when they may differ), start the workers."""
         self.inst.lock.require()
         try:
             self.inst.check_database()
@@ -201,7 +203,7 @@ class Engine:
         if on_change is not None:
             self._unlisten = on_change(self._wakes["detect"].set)
         self._forget_sides()
-        self.reconcile()
+        self.reconcile(full=full_reconcile)
         self._stop.clear()
         self._threaded = True
         self._observer = _observer()
@@ -226,11 +228,11 @@ class Engine:
         self._stop.set()
         for event in self._wakes.values():
             event.set()
-        for thread in self._threads:
+        for thread in [*self._threads, *self._mail_threads.values()]:
             thread.join(timeout)
+            if thread.is_alive():
+                self.inst.projection.spoil()  # still working as the process ends
         self._threads.clear()
-        for thread in self._mail_threads.values():
-            thread.join(timeout)
         self._mail_threads.clear()
         self.inst.close_receivers()
         self._threaded = False
@@ -239,6 +241,7 @@ class Engine:
             self._observer.join(timeout)
             self._observer = None
         self._watches.clear()
+        self._remote.clear()
         self._arranged.clear()
         self._inbox_sides.clear()
         self._inbox_of.clear()
@@ -263,7 +266,7 @@ class Engine:
         for event in self._wakes.values():
             event.set()
 
-    def run_once(self, max_passes: int = 10_000) -> int:
+    def run_once(self, max_passes: int = 10_000, *, full_reconcile: bool = False) -> int:
         """Do all pending work (detect, send, receive, apply) and return; takes the lock."""
         owned = not self.inst.lock.held
         if owned:
@@ -272,8 +275,12 @@ class Engine:
         try:
             self.inst.check_database()
             self._forget_sides()  # a complete pass reads every side as stored now
-            self.reconcile()
-            return self.step(max_passes)
+            try:
+                self.reconcile(full=full_reconcile)
+                return self.step(max_passes)
+            except BaseException:
+                self.inst.projection.spoil()  # cut short: its files may be half moved
+                raise
         finally:
             unsubscribe()
             self.close_channels()
@@ -299,10 +306,29 @@ class Engine:
                 break
         return total
 
-    def reconcile(self) -> int:
-        """Folders to match the database, for every side (messages read in one query)."""
+    def reconcile(self, *, full: bool = False) -> int:
+        """Folders to match the database, for every side (messages read in one query); files
+        fixed. Skipped when they are known to match (`engine.store.projection`) unless `full`."""
+        projection = self.inst.projection
+        abandoned = projection.abandoned()
+        why = "asked for" if full else projection.why_walk(abandoned)
+        if why is None:
+            log.debug("folders match the database: every process that moved files ended cleanly")
+            return 0
+        began = time.monotonic()
         placements = self.pipeline.placements()
-        return sum(self.pipeline.reconcile(side, placements.get(side.id, [])) for side in self._sides())
+        fixed = sum(self.pipeline.reconcile(side, placements.get(side.id, [])) for side in self._sides())
+        projection.sealed_after_walk(abandoned)
+        with self._sides_guard:  # the seal is our own commit: the sides just read are current
+            if self._view_cache is not None:
+                self._db_version = self._data_version()
+        log.info(
+            "reconciled every folder with the database (%s): %d file(s) fixed in %.1f s",
+            why,
+            fixed,
+            time.monotonic() - began,
+        )
+        return fixed
 
     # -- workers --------------------------------------------------------------------------
 
@@ -339,6 +365,7 @@ class Engine:
 
     def _fail(self, text: str) -> None:
         self.failure = text
+        self.inst.projection.spoil()
         log.error(text)
         self._stop.set()
         for event in self._wakes.values():
@@ -633,6 +660,17 @@ class Engine:
         assert self._observer is not None
         if not folder.is_dir():
             return False  # looked at again later: the share may come back
+        if folder not in self._remote:
+            self._remote[folder] = fsutil.network_filesystem(folder)
+            if self._remote[folder]:
+                log.info(
+                    "inbox %s is on a network share (%s): a watch does not see the partner's "
+                    "files there; its synchronizations scan it every scan_interval",
+                    folder,
+                    self._remote[folder],
+                )
+        if self._remote[folder]:
+            return False
         try:
             watch = self._observer.schedule(
                 _Wake(lambda _event: self._on_arrival(folder)),

@@ -49,6 +49,7 @@ from engine.store.models import (
     Synchronization,
     SyncSide,
 )
+from engine.store.projection import Projection
 from engine.trackers.base import utcnow
 from engine.trackers.embedded import EmbeddedTracker
 from engine.trust.gpg import GpgCodec, HandshakeCodec, Keyring
@@ -84,6 +85,9 @@ class Installation:
         except SADatabaseError as exc:
             self.db.dispose()
             raise BackboneError(self.db.damage_text(exc.orig or exc)) from None
+        #: whether the folders are known to match the database (a start skips the walk then)
+        self.projection = Projection(self.paths.processes, self.db)
+        self.projection.open()
         self.tracker = EmbeddedTracker(
             self.db,
             self.paths.attachments,
@@ -152,6 +156,8 @@ class Installation:
             control_handler=self._handle_control,
             should_stop=self.stop_event.is_set,
             trackers=self.trackers.working,
+            disturbed=self.projection.spoil,
+            moving=self.projection.moving,
         )
         self.lock = EngineLock(self.paths.lock_file)
         #: the engine's periodic tasks (acknowledgements, resends, retention, notifications): each
@@ -184,6 +190,7 @@ class Installation:
 
     def close(self) -> None:
         """Release the engine lock, stop the key ring's gpg-agent and close the database."""
+        self.projection.close()
         self.lock.release()
         if self._keyring is not None:
             self._keyring.close()

@@ -98,3 +98,41 @@ def folder_problem(path: Path, access: int = os.R_OK) -> str:
     if not os.access(path, access | os.X_OK):
         return f"{path} is not {'writable' if access & os.W_OK else 'readable'} by this user"
     return ""
+
+
+# File systems whose files can change without this machine's kernel knowing (another machine
+# writes them): inotify reports nothing there, so a watch would never wake anyone.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "ceph", "glusterfs", "9p",
+        "lustre", "gpfs", "davfs", "fuse.sshfs", "fuse.rclone", "fuse.s3fs", "fuse.gcsfuse",
+        "fuse.glusterfs", "fuse.davfs2", "fuse.cephfs",
+    }
+)  # fmt: skip
+
+
+def mount_of(path: str, mountinfo: str) -> tuple[str, str] | None:
+    """(mount point, file system type) of the mount holding `path` (already resolved), read from
+    the text of `/proc/self/mountinfo` (proc(5)); None when no line covers it."""
+    best: tuple[str, str] | None = None
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, after = left.split(), right.split()
+        if not sep or len(fields) < 5 or not after:
+            continue
+        point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best[0])):
+            best = (point, after[0])  # the last of equal mount points is the one on top
+    return best
+
+
+def network_filesystem(path: Path) -> str | None:
+    """The type of the network file system `path` lies on (where symbolic links point), or
+    None: a local one, or not known (no `/proc` here)."""
+    try:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return None
+    found = mount_of(os.path.realpath(path), mountinfo)
+    return found[1] if found is not None and found[1] in NETWORK_FILESYSTEMS else None

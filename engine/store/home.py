@@ -49,6 +49,11 @@ class HomePaths:
         return self.root / "data"
 
     @property
+    def processes(self) -> Path:
+        """One file per process that has the home open (see `engine.store.projection`)."""
+        return self.root / "processes"
+
+    @property
     def attachments(self) -> Path:
         return self.root / "attachments"
 
