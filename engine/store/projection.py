@@ -10,8 +10,8 @@ as a file system records a clean unmount:
   and removes that file when it closes cleanly; a process that died (or whose work was cut short
   by an error, which `spoil` records) leaves its file behind, unlocked;
 - the database and the file `processes/sealed` hold the same random token, written after a full
-  reconcile and changed again by every clean close. A database restored from a copy holds an
-  older token than the file.
+  reconcile and changed again by every clean close of a process that ran a step moving files. A
+  database restored from a copy holds an older token than the file.
 
 A start that finds no abandoned file and matching tokens knows nothing can differ; else it walks
 every folder (`backbone run --reconcile` walks them anyway, after files were moved by hand)."""
